@@ -1,0 +1,103 @@
+"""Configuration: every ``ECR_MIRROR_*`` environment variable, named and read in one place.
+
+The CDK stack imports the ``ENV_*`` names from here, so the stack and the code cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+ENV_TABLE = "ECR_MIRROR_TABLE"
+ENV_QUEUE_URL = "ECR_MIRROR_QUEUE_URL"
+ENV_REPOSITORY_PREFIX = "ECR_MIRROR_REPOSITORY_PREFIX"
+ENV_TARGET_REGISTRY = "ECR_MIRROR_TARGET_REGISTRY"
+ENV_TAG_MUTABILITY = "ECR_MIRROR_TAG_MUTABILITY"
+ENV_CREDENTIALS_SECRET = "ECR_MIRROR_CREDENTIALS_SECRET"
+ENV_METRICS_NAMESPACE = "ECR_MIRROR_METRICS_NAMESPACE"
+ENV_INSECURE_REGISTRIES = "ECR_MIRROR_INSECURE_REGISTRIES"
+ENV_CONCURRENCY = "ECR_MIRROR_CONCURRENCY"
+ENV_TIME_RESERVE_SECONDS = "ECR_MIRROR_TIME_RESERVE_SECONDS"
+ENV_LOG_LEVEL = "ECR_MIRROR_LOG_LEVEL"
+
+#: every variable the Lambda functions read; infra tests check the stack sets only these
+ALL_ENV = (
+    ENV_TABLE,
+    ENV_QUEUE_URL,
+    ENV_REPOSITORY_PREFIX,
+    ENV_TARGET_REGISTRY,
+    ENV_TAG_MUTABILITY,
+    ENV_CREDENTIALS_SECRET,
+    ENV_METRICS_NAMESPACE,
+    ENV_INSECURE_REGISTRIES,
+    ENV_CONCURRENCY,
+    ENV_TIME_RESERVE_SECONDS,
+    ENV_LOG_LEVEL,
+)
+
+DEFAULT_REPOSITORY_PREFIX = "mirror"
+DEFAULT_METRICS_NAMESPACE = "EcrMirror"
+DEFAULT_TAG_MUTABILITY = "MUTABLE"
+TAG_MUTABILITY_VALUES = ("MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION")
+DEFAULT_CONCURRENCY = 8
+DEFAULT_TIME_RESERVE_SECONDS = 120
+
+
+def _split_hosts(value: str) -> frozenset[str]:
+    return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the service reads from its environment. Build it once, at the edge."""
+
+    table: str = ""
+    queue_url: str = ""
+    repository_prefix: str = DEFAULT_REPOSITORY_PREFIX
+    target_registry: str = ""
+    tag_mutability: str = DEFAULT_TAG_MUTABILITY
+    credentials_secret: str = ""
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    insecure_registries: frozenset[str] = field(default_factory=frozenset)
+    concurrency: int = DEFAULT_CONCURRENCY
+    time_reserve_seconds: int = DEFAULT_TIME_RESERVE_SECONDS
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def integer(name: str, default: int, minimum: int = 1) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not an integer") from None
+            if value < minimum:
+                raise ConfigError(f"{name}={value} must be at least {minimum}")
+            return value
+
+        mutability = env.get(ENV_TAG_MUTABILITY, "").strip().upper() or DEFAULT_TAG_MUTABILITY
+        if mutability not in TAG_MUTABILITY_VALUES:
+            raise ConfigError(
+                f"{ENV_TAG_MUTABILITY}={mutability!r} is not one of {', '.join(TAG_MUTABILITY_VALUES)}"
+            )
+        prefix = env.get(ENV_REPOSITORY_PREFIX, "").strip().strip("/")
+        return cls(
+            table=env.get(ENV_TABLE, "").strip(),
+            queue_url=env.get(ENV_QUEUE_URL, "").strip(),
+            repository_prefix=prefix if ENV_REPOSITORY_PREFIX in env else DEFAULT_REPOSITORY_PREFIX,
+            target_registry=env.get(ENV_TARGET_REGISTRY, "").strip(),
+            tag_mutability=mutability,
+            credentials_secret=env.get(ENV_CREDENTIALS_SECRET, "").strip(),
+            metrics_namespace=env.get(ENV_METRICS_NAMESPACE, "").strip() or DEFAULT_METRICS_NAMESPACE,
+            insecure_registries=_split_hosts(env.get(ENV_INSECURE_REGISTRIES, "")),
+            concurrency=integer(ENV_CONCURRENCY, DEFAULT_CONCURRENCY),
+            time_reserve_seconds=integer(ENV_TIME_RESERVE_SECONDS, DEFAULT_TIME_RESERVE_SECONDS, 0),
+            log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or "INFO",
+        )

@@ -1,0 +1,442 @@
+"""Manifests and indexes: media types, parsing that keeps the raw bytes, platforms, index rewriting.
+
+Pure: no I/O. A manifest's digest is the sha256 of its exact bytes, so a :class:`Manifest`
+always carries the bytes it was parsed from, and copying PUTs those bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ManifestError, PlatformError
+from .reference import ReferenceError_, validate_digest
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+MANIFEST_TYPES = INDEX_TYPES | IMAGE_TYPES
+#: sent on every manifest HEAD and GET, so no registry converts what it stores
+ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+
+#: ECR's PutImage limit and distribution's; bodies larger than this are refused while reading
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_INDEX_CHILDREN = 1024
+MAX_IMAGE_LAYERS = 1024
+
+ATTESTATION_TYPE_KEY = "vnd.docker.reference.type"
+ATTESTATION_DIGEST_KEY = "vnd.docker.reference.digest"
+ATTESTATION_TYPE = "attestation-manifest"
+
+#: annotations recorded on an OCI index that ecr-mirror rewrote to a platform subset
+ANNOTATION_SOURCE_REF = "io.github.ecr-mirror.source.reference"
+ANNOTATION_SOURCE_DIGEST = "io.github.ecr-mirror.source.digest"
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- platforms
+
+_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# default variants, as containerd's platforms.Normalize
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+
+
+@dataclass(frozen=True, order=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``os/arch[/variant]``, e.g. ``linux/amd64`` or ``linux/arm64/v8``."""
+        if not isinstance(text, str):
+            raise PlatformError(f"invalid platform {text!r}: expected a string like linux/amd64")
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(_PLATFORM_PART.match(p) for p in parts):
+            raise PlatformError(f"invalid platform {text!r}: expected os/architecture[/variant], e.g. linux/arm64")
+        return cls(*parts)
+
+    @classmethod
+    def from_descriptor(cls, descriptor: dict[str, Any]) -> Platform | None:
+        p = descriptor.get("platform")
+        if not isinstance(p, dict):
+            return None
+        os_, arch = p.get("os"), p.get("architecture")
+        if not isinstance(os_, str) or not isinstance(arch, str):
+            return None
+        variant = p.get("variant") or ""
+        return cls(os_, arch, variant if isinstance(variant, str) else "")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Platform:
+        os_, arch = config.get("os"), config.get("architecture")
+        if not isinstance(os_, str) or not isinstance(arch, str) or not os_ or not arch:
+            raise ManifestError("image config has no os/architecture")
+        variant = config.get("variant") or ""
+        return cls(os_, arch, variant if isinstance(variant, str) else "")
+
+    @property
+    def is_unknown(self) -> bool:
+        return self.os == "unknown" and self.architecture == "unknown"
+
+    def normalized_variant(self) -> str:
+        return self.variant or _DEFAULT_VARIANT.get(self.architecture, "")
+
+    def matches(self, other: Platform) -> bool:
+        """Whether ``other`` (found in an index) satisfies this (requested) platform.
+
+        ``linux/arm64`` matches ``linux/arm64/v8``; a variant given must match
+        (``linux/arm64/v8`` also matches an arm64 entry without a variant, which means v8).
+        """
+        if self.os != other.os or self.architecture != other.architecture:
+            return False
+        if not self.variant:
+            return True
+        return self.normalized_variant() == other.normalized_variant()
+
+    def as_dict(self) -> dict[str, str]:
+        d = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            d["variant"] = self.variant
+        return d
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def parse_platforms(values: Iterable[str]) -> list[Platform]:
+    return [Platform.parse(v) for v in values]
+
+
+# ---------------------------------------------------------------- descriptors / manifests
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: Platform | None = None
+    annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_json(cls, obj: Any, *, where: str) -> Descriptor:
+        if not isinstance(obj, dict):
+            raise ManifestError(f"{where}: descriptor is not an object")
+        media_type, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
+        if not isinstance(media_type, str) or not media_type:
+            raise ManifestError(f"{where}: descriptor without mediaType")
+        try:
+            validate_digest(digest, what=f"descriptor digest in {where}")
+        except ReferenceError_ as exc:
+            raise ManifestError(str(exc)) from None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ManifestError(f"{where}: descriptor {digest} has invalid size {size!r}")
+        annotations = obj.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            raise ManifestError(f"{where}: descriptor {digest} has invalid annotations")
+        return cls(media_type, digest, size, Platform.from_descriptor(obj), annotations, obj)
+
+    @property
+    def is_attestation(self) -> bool:
+        return self.annotations.get(ATTESTATION_TYPE_KEY) == ATTESTATION_TYPE
+
+    @property
+    def attests(self) -> str | None:
+        """The digest of the image this attestation manifest refers to."""
+        value = self.annotations.get(ATTESTATION_DIGEST_KEY)
+        return value if self.is_attestation and isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index with the exact bytes it came from."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def children(self) -> list[Descriptor]:
+        if not self.is_index:
+            return []
+        where = f"index {self.digest}"
+        return [Descriptor.from_json(d, where=where) for d in self.data["manifests"]]
+
+    @property
+    def config(self) -> Descriptor:
+        if self.is_index:
+            raise ManifestError(f"{self.digest} is an index, it has no config")
+        return Descriptor.from_json(self.data["config"], where=f"manifest {self.digest}")
+
+    @property
+    def layers(self) -> list[Descriptor]:
+        if self.is_index:
+            return []
+        return [Descriptor.from_json(d, where=f"manifest {self.digest}") for d in self.data.get("layers", [])]
+
+    @property
+    def blobs(self) -> list[Descriptor]:
+        """Config first, then layers (duplicates removed, order kept)."""
+        seen: set[str] = set()
+        out = []
+        for d in [self.config, *self.layers]:
+            if d.digest not in seen:
+                seen.add(d.digest)
+                out.append(d)
+        return out
+
+    @property
+    def subject(self) -> Descriptor | None:
+        s = self.data.get("subject")
+        return Descriptor.from_json(s, where=f"manifest {self.digest}") if s else None
+
+    def descriptor(self, platform: Platform | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": len(self.raw)}
+        if platform is not None:
+            d["platform"] = platform.as_dict()
+        return d
+
+
+def _media_type_of(data: dict[str, Any], content_type: str | None) -> str:
+    declared = data.get("mediaType")
+    header = (content_type or "").split(";", 1)[0].strip().lower()
+    if declared is not None and not isinstance(declared, str):
+        raise ManifestError("mediaType is not a string")
+    if declared in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or header in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or data.get("schemaVersion") == 1:
+        raise ManifestError("Docker schema 1 manifests are not supported (deprecated since 2017); re-push the image with a current tool")
+    if declared in MANIFEST_TYPES:
+        if header in MANIFEST_TYPES and header != declared:
+            raise ManifestError(f"Content-Type {header} disagrees with the manifest's mediaType {declared}")
+        return declared
+    if declared:
+        raise ManifestError(f"unsupported manifest mediaType {declared}")
+    if header in MANIFEST_TYPES:
+        return header
+    # OCI allows mediaType to be absent: tell index from manifest by shape
+    if "manifests" in data:
+        return OCI_INDEX
+    if "config" in data:
+        return OCI_MANIFEST
+    raise ManifestError(f"cannot tell what kind of manifest this is (Content-Type {header or 'missing'})")
+
+
+def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_digest: str | None = None) -> Manifest:
+    """Parse manifest bytes; verify ``expected_digest`` (if given) against the bytes."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
+    digest = sha256_digest(raw)
+    if expected_digest is not None and expected_digest != digest:
+        from .errors import DigestMismatchError
+
+        raise DigestMismatchError(
+            f"manifest bytes hash to {digest}, expected {expected_digest}", expected=expected_digest, actual=digest
+        )
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ManifestError(f"manifest {digest} is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest {digest} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"manifest {digest} is not a JSON object")
+    media_type = _media_type_of(data, content_type)
+    if data.get("schemaVersion") != 2:
+        raise ManifestError(f"manifest {digest} has schemaVersion {data.get('schemaVersion')!r}, expected 2")
+    m = Manifest(raw, media_type, digest, data)
+    if m.is_index:
+        children = data.get("manifests")
+        if not isinstance(children, list):
+            raise ManifestError(f"index {digest} has no manifests list")
+        if len(children) > MAX_INDEX_CHILDREN:
+            raise ManifestError(f"index {digest} lists {len(children)} manifests, over the limit of {MAX_INDEX_CHILDREN}")
+        for child in m.children:
+            if child.digest == digest:
+                raise ManifestError(f"index {digest} lists itself")
+            if child.media_type not in MANIFEST_TYPES:
+                raise ManifestError(f"index {digest} lists {child.digest} of unsupported type {child.media_type}")
+    else:
+        if not isinstance(data.get("config"), dict):
+            raise ManifestError(f"manifest {digest} has no config descriptor")
+        layers = data.get("layers", [])
+        if not isinstance(layers, list):
+            raise ManifestError(f"manifest {digest} has an invalid layers list")
+        if len(layers) > MAX_IMAGE_LAYERS:
+            raise ManifestError(f"manifest {digest} has {len(layers)} layers, over the limit of {MAX_IMAGE_LAYERS}")
+        m.blobs  # validates every descriptor
+    return m
+
+
+# ---------------------------------------------------------------- selecting and rewriting
+
+
+def select_children(index: Manifest, platforms: Sequence[Platform] | None) -> list[Descriptor]:
+    """The children to copy for ``platforms`` (None: all), attestations of kept images included.
+
+    Raises :class:`ManifestError` naming the platform when a requested one is absent.
+    """
+    children = index.children
+    if platforms is None:
+        return children
+    kept: list[Descriptor] = []
+    kept_digests: set[str] = set()
+    for want in platforms:
+        found = [c for c in children if not c.is_attestation and c.platform and want.matches(c.platform)]
+        if not found:
+            available = ", ".join(sorted({str(c.platform) for c in children if c.platform and not c.is_attestation}))
+            raise ManifestError(f"platform {want} is not in {index.digest} (available: {available or 'none'})")
+        for c in found:
+            if c.digest not in kept_digests:
+                kept_digests.add(c.digest)
+    # keep index order; then attach attestations for kept images
+    for c in children:
+        if c.digest in kept_digests and not c.is_attestation:
+            kept.append(c)
+    images = {c.digest for c in kept}
+    for c in children:
+        if c.is_attestation and c.attests in images:
+            kept.append(c)
+    # preserve original order overall
+    order = {id(c.raw): i for i, c in enumerate(children)}
+    kept.sort(key=lambda c: order[id(c.raw)])
+    return kept
+
+
+def _manifests_spans(raw: bytes) -> tuple[str, list[tuple[int, int]], tuple[int, int]]:
+    """Raw text spans of each element of the top-level ``manifests`` array, and of the array."""
+    text = raw.decode("utf-8")
+    decoder = json.JSONDecoder()
+    ws = " \t\r\n"
+    i = 0
+
+    def skip(j: int) -> int:
+        while j < len(text) and text[j] in ws:
+            j += 1
+        return j
+
+    i = skip(i)
+    if text[i] != "{":
+        raise ManifestError("index is not a JSON object")
+    i = skip(i + 1)
+    while i < len(text) and text[i] != "}":
+        key, i = decoder.raw_decode(text, i)
+        i = skip(i)
+        if text[i] != ":":
+            raise ManifestError("index JSON is malformed")
+        i = skip(i + 1)
+        if key == "manifests":
+            start = i
+            if text[i] != "[":
+                raise ManifestError("index manifests is not a list")
+            spans = []
+            i = skip(i + 1)
+            while text[i] != "]":
+                s = i
+                _, i = decoder.raw_decode(text, i)
+                spans.append((s, i))
+                i = skip(i)
+                if text[i] == ",":
+                    i = skip(i + 1)
+            return text, spans, (start, i + 1)
+        _, i = decoder.raw_decode(text, i)
+        i = skip(i)
+        if text[i] == ",":
+            i = skip(i + 1)
+    raise ManifestError("index has no manifests list")
+
+
+def rewrite_index(
+    index: Manifest,
+    keep: Sequence[Descriptor],
+    *,
+    source: str | None = None,
+) -> Manifest:
+    """A new index of the same media type listing exactly ``keep``.
+
+    Each kept descriptor is carried over byte for byte from the source index; the rest
+    is serialised deterministically (same input, same bytes, same digest). An OCI index
+    records the source reference and digest as annotations. Keeping every child returns
+    ``index`` itself, original bytes and digest.
+    """
+    if not index.is_index:
+        raise ManifestError(f"{index.digest} is not an index")
+    all_children = index.children
+    keep_ids = {id(d.raw) for d in keep}
+    if len(keep_ids) == len(all_children) and all(id(c.raw) in keep_ids for c in all_children):
+        return index
+    text, spans, _ = _manifests_spans(index.raw)
+    if len(spans) != len(all_children):
+        raise ManifestError(f"index {index.digest}: cannot locate its descriptors")
+    pieces = [text[s:e] for (s, e), c in zip(spans, all_children) if id(c.raw) in keep_ids]
+    if len(pieces) != len(keep):
+        raise ManifestError("descriptors to keep must come from the index being rewritten")
+    sentinel = "\x00MANIFESTS\x00"
+    top: dict[str, Any] = {}
+    for key, value in index.data.items():
+        top[key] = sentinel if key == "manifests" else value
+    if index.media_type == OCI_INDEX and source:
+        annotations = dict(top.get("annotations") or {})
+        annotations[ANNOTATION_SOURCE_REF] = source
+        annotations[ANNOTATION_SOURCE_DIGEST] = index.digest
+        top["annotations"] = annotations
+    body = json.dumps(top, indent=3, ensure_ascii=False, sort_keys=False)
+    array = "[\n      " + ",\n      ".join(pieces) + "\n   ]" if pieces else "[]"
+    body = body.replace(json.dumps(sentinel), array, 1)
+    raw = body.encode("utf-8")
+    return parse_manifest(raw, index.media_type)
+
+
+def build_index(children: Sequence[tuple[Manifest, Platform]], media_type: str, annotations: dict[str, str] | None = None) -> Manifest:
+    """A new index (deterministic bytes) over single-platform manifests, for ``assemble``."""
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
+    doc["manifests"] = [m.descriptor(p) for m, p in children]
+    if annotations and media_type == OCI_INDEX:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    raw = json.dumps(doc, indent=3).encode()
+    return parse_manifest(raw, media_type)
+
+
+def arch_tag_suffixes(descriptors: Sequence[Descriptor]) -> dict[str, str]:
+    """``digest -> suffix`` for ``<tag>-<suffix>`` tags: ``amd64``, ``arm64``; ``arm-v7`` only where needed.
+
+    Attestation and unknown-platform entries get no tag.
+    """
+    images = [d for d in descriptors if d.platform and not d.platform.is_unknown and not d.is_attestation]
+    by_arch: dict[str, list[Descriptor]] = {}
+    for d in images:
+        by_arch.setdefault(d.platform.architecture, []).append(d)  # type: ignore[union-attr]
+    out: dict[str, str] = {}
+    for arch, group in by_arch.items():
+        for d in group:
+            p = d.platform
+            assert p is not None
+            if len(group) == 1:
+                suffix = arch
+            else:
+                suffix = f"{arch}-{p.variant}" if p.variant else arch
+                if sum(1 for g in group if g.platform and g.platform.variant == p.variant) > 1:
+                    suffix = f"{p.os}-{suffix}"
+            out[d.digest] = re.sub(r"[^\w.-]", "-", suffix)
+    return out
