@@ -1,0 +1,114 @@
+"""The ECR target: registry host, repository creation, token via the registry credential chain.
+
+Bytes go over the registry API (:mod:`ecr_mirror.registry`); boto3 is used for repository
+management only. The boto3 client is built at the edge and passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any
+
+from .errors import AwsError, ConfigError
+from .reference import ecr_registry_host
+
+log = logging.getLogger(__name__)
+
+_REPO_RE = re.compile(r"^(?=.{2,256}$)(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def aws_error(exc: Exception, what: str) -> AwsError:
+    """A one-line :class:`AwsError` from a botocore exception (no request ids, no secrets)."""
+    response = getattr(exc, "response", None) or {}
+    err = response.get("Error", {}) if isinstance(response, dict) else {}
+    code = str(err.get("Code") or type(exc).__name__)
+    message = str(err.get("Message") or "").split("\n")[0][:300]
+    temporary = code in {"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable", "InternalServerError",
+                         "ProvisionedThroughputExceededException", "RequestLimitExceeded"} or type(exc).__name__ in {
+        "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+    return AwsError(f"{what}: {code}" + (f": {message}" if message else ""), code=code, temporary=temporary)
+
+
+def valid_repository_name(name: str) -> bool:
+    return bool(_REPO_RE.match(name))
+
+
+class EcrTarget:
+    """Where mirrors are written: an ECR registry (or a stand-in named by ``ECR_MIRROR_TARGET_REGISTRY``)."""
+
+    def __init__(
+        self,
+        ecr_client: Any,
+        *,
+        registry_host: str = "",
+        tag_mutability: str = "MUTABLE",
+        repository_tags: dict[str, str] | None = None,
+    ) -> None:
+        self.ecr = ecr_client
+        self.tag_mutability = tag_mutability
+        self.repository_tags = repository_tags or {"managed-by": "ecr-mirror"}
+        self._host = registry_host
+        self._known: set[str] = set()
+        self._mutability: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        if not self._host:
+            try:
+                token = self.ecr.get_authorization_token()["authorizationData"][0]
+                endpoint = token.get("proxyEndpoint", "")
+            except Exception as exc:  # botocore
+                raise aws_error(exc, "ecr:GetAuthorizationToken") from None
+            host = endpoint.removeprefix("https://").rstrip("/")
+            if not host or "moto" in host:
+                region = self.ecr.meta.region_name
+                account = self._account()
+                host = ecr_registry_host(account, region)
+            self._host = host
+        return self._host
+
+    def _account(self) -> str:
+        try:
+            repos = self.ecr.describe_registry()
+            return str(repos["registryId"])
+        except Exception as exc:
+            raise aws_error(exc, "ecr:DescribeRegistry") from None
+
+    def ensure_repository(self, name: str) -> str:
+        """Create ``name`` if missing (scan on push, AES256 encryption, configured mutability). Returns its mutability."""
+        if not valid_repository_name(name):
+            raise ConfigError(f"invalid ECR repository name {name!r}")
+        with self._lock:
+            if name in self._known:
+                return self._mutability.get(name, self.tag_mutability)
+        mutability = self.tag_mutability
+        try:
+            answer = self.ecr.describe_repositories(repositoryNames=[name])
+            mutability = answer["repositories"][0].get("imageTagMutability", mutability)
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code != "RepositoryNotFoundException":
+                raise aws_error(exc, f"ecr:DescribeRepositories {name}") from None
+            try:
+                self.ecr.create_repository(
+                    repositoryName=name,
+                    imageTagMutability=mutability,
+                    imageScanningConfiguration={"scanOnPush": True},
+                    encryptionConfiguration={"encryptionType": "AES256"},
+                    tags=[{"Key": k, "Value": v} for k, v in self.repository_tags.items()],
+                )
+                log.info("created ECR repository %s (%s)", name, mutability)
+            except Exception as exc2:
+                code2 = getattr(exc2, "response", {}).get("Error", {}).get("Code", "")
+                if code2 != "RepositoryAlreadyExistsException":
+                    raise aws_error(exc2, f"ecr:CreateRepository {name}") from None
+        with self._lock:
+            self._known.add(name)
+            self._mutability[name] = mutability
+        return mutability
+
+    def is_immutable(self, name: str) -> bool:
+        return self.ensure_repository(name).startswith("IMMUTABLE")

@@ -1,0 +1,107 @@
+"""Edge wiring shared by the CLI and the Lambda handlers: build the clients once, pass them in.
+
+Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .config import Settings
+from .errors import AwsError, ConfigError
+from .registry import ChainCredentials, DockerConfigCredentials, EcrCredentials, RegistryClient, StaticCredentials
+from .registry.client import default_http_client
+from .registry.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+def boto3_client(service: str, region: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="ecr-mirror/0.1")
+    return boto3.client(service, region_name=region, config=cfg)
+
+
+def load_secret_credentials(secret_id: str, secrets_client: Any) -> StaticCredentials:
+    """Upstream credentials from a Secrets Manager secret: ``{"docker.io": {"username": …, "password": …}}``."""
+    try:
+        answer = secrets_client.get_secret_value(SecretId=secret_id)
+    except Exception as exc:
+        from .ecr import aws_error
+
+        raise aws_error(exc, f"secretsmanager:GetSecretValue {secret_id}") from None
+    text = answer.get("SecretString") or "{}"
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"secret {secret_id} is not JSON (expected {{\"host\": {{\"username\": …, \"password\": …}}}})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"secret {secret_id} must be a JSON object keyed by registry host")
+    return StaticCredentials(doc, source=f"secret {secret_id}")
+
+
+def build_registry_client(
+    settings: Settings,
+    *,
+    insecure: Iterable[str] = (),
+    static: StaticCredentials | None = None,
+    docker_config: bool = True,
+    ecr: bool = True,
+    target_region: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> RegistryClient:
+    providers: list[Any] = []
+    if static is not None:
+        providers.append(static)
+    if docker_config:
+        providers.append(DockerConfigCredentials())
+    if ecr:
+        extra = {}
+        if settings.target_registry:
+            import boto3
+
+            extra[settings.target_registry] = target_region or boto3.session.Session().region_name or "us-east-1"
+        providers.append(EcrCredentials(lambda region: boto3_client("ecr", region), extra_hosts=extra))
+    return RegistryClient(
+        default_http_client(settings.concurrency),
+        credentials=ChainCredentials(*providers),
+        insecure={*settings.insecure_registries, *insecure},
+        retry=retry,
+    )
+
+
+class Redactor:
+    """Replaces known secret values in text (logs, errors, JSON) with ``<redacted>``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self._secrets.update(s for s in secrets if s and len(s) >= 4)
+
+    def __call__(self, text: str) -> str:
+        for s in sorted(self._secrets, key=len, reverse=True):
+            if s in text:
+                text = text.replace(s, "<redacted>")
+        return re.sub(r"(?i)(authorization:\s*(?:basic|bearer)\s+)\S+", r"\1<redacted>", text)
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor(record.getMessage())
+        record.args = None
+        return True
+
+
+__all__ = ["AwsError", "Redactor", "RedactingFilter", "boto3_client", "build_registry_client", "load_secret_credentials"]
