@@ -203,6 +203,225 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
     _run_copy(obj, json_out, lambda c: c.assemble(dst, refs))
 
 
+# ---------------------------------------------------------------- the mirror table
+
+table_option = click.option("--table", "table_name", envvar="ECR_MIRROR_TABLE", metavar="NAME",
+                            help="Mirror table name (default: $ECR_MIRROR_TABLE).")
+
+
+def _table(obj: Context, table_name: str | None):
+    from .runtime import boto3_client
+    from .table import MirrorTable
+
+    name = table_name or obj.settings.table
+    if not name:
+        fail("no table given: pass --table NAME or set ECR_MIRROR_TABLE", EXIT_USAGE)
+    return MirrorTable(boto3_client("dynamodb"), name, prefix=obj.settings.repository_prefix)
+
+
+@main.group()
+def table() -> None:
+    """Manage the mirror table itself (local and development use; deployed stacks create it)."""
+
+
+@table.command("create")
+@table_option
+@click.pass_obj
+@handle_errors
+def table_create(obj: Context, table_name: str | None) -> None:
+    """Create the mirror table (on-demand, with a stream). Does nothing if it exists."""
+    t = _table(obj, table_name)
+    created = t.create()
+    click.echo(f"table {t.name} {'created' if created else 'already exists'}", err=True)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
+
+
+@main.command()
+@click.argument("row_id")
+@click.option("--source", metavar="REPOSITORY", help="Upstream repository without tag, e.g. docker.io/library/golang.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag to mirror (repeatable, or comma-separated).")
+@click.option("--tag-pattern", metavar="REGEX", help="Mirror every upstream tag the whole REGEX matches.")
+@click.option("--keep-latest", type=int, metavar="N", help="With --tag-pattern: only the newest N by version order.")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="Mirror only these platforms (repeatable). Default: all, digest-identical.")
+@click.option("--target-repository", metavar="NAME", help="ECR repository (default <prefix>/<source>).")
+@click.option("--arch-tags/--no-arch-tags", default=None, help="Also write <tag>-<arch> tags.")
+@click.option("--assemble", "assemble", multiple=True, metavar="IMAGE",
+              help="Instead of --source: single-platform images joined under the one --tag (repeatable).")
+@click.option("--disabled", is_flag=True, help="Add the row disabled.")
+@click.option("--replace", is_flag=True, help="Overwrite an existing row of this id.")
+@table_option
+@click.pass_obj
+@handle_errors
+def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_pattern: str | None,
+        keep_latest: int | None, platforms: tuple[str, ...], target_repository: str | None, arch_tags: bool | None,
+        assemble: tuple[str, ...], disabled: bool, replace: bool, table_name: str | None) -> None:
+    """Add a row ROW_ID to the mirror table (validated first; it syncs within a minute once deployed).
+
+    \b
+    ecr-mirror add golang --source docker.io/library/golang --tag 1.22 --tag 1.23
+    ecr-mirror add node --source node --tag-pattern '22\.[0-9]+\.[0-9]+-alpine' --keep-latest 3
+    ecr-mirror add app-arm --source ghcr.io/org/app --tag v1 --platform linux/arm64
+    ecr-mirror add joined --assemble reg/app:1-amd64 --assemble reg/app:1-arm64 --tag 1
+    """
+    from .table import row_to_item
+
+    t = _table(obj, table_name)
+    item = row_to_item(
+        row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_pattern, keep_latest=keep_latest,
+        platforms=_split(platforms) or None, target_repository=target_repository, arch_tags=arch_tags,
+        assemble=list(assemble) or None, enabled=False if disabled else None, prefix=obj.settings.repository_prefix,
+    )
+    row = t.put_row(item, overwrite=replace)
+    click.echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
+
+
+@main.command()
+@click.argument("row_ids", nargs=-1, required=True)
+@table_option
+@click.pass_obj
+@handle_errors
+def remove(obj: Context, row_ids: tuple[str, ...], table_name: str | None) -> None:
+    """Remove rows from the mirror table. Images already mirrored stay in ECR."""
+    t = _table(obj, table_name)
+    missing = [r for r in row_ids if not t.delete_row(r)]
+    if missing:
+        fail(f"no such row: {', '.join(missing)}")
+
+
+@main.command("list")
+@click.option("--json", "json_out", is_flag=True, help="Print the rows as JSON.")
+@table_option
+@click.pass_obj
+@handle_errors
+def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
+    """List the rows of the mirror table (what is mirrored, and whether each row is valid)."""
+    from .table import user_attributes
+
+    t = _table(obj, table_name)
+    rows = []
+    for item, row, error in t.scan_parsed():
+        rows.append({
+            "id": item.get("id"),
+            "source": str(row.source) if row and row.source else item.get("source"),
+            "assemble": [str(r) for r in row.assemble] if row and row.assemble else item.get("assemble"),
+            "tags": list(row.tags) if row else item.get("tags"),
+            "tag_pattern": row.tag_pattern if row else item.get("tag_pattern"),
+            "keep_latest": row.keep_latest if row else None,
+            "platforms": [str(p) for p in row.platforms] if row and row.platforms else None,
+            "target_repository": row.target_repository if row else item.get("target_repository"),
+            "enabled": row.enabled if row else item.get("enabled", True),
+            "error": str(error) if error else None,
+            "attributes": sorted(user_attributes(item)),
+        })
+    if json_out:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    tbl = Table("id", "source", "tags", "platforms", "target", "enabled", "problem", box=None)
+    for r in rows:
+        tags = ", ".join(r["tags"] or []) + (f" /{r['tag_pattern']}/" if r["tag_pattern"] else "")
+        if r["keep_latest"]:
+            tags += f" (newest {r['keep_latest']})"
+        tbl.add_row(str(r["id"]), str(r["source"] or " + ".join(r["assemble"] or [])), tags,
+                    ", ".join(r["platforms"] or ["all"]), str(r["target_repository"]), str(r["enabled"]), r["error"] or "")
+    Console(width=max(120, Console().width)).print(tbl)
+
+
+@main.command()
+@click.option("--id", "row_ids", multiple=True, metavar="ID", help="Sync only this row (repeatable). Default: every enabled row.")
+@click.option("--dry-run", is_flag=True, help="Print what would be copied and why; copy nothing, write nothing.")
+@click.option("--check", "check_only", is_flag=True, help="Detect and record each tag's state; copy nothing.")
+@click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
+@table_option
+@click.pass_obj
+@handle_errors
+def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool, json_out: bool, table_name: str | None) -> None:
+    """Sync rows now, in this process (the same code the worker Lambda runs).
+
+    Exit status: 0 when every row synced, 1 when a row failed or is invalid.
+    """
+    from .runtime import build_syncer
+
+    t = _table(obj, table_name)
+    syncer = build_syncer(obj.settings, t, insecure=obj.insecure, docker_config=True)
+    try:
+        if row_ids:
+            items = []
+            for rid in row_ids:
+                item = t.get_row(rid)
+                if item is None:
+                    fail(f"no such row: {rid}")
+                items.append(item)
+        else:
+            items = [i for i in t.scan_rows() if i.get("enabled") is not False]
+        results = syncer.sync_items(items, dry_run=dry_run, check_only=check_only)
+    finally:
+        _redactor.add(syncer.client.secrets())
+        syncer.copier.close()
+        syncer.client.http.close()
+    out = []
+    for r in results:
+        if r.invalid:
+            out.append({"id": r.row_id, "tag": None, "state": "invalid", "error": r.invalid})
+        elif r.error and not r.tags:
+            out.append({"id": r.row_id, "tag": None, "state": "failed", "error": r.error})
+        for tr in r.tags:
+            action = ("would copy" if dry_run else "copied") if (tr.copied or (dry_run and tr.state not in ("in_sync", "failed"))) else ""
+            out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
+                        "reason": tr.reason, "upstream_digest": tr.upstream_digest, "target_digest": tr.target_digest,
+                        "bytes_copied": tr.bytes_copied, "error": tr.error})
+    if json_out:
+        click.echo(_redactor(json.dumps(out, indent=2)))
+    else:
+        for o in out:
+            line = f"{o['id']}:{o['tag'] or '-'}  {o['state']}"
+            if o.get("action"):
+                line += f"  ({o['action']}: {o.get('reason')})"
+            elif o.get("before") and o["before"] != o["state"]:
+                line += f"  (was {o['before']})"
+            if o.get("error"):
+                line += f"  error: {o['error']}"
+            click.echo(_redactor(line))
+    if any(not r.ok for r in results):
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.option("--json", "json_out", is_flag=True, help="A JSON list of {id, tag, state, upstream_digest, target_digest, ...}.")
+@click.option("--id", "row_ids", multiple=True, metavar="ID", help="Only this row (repeatable).")
+@table_option
+@click.pass_obj
+@handle_errors
+def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: str | None) -> None:
+    """Show what the service last recorded for every row and tag."""
+    t = _table(obj, table_name)
+    records = t.read_status(list(row_ids) or None)
+    if json_out:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    colours = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
+               "failed": "red", "invalid": "magenta"}
+    tbl = Table("id", "tag", "state", "upstream", "target", "last success", "error", box=None)
+    for r in records:
+        state = r["state"] or ""
+        tbl.add_row(str(r["id"]), str(r["tag"] or "-"), f"[{colours.get(state, 'white')}]{state}[/]",
+                    (r.get("upstream_digest") or "")[:19], (r.get("target_digest") or "")[:19],
+                    (r.get("last_success") or "")[:19], (r.get("error") or "")[:80])
+    Console(width=max(140, Console().width)).print(tbl)
+
+
 def run() -> None:  # pragma: no cover - console entry
     main(prog_name="ecr-mirror")
 

@@ -144,12 +144,14 @@ class Copier:
         arch_tags: bool = False,
         expected_digest: str | None = None,
         source_digest: str | None = None,
+        force: bool = False,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag). ``platforms=None`` copies every platform digest-identical.
 
         ``expected_digest``: the destination digest a previous copy of this source produced (platform
         subsets), so an unchanged subset is recognised without a source GET. ``source_digest``: the source
-        digest if the caller already did the HEAD.
+        digest if the caller already did the HEAD. ``force``: re-check and repair every child and blob even
+        if the destination tag already points at the right digest (a ``broken`` image).
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -161,7 +163,7 @@ class Copier:
                 raise NotFoundError(f"source {source} not found")
             source_digest = head.digest
         dest_head = self.client.manifest_head(destination)
-        if dest_head is not None:
+        if dest_head is not None and not force:
             if platforms is None and dest_head.digest == source_digest:
                 return self._unchanged(report, dest_head.digest, dest_head.media_type)
             if platforms is not None and (
@@ -170,7 +172,8 @@ class Copier:
                 return self._unchanged(report, dest_head.digest, dest_head.media_type)
         src = self.client.manifest_get(source.in_repository(source.repository).with_digest(source_digest))
         if src.is_index:
-            self._copy_index(source, destination, src, platforms, arch_tags, report, dest_head.digest if dest_head else None)
+            self._copy_index(source, destination, src, platforms, arch_tags, report,
+                             dest_head.digest if dest_head and not force else None, force)
         else:
             self._copy_single(source, destination, src, platforms, arch_tags, report)
         return report
@@ -269,14 +272,14 @@ class Copier:
 
     def _copy_index(
         self, source: Reference, destination: Reference, index: Manifest, platforms: Sequence[Platform] | None,
-        arch_tags: bool, report: CopyReport, dest_digest: str | None,
+        arch_tags: bool, report: CopyReport, dest_digest: str | None, force: bool = False,
     ) -> None:
         children = select_children(index, platforms)
         out = rewrite_index(index, children, source=str(source)) if platforms else index
         if dest_digest == out.digest:
             self._unchanged(report, out.digest, out.media_type)
             return
-        futures = [self._manifest_pool.submit(self._copy_child, source, destination, d, report, arch_tags) for d in children]
+        futures = [self._manifest_pool.submit(self._copy_child, source, destination, d, report, arch_tags, force) for d in children]
         manifests = self._wait_all(futures)
         if arch_tags:
             by_digest = {m.digest: m for m in manifests if m is not None}
@@ -290,10 +293,11 @@ class Copier:
         report.platforms = [str(c.platform) for c in children if c.platform and not c.is_attestation]
 
     def _copy_child(
-        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, need_manifest: bool = False
+        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, need_manifest: bool = False,
+        force: bool = False,
     ) -> Manifest | None:
         target = destination.with_digest(d.digest)
-        if self.client.manifest_head(target) is not None:
+        if not force and self.client.manifest_head(target) is not None:
             report.add(manifests_skipped=1)
             return self.client.manifest_get(target) if need_manifest else None
         m = self.client.manifest_get(source.with_digest(d.digest))
@@ -354,9 +358,10 @@ class Copier:
             mine.set_result(outcome)
         except BaseException as exc:
             mine.set_exception(exc)
+            raise
+        finally:  # dedupe only transfers in flight: a later copy checks the destination again
             with self._lock:
                 self._inflight.pop(key, None)
-            raise
         with self._lock:
             self._known.setdefault((destination.api_host, d.digest), set()).add(destination.repository)
         return d.digest

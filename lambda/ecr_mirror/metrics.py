@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # Per sync run (dimension-less, namespace from ECR_MIRROR_METRICS_NAMESPACE)
 TAGS_IN_SYNC = "TagsInSync"
 TAGS_DRIFTED = "TagsDrifted"  # diverged + broken, found this run
@@ -34,3 +36,57 @@ ALL_METRICS = (
     UPSTREAM_RATELIMIT_REMAINING,
     ROWS_ENQUEUED,
 )
+
+
+# ---------------------------------------------------------------- emission
+
+SERVICE = "ecr-mirror"  # Powertools' default `service` dimension on every metric
+
+
+def sync_counts(results: Any) -> dict[str, float]:
+    """Metric values for a list of :class:`ecr_mirror.sync.RowResult` (pure; easy to test)."""
+    from . import drift
+
+    counts = dict.fromkeys(
+        (TAGS_IN_SYNC, TAGS_DRIFTED, TAGS_BEHIND, TAGS_MISSING, TAGS_FAILED, TAGS_COPIED, ROWS_INVALID,
+         SYNC_SUCCEEDED, BYTES_COPIED, BLOBS_COPIED, BLOBS_SKIPPED, BLOBS_MOUNTED), 0.0)
+    remaining: list[int] = []
+    for row in results:
+        if row.invalid:
+            counts[ROWS_INVALID] += 1
+            continue
+        if row.skipped:
+            continue
+        if row.ok:
+            counts[SYNC_SUCCEEDED] += 1
+        if row.ratelimit_remaining is not None:
+            remaining.append(row.ratelimit_remaining)
+        for t in row.tags:
+            if t.state == drift.IN_SYNC:
+                counts[TAGS_IN_SYNC] += 1
+            elif t.state == drift.FAILED:
+                counts[TAGS_FAILED] += 1
+            elif t.state == drift.BEHIND:
+                counts[TAGS_BEHIND] += 1
+            elif t.state == drift.MISSING:
+                counts[TAGS_MISSING] += 1
+            if t.drifted:
+                counts[TAGS_DRIFTED] += 1
+            if t.copied:
+                counts[TAGS_COPIED] += 1
+            counts[BYTES_COPIED] += t.bytes_copied
+            counts[BLOBS_COPIED] += t.blobs_copied
+            counts[BLOBS_SKIPPED] += t.blobs_skipped
+            counts[BLOBS_MOUNTED] += t.blobs_mounted
+    if remaining:
+        counts[UPSTREAM_RATELIMIT_REMAINING] = float(min(remaining))
+    return counts
+
+
+def emit(metrics: Any, counts: dict[str, float]) -> None:
+    """Add ``counts`` to a Powertools ``Metrics`` object (flushed as EMF by ``log_metrics``)."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    for name, value in counts.items():
+        unit = MetricUnit.Bytes if name == BYTES_COPIED else MetricUnit.Count
+        metrics.add_metric(name=name, unit=unit, value=value)

@@ -105,3 +105,31 @@ class RedactingFilter(logging.Filter):
 
 
 __all__ = ["AwsError", "Redactor", "RedactingFilter", "boto3_client", "build_registry_client", "load_secret_credentials"]
+
+
+def build_syncer(
+    settings: Settings, table: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False
+) -> Any:
+    """The worker's object graph: registry client (with upstream secret + ECR token), copier, ECR target, syncer."""
+    from .copy import Copier
+    from .ecr import EcrTarget
+    from .sync import Syncer
+    from .table import parse_row, select_tags
+
+    static = None
+    if settings.credentials_secret:
+        static = load_secret_credentials(settings.credentials_secret, boto3_client("secretsmanager"))
+    ecr_client = boto3_client("ecr")
+    client = build_registry_client(
+        settings, insecure=insecure, static=static, docker_config=docker_config, target_region=ecr_client.meta.region_name, retry=retry,
+    )
+    target = EcrTarget(ecr_client, registry_host=settings.target_registry, tag_mutability=settings.tag_mutability)
+    copier = Copier(client, concurrency=settings.concurrency)
+    return Syncer(
+        table=table,
+        copier=copier,
+        target=target,
+        repository_prefix=settings.repository_prefix,
+        row_parser=parse_row,
+        tag_selector=select_tags,
+    )
