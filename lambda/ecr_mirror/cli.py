@@ -91,7 +91,7 @@ def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None,
     Manual multi-arch: ecr-mirror assemble REG/app:1.0 REG/app:1.0-amd64 REG/app:1.0-arm64
     The mirror table: ecr-mirror add / list / remove / sync / status (see each --help)
     """
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
     ctx.obj = Context(debug, insecure, concurrency)

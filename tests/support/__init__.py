@@ -1,0 +1,69 @@
+"""Shared test support: real registry processes, a fault-injecting proxy, test images, moto.
+
+Used by the integration tests, the benchmark and the demo. Nothing here imports the
+product package (``ecr_mirror``): the tests must not check the product with itself.
+
+Modules:
+
+- :mod:`tests.support.registry` -- :class:`RegistryProcess`, a real ``docker-registry`` on loopback
+- :mod:`tests.support.proxy` -- :class:`RegistryProxy`, a streaming reverse proxy that counts
+  requests, can front the registry with bearer-token auth, and injects faults
+- :mod:`tests.support.images` -- build real images/indexes in memory and push/read them with httpx
+- :mod:`tests.support.moto` -- :class:`MotoServer`, ``moto_server`` on loopback, and :func:`boto3_env`
+"""
+
+from .images import (
+    MANIFEST_ACCEPT,
+    BearerAuth,
+    Image,
+    Index,
+    Layer,
+    RegistryError,
+    blob_exists,
+    build_attestation,
+    build_image,
+    build_index,
+    delete_manifest,
+    get_blob,
+    get_manifest,
+    head_manifest,
+    list_tags,
+    make_layer,
+    push_blob,
+    push_image,
+    push_index,
+    push_manifest,
+)
+from .moto import MotoServer, boto3_env, ecr_credentials
+from .proxy import Fault, RegistryProxy
+from .registry import RegistryProcess, find_free_port
+
+__all__ = [
+    "MANIFEST_ACCEPT",
+    "BearerAuth",
+    "Fault",
+    "Image",
+    "Index",
+    "Layer",
+    "MotoServer",
+    "RegistryError",
+    "RegistryProcess",
+    "RegistryProxy",
+    "blob_exists",
+    "boto3_env",
+    "build_attestation",
+    "build_image",
+    "build_index",
+    "delete_manifest",
+    "ecr_credentials",
+    "find_free_port",
+    "get_blob",
+    "get_manifest",
+    "head_manifest",
+    "list_tags",
+    "make_layer",
+    "push_blob",
+    "push_image",
+    "push_index",
+    "push_manifest",
+]
