@@ -266,7 +266,7 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
 
     \b
     ecr-mirror add golang --source docker.io/library/golang --tag 1.22 --tag 1.23
-    ecr-mirror add node --source node --tag-pattern '22\.[0-9]+\.[0-9]+-alpine' --keep-latest 3
+    ecr-mirror add node --source node --tag-pattern '22[.][0-9]+[.][0-9]+-alpine' --keep-latest 3
     ecr-mirror add app-arm --source ghcr.io/org/app --tag v1 --platform linux/arm64
     ecr-mirror add joined --assemble reg/app:1-amd64 --assemble reg/app:1-arm64 --tag 1
     """

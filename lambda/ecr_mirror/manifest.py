@@ -35,6 +35,9 @@ ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_INDEX_CHILDREN = 1024
 MAX_IMAGE_LAYERS = 1024
+#: JSON nesting allowed in a manifest (real ones nest about 5 deep); a fixed limit, so that whether
+#: a manifest parses, and whether rewriting it recurses too deep, never depends on the caller's stack
+MAX_JSON_DEPTH = 64
 
 ATTESTATION_TYPE_KEY = "vnd.docker.reference.type"
 ATTESTATION_DIGEST_KEY = "vnd.docker.reference.digest"
@@ -51,7 +54,7 @@ def sha256_digest(data: bytes) -> str:
 
 # ---------------------------------------------------------------- platforms
 
-_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_PLATFORM_PART = re.compile(r"^[a-z0-9][a-z0-9._-]*\Z")
 # default variants, as containerd's platforms.Normalize
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 
@@ -225,7 +228,8 @@ def _media_type_of(data: dict[str, Any], content_type: str | None) -> str:
     header = (content_type or "").split(";", 1)[0].strip().lower()
     if declared is not None and not isinstance(declared, str):
         raise ManifestError("mediaType is not a string")
-    if declared in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or header in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or data.get("schemaVersion") == 1:
+    version = data.get("schemaVersion")
+    if declared in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or header in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or (type(version) is int and version == 1):
         raise ManifestError("Docker schema 1 manifests are not supported (deprecated since 2017); re-push the image with a current tool")
     if declared in MANIFEST_TYPES:
         if header in MANIFEST_TYPES and header != declared:
@@ -243,6 +247,17 @@ def _media_type_of(data: dict[str, Any], content_type: str | None) -> str:
     raise ManifestError(f"cannot tell what kind of manifest this is (Content-Type {header or 'missing'})")
 
 
+def _json_depth_exceeds(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_digest: str | None = None) -> Manifest:
     """Parse manifest bytes; verify ``expected_digest`` (if given) against the bytes."""
     if len(raw) > MAX_MANIFEST_BYTES:
@@ -255,15 +270,17 @@ def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_dige
             f"manifest bytes hash to {digest}, expected {expected_digest}", expected=expected_digest, actual=digest
         )
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise ManifestError(f"manifest {digest} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest {digest} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {digest} is not a JSON object")
+    if _json_depth_exceeds(data, MAX_JSON_DEPTH):
+        raise ManifestError(f"manifest {digest} is nested too deeply (over {MAX_JSON_DEPTH} levels)")
     media_type = _media_type_of(data, content_type)
-    if data.get("schemaVersion") != 2:
+    if type(data.get("schemaVersion")) is not int or data["schemaVersion"] != 2:
         raise ManifestError(f"manifest {digest} has schemaVersion {data.get('schemaVersion')!r}, expected 2")
     m = Manifest(raw, media_type, digest, data)
     if m.is_index:
@@ -301,18 +318,16 @@ def select_children(index: Manifest, platforms: Sequence[Platform] | None) -> li
     if platforms is None:
         return children
     kept: list[Descriptor] = []
-    kept_digests: set[str] = set()
+    kept_entries: set[int] = set()
     for want in platforms:
         found = [c for c in children if not c.is_attestation and c.platform and want.matches(c.platform)]
         if not found:
             available = ", ".join(sorted({str(c.platform) for c in children if c.platform and not c.is_attestation}))
             raise ManifestError(f"platform {want} is not in {index.digest} (available: {available or 'none'})")
-        for c in found:
-            if c.digest not in kept_digests:
-                kept_digests.add(c.digest)
+        kept_entries.update(id(c.raw) for c in found)
     # keep index order; then attach attestations for kept images
     for c in children:
-        if c.digest in kept_digests and not c.is_attestation:
+        if id(c.raw) in kept_entries:
             kept.append(c)
     images = {c.digest for c in kept}
     for c in children:
@@ -340,6 +355,7 @@ def _manifests_spans(raw: bytes) -> tuple[str, list[tuple[int, int]], tuple[int,
     if text[i] != "{":
         raise ManifestError("index is not a JSON object")
     i = skip(i + 1)
+    found: tuple[list[tuple[int, int]], tuple[int, int]] | None = None
     while i < len(text) and text[i] != "}":
         key, i = decoder.raw_decode(text, i)
         i = skip(i)
@@ -347,6 +363,7 @@ def _manifests_spans(raw: bytes) -> tuple[str, list[tuple[int, int]], tuple[int,
             raise ManifestError("index JSON is malformed")
         i = skip(i + 1)
         if key == "manifests":
+            # a key given twice: json.loads keeps the last one, and so must we
             start = i
             if text[i] != "[":
                 raise ManifestError("index manifests is not a list")
@@ -359,12 +376,16 @@ def _manifests_spans(raw: bytes) -> tuple[str, list[tuple[int, int]], tuple[int,
                 i = skip(i)
                 if text[i] == ",":
                     i = skip(i + 1)
-            return text, spans, (start, i + 1)
-        _, i = decoder.raw_decode(text, i)
+            i += 1
+            found = (spans, (start, i))
+        else:
+            _, i = decoder.raw_decode(text, i)
         i = skip(i)
         if text[i] == ",":
             i = skip(i + 1)
-    raise ManifestError("index has no manifests list")
+    if found is None:
+        raise ManifestError("index has no manifests list")
+    return text, found[0], found[1]
 
 
 def rewrite_index(
@@ -392,18 +413,25 @@ def rewrite_index(
     pieces = [text[s:e] for (s, e), c in zip(spans, all_children) if id(c.raw) in keep_ids]
     if len(pieces) != len(keep):
         raise ManifestError("descriptors to keep must come from the index being rewritten")
+    kept_raw = [c.raw for c in all_children if id(c.raw) in keep_ids]
+    if any(json.loads(piece) != obj for piece, obj in zip(pieces, kept_raw)):
+        raise ManifestError(f"index {index.digest}: cannot locate its descriptors")
     sentinel = "\x00MANIFESTS\x00"
     top: dict[str, Any] = {}
     for key, value in index.data.items():
         top[key] = sentinel if key == "manifests" else value
     if index.media_type == OCI_INDEX and source:
+        if not isinstance(top.get("annotations") or {}, dict):
+            raise ManifestError(f"index {index.digest} has invalid annotations (not an object)")
         annotations = dict(top.get("annotations") or {})
         annotations[ANNOTATION_SOURCE_REF] = source
         annotations[ANNOTATION_SOURCE_DIGEST] = index.digest
         top["annotations"] = annotations
-    body = json.dumps(top, indent=3, ensure_ascii=False, sort_keys=False)
+    body = json.dumps(top, indent=3, ensure_ascii=True, sort_keys=False)
     array = "[\n      " + ",\n      ".join(pieces) + "\n   ]" if pieces else "[]"
-    body = body.replace(json.dumps(sentinel), array, 1)
+    # anchored on the top-level key (indent 3): a string equal to the sentinel elsewhere is not it
+    placeholder = '\n   "manifests": ' + json.dumps(sentinel)
+    body = body.replace(placeholder, '\n   "manifests": ' + array, 1)
     raw = body.encode("utf-8")
     return parse_manifest(raw, index.media_type)
 

@@ -18,11 +18,11 @@ DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?\Z")
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
+_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 MAX_NAME_LENGTH = 255
 
@@ -35,10 +35,12 @@ def validate_digest(digest: str, *, what: str = "digest") -> str:
     expected = _HEX_LENGTHS.get(algorithm)
     if expected is None:
         raise ReferenceError_(f"invalid {what} {digest!r}: unsupported algorithm {algorithm!r}")
-    if len(encoded) != expected or not re.fullmatch(r"[0-9a-f]+", encoded):
+    if len(encoded) != expected:
         raise ReferenceError_(
             f"invalid {what} {digest!r}: {algorithm} needs {expected} lowercase hex digits, got {len(encoded)}"
         )
+    if not re.fullmatch(r"[0-9a-f]+", encoded):
+        raise ReferenceError_(f"invalid {what} {digest!r}: {algorithm} digest must be lowercase hex (0-9, a-f)")
     return digest
 
 
@@ -72,7 +74,12 @@ def _normalise(original: str, name: str) -> tuple[str, str]:
         raise ReferenceError_(f"invalid reference {original!r}: bad repository name {path!r}{hint}")
     if len(domain) + 1 + len(path) > MAX_NAME_LENGTH:
         raise ReferenceError_(f"invalid reference {original!r}: name longer than {MAX_NAME_LENGTH} characters")
-    return domain.lower(), path
+    host = domain.lower()
+    if not ("." in host or ":" in host or host == "localhost"):
+        # an uppercase single-label host (``MyRegistry/app``): Docker keeps it as given; lowercased,
+        # ``myregistry/app`` would parse back as the Docker Hub repository docker.io/myregistry/app
+        host = domain
+    return host, path
 
 
 @dataclass(frozen=True, order=True)
@@ -172,7 +179,7 @@ def host_without_port(host: str) -> str:
 
 
 _ECR_HOST_RE = re.compile(
-    r"^(?P<account>[0-9]{12})\.dkr(?:-ecr|\.ecr)(?:-fips)?\.(?P<region>[a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws)$"
+    r"^(?P<account>[0-9]{12})\.dkr(?:-ecr|\.ecr)(?:-fips)?\.(?P<region>[a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|on\.amazonwebservices\.com\.cn)\Z"
 )
 
 

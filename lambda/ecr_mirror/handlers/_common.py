@@ -57,3 +57,12 @@ def enqueue(row_ids: list[str]) -> int:
                 raise AwsError(f"sqs:SendMessageBatch failed for {len(answer['Failed'])} rows")
         sent += len(batch)
     return sent
+
+
+def reset() -> None:
+    """Forget the cached settings and clients (tests; a Lambda container never needs this)."""
+    for fn in (settings, sqs, table):
+        fn.cache_clear()
+    from . import worker
+
+    worker.syncer_factory.cache_clear()
