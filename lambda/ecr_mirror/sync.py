@@ -186,7 +186,8 @@ class Syncer:
     def _detect_and_copy(self, row: Any, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool) -> None:
         dest = self._dest(row, tag)
         recorded_expected = previous.get("expected_digest") or None
-        recorded_upstream = previous.get("upstream_digest") or None
+        # the upstream digest that recorded_expected was copied from (written on success only)
+        recorded_upstream = previous.get("synced_upstream_digest") or None
         identical = row.platforms is None and not row.assemble
         if row.assemble:
             heads = []
@@ -289,16 +290,20 @@ class Syncer:
 
     def _write(self, row_id: str, tag: str, res: TagResult, previous: Mapping[str, Any] | None, *, interim: bool = False) -> None:
         now = now_iso()
+        previous = previous or {}
+        success = res.state == drift.IN_SYNC and not interim
         entry: dict[str, Any] = {
             "state": res.state_before if interim else res.state,
             "upstream_digest": res.upstream_digest,
-            "expected_digest": res.expected_digest if res.state == drift.IN_SYNC or interim else (previous or {}).get("expected_digest") or res.expected_digest,
+            # what the service put at the target, and from which upstream digest: changed on success only
+            "expected_digest": res.expected_digest if success else previous.get("expected_digest"),
+            "synced_upstream_digest": res.upstream_digest if success else previous.get("synced_upstream_digest"),
             "target_digest": res.target_digest,
             "last_attempt": now,
             "bytes_copied": res.bytes_copied,
             "error": res.error if not interim else None,
         }
-        if res.state == drift.IN_SYNC and not interim:
+        if success:
             entry["last_success"] = now
         if res.drifted:
             entry["last_drift_state"] = res.state_before if drift.is_drift(res.state_before) else res.state

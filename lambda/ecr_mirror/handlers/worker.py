@@ -17,7 +17,7 @@ from ..errors import MirrorError
 from ..metrics import emit, sync_counts
 from ._common import logger, metrics, settings, table
 
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class RowFailed(Exception):

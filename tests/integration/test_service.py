@@ -1,0 +1,346 @@
+"""The mirror service end to end (issue 3): rows -> schedule handler -> SQS -> worker handler -> ECR + status.
+
+AWS APIs are moto (server mode); upstream and the ECR registry endpoint are real docker-registry
+processes, the latter behind htpasswd user ``AWS`` with the password moto's GetAuthorizationToken hands out.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import CliRunner
+
+from ecr_mirror import metrics
+from ecr_mirror.cli import main as cli
+from ecr_mirror.handlers import _common, schedule, stream, worker
+from tests.support import images as im
+
+
+@dataclass
+class Ctx:
+    remaining_ms: int = 600_000
+    function_name: str = "ecr-mirror-worker"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ecr-mirror-worker"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+class Service:
+    """Everything a test needs: env set, a table, a queue, an upstream (behind a counting proxy), an ECR stand-in."""
+
+    def __init__(self, monkeypatch, aws_env, ecr_registry, upstream, proxy) -> None:
+        self.moto, self.ecr, self.upstream, self.proxy = aws_env, ecr_registry, upstream, proxy
+        self.table_name = "mirror-" + uuid.uuid4().hex[:8]
+        self.sqs = boto3.client("sqs")
+        self.queue_url = self.sqs.create_queue(QueueName="q-" + uuid.uuid4().hex[:8])["QueueUrl"]
+        for k, v in {
+            "ECR_MIRROR_TABLE": self.table_name,
+            "ECR_MIRROR_QUEUE_URL": self.queue_url,
+            "ECR_MIRROR_TARGET_REGISTRY": ecr_registry.host,
+            "ECR_MIRROR_REPOSITORY_PREFIX": "mirror",
+        }.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("DOCKER_CONFIG", str(upstream.workdir / "no-docker-config"))
+        _common.reset()
+        self.cli("table", "create")
+
+    def cli(self, *args: str, ok: bool = True) -> Any:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    def add(self, row_id: str, *args: str) -> None:
+        self.cli("add", row_id, *args)
+
+    def source(self, path: str) -> str:
+        return f"{self.proxy.host}/{path}"
+
+    def run_schedule(self) -> int:
+        return schedule.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, Ctx())["enqueued"]
+
+    def drain(self, ctx: Ctx | None = None) -> dict[str, Any]:
+        """Receive every message and hand them to the worker as one SQS event. Returns the response."""
+        records = []
+        while True:
+            got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            msgs = got.get("Messages") or []
+            if not msgs:
+                break
+            for m in msgs:
+                records.append({
+                    "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1",
+                })
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        self.last_records = records
+        return worker.handler({"Records": records}, ctx or Ctx())
+
+    def status(self) -> list[dict[str, Any]]:
+        result = self.cli("status", "--json")
+        return json.loads(result.output)
+
+    def state(self, row_id: str, tag: str) -> dict[str, Any]:
+        return next(r for r in self.status() if r["id"] == row_id and r["tag"] == tag)
+
+    def ecr_host(self) -> str:
+        return self.ecr.host
+
+
+def emf(output: str) -> dict[str, float]:
+    """Sum of every EMF metric printed (Powertools writes one JSON object per flush)."""
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{") or "_aws" not in line:
+            continue
+        doc = json.loads(line)
+        for d in doc["_aws"]["CloudWatchMetrics"]:
+            assert d["Namespace"] == "EcrMirror"
+            for m in d["Metrics"]:
+                value = doc[m["Name"]]
+                totals[m["Name"]] = totals.get(m["Name"], 0) + (sum(value) if isinstance(value, list) else value)
+    return totals
+
+
+@pytest.fixture
+def service(monkeypatch, aws_env, ecr_registry, registry_factory, proxy_factory):
+    upstream = registry_factory()
+    svc = Service(monkeypatch, aws_env, ecr_registry, upstream, proxy_factory(upstream))
+    yield svc
+    _common.reset()
+
+
+def golang_index(seed: int = 1):
+    return im.build_index([im.build_image("linux/amd64", seed=seed), im.build_image("linux/arm64/v8", seed=seed)], attestations=True)
+
+
+def test_rows_to_ecr_through_schedule_queue_and_worker(service, capsys):
+    index = golang_index()
+    im.push_index(service.upstream, "library/golang", index, "1.19.2")
+    im.push_index(service.upstream, "library/golang", golang_index(2), "1.20")
+    service.add("golang", "--source", service.source("library/golang"), "--tag", "1.19.2,1.20")
+    service.add("golang-arm", "--source", service.source("library/golang"), "--tag", "1.19.2", "--platform", "linux/arm64",
+                "--target-repository", "mirror/golang-arm", "--arch-tags")
+    service.add("off", "--source", service.source("library/golang"), "--tag", "1.19.2", "--disabled")
+    capsys.readouterr()
+    assert service.run_schedule() == 2  # the disabled row is not enqueued
+    response = service.drain()
+    assert response == {"batchItemFailures": []}
+    out = capsys.readouterr().out
+    repo = f"mirror/{service.proxy.host.replace(':', '-')}/library/golang"
+    auth = service.ecr.auth
+    raw, _, digest = im.get_manifest(service.ecr, repo, "1.19.2", auth=auth)
+    assert digest == index.digest and raw == index.manifest
+    arm_raw, _, arm_digest = im.get_manifest(service.ecr, "mirror/golang-arm", "1.19.2", auth=auth)
+    assert [d["platform"]["architecture"] for d in json.loads(arm_raw)["manifests"]] == ["arm64", "unknown"]
+    assert im.head_manifest(service.ecr, "mirror/golang-arm", "1.19.2-arm64", auth=auth) == index.image_for("linux/arm64/v8").digest
+    states = {(r["id"], r["tag"]): r for r in service.status()}
+    assert states[("golang", "1.19.2")]["state"] == "in_sync"
+    assert states[("golang", "1.19.2")]["target_digest"] == index.digest
+    assert states[("golang", "1.20")]["state"] == "in_sync"
+    assert states[("golang-arm", "1.19.2")]["target_digest"] == arm_digest
+    assert states[("golang", "1.19.2")]["last_success"]
+    counts = emf(out)
+    assert counts[metrics.TAGS_IN_SYNC] == 3 and counts[metrics.TAGS_COPIED] == 3
+    assert counts[metrics.BYTES_COPIED] > 0 and counts[metrics.TAGS_DRIFTED] == 0
+    # the repositories were created in (moto's) ECR with scan on push
+    repos = {r["repositoryName"]: r for r in boto3.client("ecr").describe_repositories()["repositories"]}
+    assert repos[repo]["imageScanningConfiguration"]["scanOnPush"] is True
+
+
+def test_second_sync_makes_no_upstream_get(service, capsys):
+    im.push_index(service.upstream, "library/golang", golang_index(), "1.19.2")
+    im.push_index(service.upstream, "library/golang", golang_index(3), "1.21")
+    service.add("golang", "--source", service.source("library/golang"), "--tag", "1.19.2", "--tag", "1.21")
+    service.add("arm", "--source", service.source("library/golang"), "--tag", "1.19.2", "--platform", "linux/arm64",
+                "--target-repository", "mirror/arm")
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    service.proxy.reset()
+    capsys.readouterr()
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    assert service.proxy.count("GET") == 0
+    assert service.proxy.count("HEAD") == 3  # one per tag
+    assert sorted(service.proxy.requests) == sorted([
+        ("HEAD", "/v2/library/golang/manifests/1.19.2"),
+        ("HEAD", "/v2/library/golang/manifests/1.21"),
+        ("HEAD", "/v2/library/golang/manifests/1.19.2"),
+    ])
+    counts = emf(capsys.readouterr().out)
+    assert counts[metrics.TAGS_IN_SYNC] == 3 and counts[metrics.TAGS_COPIED] == 0
+
+
+def test_upstream_moves_behind_then_in_sync(service):
+    im.push_index(service.upstream, "app", golang_index(1), "v1")
+    service.add("app", "--source", service.source("app"), "--tag", "v1")
+    service.run_schedule()
+    service.drain()
+    moved = golang_index(9)
+    im.push_index(service.upstream, "app", moved, "v1")
+    service.cli("sync", "--check")
+    record = service.state("app", "v1")
+    assert record["state"] == "behind"
+    assert record["upstream_digest"] == moved.digest and record["target_digest"] != moved.digest
+    service.run_schedule()
+    service.drain()
+    record = service.state("app", "v1")
+    assert record["state"] == "in_sync" and record["target_digest"] == moved.digest
+
+
+def test_target_overwritten_by_hand_is_diverged_counted_and_repaired(service, capsys):
+    index = golang_index()
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("app", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/app")
+    service.run_schedule()
+    service.drain()
+    intruder = im.build_image("linux/amd64", seed=99)
+    im.push_image(service.ecr, "mirror/app", intruder, "v1", auth=service.ecr.auth)
+    service.cli("sync", "--check", ok=False)
+    assert service.state("app", "v1")["state"] == "diverged"
+    capsys.readouterr()
+    service.run_schedule()
+    service.drain()
+    counts = emf(capsys.readouterr().out)
+    assert counts[metrics.TAGS_DRIFTED] == 1
+    record = service.state("app", "v1")
+    assert record["state"] == "in_sync" and record["target_digest"] == index.digest
+    assert im.head_manifest(service.ecr, "mirror/app", "v1", auth=service.ecr.auth) == index.digest
+
+
+def test_broken_index_detected_and_repaired(service, capsys):
+    index = golang_index()
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("app", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/app")
+    service.run_schedule()
+    service.drain()
+    arm = index.image_for("linux/arm64/v8")
+    im.delete_manifest(service.ecr, "mirror/app", arm.digest, auth=service.ecr.auth)  # as a lifecycle policy would
+    capsys.readouterr()
+    service.run_schedule()
+    service.drain()
+    counts = emf(capsys.readouterr().out)
+    assert counts[metrics.TAGS_DRIFTED] == 1
+    assert im.head_manifest(service.ecr, "mirror/app", arm.digest, auth=service.ecr.auth) == arm.digest
+    assert service.state("app", "v1")["state"] == "in_sync"
+
+
+def test_invalid_rows_reported_while_others_sync(service):
+    im.push_index(service.upstream, "app", golang_index(), "v1")
+    service.add("good", "--source", service.source("app"), "--tag", "v1")
+    table = boto3.client("dynamodb")
+    table.put_item(TableName=service.table_name, Item={
+        "id": {"S": "bad-platform"}, "source": {"S": service.source("app")}, "tags": {"L": [{"S": "v1"}]},
+        "platforms": {"L": [{"S": "linux"}]}})
+    table.put_item(TableName=service.table_name, Item={
+        "id": {"S": "unknown-attr"}, "source": {"S": service.source("app")}, "tags": {"L": [{"S": "v1"}]},
+        "colour": {"S": "blue"}})
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}  # invalid rows are not retried
+    records = {r["id"]: r for r in service.status()}
+    assert records["good"]["state"] == "in_sync"
+    assert records["bad-platform"]["state"] == "invalid" and "platforms" in records["bad-platform"]["error"]
+    assert records["unknown-attr"]["state"] == "invalid" and "colour" in records["unknown-attr"]["error"]
+
+
+def test_failing_row_is_a_batch_item_failure_only(service):
+    im.push_index(service.upstream, "app", golang_index(), "v1")
+    service.add("good", "--source", service.source("app"), "--tag", "v1")
+    service.add("gone", "--source", service.source("nothing-here"), "--tag", "v1")
+    service.run_schedule()
+    response = service.drain()
+    failed_ids = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    by_body = {json.loads(r["body"])["id"]: r["messageId"] for r in service.last_records}
+    assert failed_ids == {by_body["gone"]}
+    records = {r["id"]: r for r in service.status()}
+    assert records["good"]["state"] == "in_sync"
+    assert records["gone"]["state"] == "failed" and "not found" in records["gone"]["error"]
+
+
+def test_worker_hands_back_rows_when_time_runs_low(service):
+    im.push_index(service.upstream, "app", golang_index(), "v1")
+    service.add("a", "--source", service.source("app"), "--tag", "v1")
+    service.add("b", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/b")
+    service.run_schedule()
+    response = service.drain(Ctx(remaining_ms=5_000))  # below the reserve: start nothing
+    assert len(response["batchItemFailures"]) == 2
+    assert service.status() == []  # nothing half-done recorded
+    assert im.head_manifest(service.ecr, "mirror/b", "v1", auth=service.ecr.auth) is None
+
+
+def test_immutable_repository_holding_other_digest_is_diverged(service):
+    im.push_index(service.upstream, "app", golang_index(), "v1")
+    boto3.client("ecr").create_repository(repositoryName="mirror/frozen", imageTagMutability="IMMUTABLE")
+    other = im.build_image("linux/amd64", seed=42)
+    im.push_image(service.ecr, "mirror/frozen", other, "v1", auth=service.ecr.auth)
+    service.add("frozen", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/frozen")
+    service.run_schedule()
+    service.drain()
+    record = service.state("frozen", "v1")
+    assert record["state"] == "diverged" and "immutable" in record["error"]
+    assert im.head_manifest(service.ecr, "mirror/frozen", "v1", auth=service.ecr.auth) == other.digest
+
+
+def test_tag_pattern_keep_latest(service):
+    """Newest N by version order (1.10 after 1.9). (docker-registry 2.8 ignores ``n=`` on tag lists, so
+    ``Link`` pagination is tested against a scripted transport in tests/unit/test_tags_pagination.py.)"""
+    for i, tag in enumerate(["1.9", "1.10", "1.11", "2.0-rc1", "latest", "1.2"]):
+        im.push_image(service.upstream, "app", im.build_image("linux/amd64", seed=100 + i), tag)
+    service.add("app", "--source", service.source("app"), "--tag-pattern", r"1\.[0-9]+", "--keep-latest", "2")
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    assert service.proxy.count("GET", "/tags/list") == 1
+    assert sorted(r["tag"] for r in service.status()) == ["1.10", "1.11"]
+    repo = f"mirror/{service.proxy.host.replace(':', '-')}/app"
+    assert im.list_tags(service.ecr, repo, auth=service.ecr.auth) == ["1.10", "1.11"]
+
+
+def test_stream_handler_enqueues_user_changes_only(service):
+    def record(name, new, old=None):
+        ddb = {"Keys": {"id": {"S": new["id"]["S"]}}, "NewImage": new}
+        if old is not None:
+            ddb["OldImage"] = old
+        return {"eventName": name, "dynamodb": ddb}
+
+    row = {"id": {"S": "app"}, "source": {"S": "docker.io/library/golang"}, "tags": {"L": [{"S": "1.22"}]}}
+    with_status = {**row, "status": {"M": {"1.22": {"M": {"state": {"S": "in_sync"}}}}}}
+    changed = {**row, "tags": {"L": [{"S": "1.23"}]}}
+    assert stream.rows_to_enqueue([record("INSERT", row)]) == ["app"]
+    assert stream.rows_to_enqueue([record("MODIFY", with_status, row)]) == []  # a status write: no loop
+    assert stream.rows_to_enqueue([record("MODIFY", changed, with_status)]) == ["app"]
+    assert stream.rows_to_enqueue([{"eventName": "REMOVE", "dynamodb": {"Keys": {"id": {"S": "app"}}}}]) == []
+    stream.handler({"Records": [record("INSERT", row)]}, Ctx())
+    msgs = service.sqs.receive_message(QueueUrl=service.queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"]) for m in msgs] == [{"id": "app"}]
+
+
+def test_upstream_credentials_from_secret_never_printed(service, monkeypatch, proxy_factory, capsys, caplog):
+    secret_value = "pw-" + uuid.uuid4().hex
+    front = proxy_factory(service.upstream, credentials=("robot", secret_value))
+    im.push_index(service.upstream, "private/app", golang_index(), "v1")
+    sm = boto3.client("secretsmanager")
+    sm.create_secret(Name="ecr-mirror/upstream", SecretString=json.dumps({front.host: {"username": "robot", "password": secret_value}}))
+    monkeypatch.setenv("ECR_MIRROR_CREDENTIALS_SECRET", "ecr-mirror/upstream")
+    _common.reset()
+    service.add("private", "--source", f"{front.host}/private/app", "--tag", "v1", "--tag", "missing")
+    service.run_schedule()
+    service.drain()
+    records = {r["tag"]: r for r in service.status()}
+    assert records["v1"]["state"] == "in_sync"
+    assert records["missing"]["state"] == "failed"
+    assert front.token_requests and front.token_requests[0].username == "robot"
+    out = capsys.readouterr()
+    item = boto3.client("dynamodb").get_item(TableName=service.table_name, Key={"id": {"S": "private"}})["Item"]
+    for text in (out.out, out.err, caplog.text, json.dumps(item), service.cli("status", "--json").output):
+        assert secret_value not in text
