@@ -24,7 +24,7 @@ def boto3_client(service: str, region: str | None = None) -> Any:
     import boto3
     from botocore.config import Config
 
-    cfg = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="ecr-mirror/0.1")
+    cfg = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="ecr-mirror/0.1", max_pool_connections=32)
     return boto3.client(service, region_name=region, config=cfg)
 
 

@@ -139,10 +139,12 @@ class Syncer:
                     self._write(row_id, tag, res, statuses.get(tag))
             return result
 
+        verified: set[str] = set()  # blobs seen present at the target during this row's sync
+
         def one(tag: str) -> TagResult:
             if self.should_stop():
                 raise Deadline(f"row {row_id}: stopped before tag {tag}, too little time left")
-            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only)
+            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only, verified=verified)
 
         if len(tags) <= 1 or self.tag_concurrency == 1:
             result.tags = [one(t) for t in tags]
@@ -166,13 +168,17 @@ class Syncer:
     def _dest(self, row: Any, tag: str) -> Reference:
         return Reference(self.target.host, row.target_repository, tag)
 
-    def sync_tag(self, row: Any, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False) -> TagResult:
+    def sync_tag(
+        self, row: Any, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False,
+        verified: set[str] | None = None,
+    ) -> TagResult:
         res = TagResult(row.id, tag, drift.FAILED, fingerprint=getattr(row, "fingerprint", ""))
         if previous and previous.get("fingerprint") and previous.get("fingerprint") != res.fingerprint:
             # the row changed (other platforms, another source): what was recorded no longer applies
             previous = {k: v for k, v in previous.items() if k in ("last_success",)}
         try:
-            self._detect_and_copy(row, tag, previous, res, dry_run=dry_run, check_only=check_only)
+            self._detect_and_copy(row, tag, previous, res, dry_run=dry_run, check_only=check_only,
+                                  verified=set() if verified is None else verified)
         except Deadline:
             raise
         except MirrorError as exc:
@@ -183,7 +189,10 @@ class Syncer:
             self._write(row.id, tag, res, previous)
         return res
 
-    def _detect_and_copy(self, row: Any, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool) -> None:
+    def _detect_and_copy(
+        self, row: Any, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool,
+        verified: set[str],
+    ) -> None:
         dest = self._dest(row, tag)
         recorded_expected = previous.get("expected_digest") or None
         # the upstream digest that recorded_expected was copied from (written on success only)
@@ -212,7 +221,7 @@ class Syncer:
             if identical and not recorded_upstream:
                 expected_now = upstream
             if target_head.digest in (expected_now, upstream if identical else None):
-                complete = self._complete(dest.with_digest(target_head.digest))
+                complete = self._complete(dest.with_digest(target_head.digest), verified)
         state = drift.classify(
             upstream, recorded_expected, res.target_digest, complete,
             recorded_upstream=recorded_upstream, identical=identical,
@@ -263,7 +272,7 @@ class Syncer:
         res.blobs_skipped = report.blobs_skipped
         res.blobs_mounted = report.blobs_mounted
 
-    def _complete(self, ref: Reference) -> bool:
+    def _complete(self, ref: Reference, verified: set[str]) -> bool:
         """Every child manifest (and, with ``verify_blobs``, every blob) of ``ref`` is still at the target."""
         try:
             top = self.client.manifest_get(ref)
@@ -272,15 +281,14 @@ class Syncer:
                 for child in top.children:
                     manifests.append(self.client.manifest_get(ref.with_digest(child.digest)))
             if self.verify_blobs:
-                seen: set[str] = set()
                 for m in manifests:
                     for blob in m.blobs if not m.is_index else []:
-                        if blob.digest in seen:
+                        if blob.digest in verified:
                             continue
-                        seen.add(blob.digest)
                         if self.client.blob_head(ref, blob.digest) is None:
                             log.warning("%s: blob %s is gone", ref, blob.digest)
                             return False
+                        verified.add(blob.digest)
         except NotFoundError as exc:
             log.warning("%s is incomplete: %s", ref, exc)
             return False
@@ -319,8 +327,15 @@ class Syncer:
 
     # ------------------------------------------------------------ all rows
 
-    def sync_items(self, items: Iterable[Mapping[str, Any]], *, dry_run: bool = False, check_only: bool = False) -> list[RowResult]:
-        return [self.sync_item(item, dry_run=dry_run, check_only=check_only) for item in items]
+    def sync_items(
+        self, items: Iterable[Mapping[str, Any]], *, dry_run: bool = False, check_only: bool = False, row_concurrency: int = 4
+    ) -> list[RowResult]:
+        """Sync many rows, a few at a time (results in input order)."""
+        items = list(items)
+        if row_concurrency <= 1 or len(items) <= 1:
+            return [self.sync_item(item, dry_run=dry_run, check_only=check_only) for item in items]
+        with ThreadPoolExecutor(min(row_concurrency, len(items)), thread_name_prefix="row") as pool:
+            return list(pool.map(lambda item: self.sync_item(item, dry_run=dry_run, check_only=check_only), items))
 
 
 def remaining_time_guard(context: Any, reserve_seconds: float) -> Callable[[], bool]:

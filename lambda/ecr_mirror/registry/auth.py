@@ -208,6 +208,7 @@ class EcrCredentials:
         self._factory = client_factory
         self._extra = {h.lower(): region for h, region in (extra_hosts or {}).items()}
         self._cache: dict[str, tuple[Credential, float]] = {}
+        self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -226,7 +227,9 @@ class EcrCredentials:
             if cached and cached[1] - self.REFRESH_MARGIN > self._clock():
                 return cached[0]
             try:
-                client = self._factory(region)
+                client = self._clients.get(region)
+                if client is None:
+                    client = self._clients[region] = self._factory(region)
                 answer = client.get_authorization_token()
                 data = answer["authorizationData"][0]
                 user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
@@ -234,10 +237,20 @@ class EcrCredentials:
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
                 raise AwsError(f"ecr:GetAuthorizationToken failed in {region}: {code}", code=str(code)) from None
             expires = data.get("expiresAt")
-            expires_at = expires.timestamp() if hasattr(expires, "timestamp") else self._clock() + 12 * 3600
+            now = self._clock()
+            expires_at = expires.timestamp() if hasattr(expires, "timestamp") else now + 12 * 3600
+            if expires_at - self.REFRESH_MARGIN <= now:
+                # an expiry already inside the margin (emulators report odd ones): reuse for a short while
+                expires_at = now + self.REFRESH_MARGIN + 300
             cred = Credential(user, password)
             self._cache[region] = (cred, expires_at)
             return cred
+
+    def invalidate(self, host: str) -> None:
+        """Forget the cached token for ``host``'s region (after the registry refused it)."""
+        region = self.region_for(host)
+        with self._lock:
+            self._cache.pop(region or "", None)
 
     def secrets(self) -> Iterable[str]:
         return [c.password for c, _ in self._cache.values()]
@@ -245,6 +258,11 @@ class EcrCredentials:
 
 class ChainCredentials:
     """First provider that knows the host wins."""
+
+    def invalidate(self, host: str) -> None:
+        for p in self.providers:
+            if hasattr(p, "invalidate"):
+                p.invalidate(host)
 
     def __init__(self, *providers: CredentialProvider) -> None:
         self.providers = [p for p in providers if p is not None]
@@ -275,6 +293,7 @@ class NoCredentials:
 class Token:
     value: str
     expires_at: float
+    margin: float = 0.0  # treated as expired this long before expires_at
 
     def __repr__(self) -> str:
         return f"Token(<redacted>, expires_at={self.expires_at})"
@@ -293,12 +312,14 @@ class TokenCache:
     def get(self, host: str, scope: str) -> Token | None:
         with self._lock:
             tok = self._tokens.get((host, scope))
-            if tok and tok.expires_at - self.MARGIN > self._clock():
+            if tok and tok.expires_at - tok.margin > self._clock():
                 return tok
             return None
 
     def put(self, host: str, scope: str, value: str, expires_in: float) -> Token:
-        tok = Token(value, self._clock() + max(expires_in, 1.0))
+        lifetime = max(expires_in, 1.0)
+        # refresh MARGIN seconds early, but a short-lived token (expires_in of a few seconds) must still be used
+        tok = Token(value, self._clock() + lifetime, min(self.MARGIN, lifetime / 4))
         with self._lock:
             self._tokens[(host, scope)] = tok
         return tok

@@ -11,6 +11,8 @@ import contextlib
 import ipaddress
 import json
 import logging
+import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "ecr-mirror/0.1 (+https://github.com/ecr-mirror)"
 MAX_REDIRECTS = 5
+#: a token endpoint's answer is a small JSON object; anything larger is refused while reading
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 _NOT_FOUND_CODES = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NOT_FOUND"}
 _BLOCKED_HOSTNAMES = {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"}
 
@@ -62,7 +66,7 @@ def _oci_errors(resp: httpx.Response) -> tuple[list[str], str]:
     """Error codes and a short message from an OCI error body (already read)."""
     try:
         doc = json.loads(resp.content[:65536]) if resp.content else None
-    except (ValueError, httpx.ResponseNotRead):
+    except (ValueError, RecursionError, httpx.ResponseNotRead):  # a hostile body may nest deeper than Python recurses
         doc = None
     codes, messages = [], []
     if isinstance(doc, dict) and isinstance(doc.get("errors"), list):
@@ -82,44 +86,83 @@ def _oci_errors(resp: httpx.Response) -> tuple[list[str], str]:
     return codes, "; ".join(messages)
 
 
+#: instance metadata services reachable on addresses that are not link-local (AWS IMDS and EKS Pod Identity over IPv6)
+_BLOCKED_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("fd00:ec2::23")})
+#: what the system resolver also takes as an IPv4 address: 2852039166, 0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518
+_NUMERIC_HOST_RE = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
+
+
+def _host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` names literally, in any notation a resolver accepts; ``None`` for a DNS name."""
+    bare = host.strip("[]").rstrip(".")
+    try:
+        return ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST_RE.fullmatch(bare):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(bare))
+        except OSError:
+            raise UnsafeRedirectError(f"refused a URL with the ambiguous numeric host {host}") from None
+    return None
+
+
 def check_redirect_target(url: httpx.URL, *, origin: httpx.URL, insecure: frozenset[str]) -> None:
-    """Refuse redirects to other schemes, to link-local/metadata addresses, or https->http downgrades."""
+    """Refuse redirects to other schemes, to link-local/metadata addresses, or https->http downgrades.
+
+    Checked on the URL alone, before any connection: IP literals in every notation the resolver
+    accepts (decimal, hex, octal, short forms, IPv4-mapped IPv6) count as the address they name.
+    A DNS name that resolves to such an address is not caught here.
+    """
     if url.scheme not in ("http", "https"):
         raise UnsafeRedirectError(f"refused redirect from {origin.host} to a {url.scheme or 'schemeless'}: URL")
     host = url.host or ""
     if not host:
         raise UnsafeRedirectError(f"refused redirect from {origin.host} to a URL without a host")
-    if host.lower() in _BLOCKED_HOSTNAMES:
+    name = host.lower().rstrip(".")
+    if name in _BLOCKED_HOSTNAMES:
         raise UnsafeRedirectError(f"refused redirect from {origin.host} to metadata host {host}")
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
+    ip = _host_address(host)
     if ip is not None:
         if ip.version == 6 and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
-        if ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved:
-            raise UnsafeRedirectError(f"refused redirect from {origin.host} to address {ip} (link-local/reserved)")
-        if ip.is_loopback and not is_loopback_host(origin.host or ""):
-            raise UnsafeRedirectError(f"refused redirect from {origin.host} to loopback address {ip}")
+        if ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip in _BLOCKED_ADDRESSES:
+            raise UnsafeRedirectError(f"refused redirect from {origin.host} to address {ip} (link-local/reserved/metadata)")
+    if (ip.is_loopback if ip is not None else is_loopback_host(name)) and not is_loopback_host(origin.host or ""):
+        raise UnsafeRedirectError(f"refused redirect from {origin.host} to loopback {host}")
     if url.scheme == "http" and origin.scheme == "https":
         hostport = f"{host}:{url.port}" if url.port else host
         if not is_loopback_host(hostport) and hostport.lower() not in insecure and host.lower() not in insecure:
             raise UnsafeRedirectError(f"refused redirect from https://{origin.host} down to plain http://{host}")
 
 
+#: second-level labels under country TLDs that are public suffixes (co.uk, com.au, co.jp, ...), no domain of anyone's own
+_SECOND_LEVEL_SUFFIXES = frozenset({"ac", "co", "com", "edu", "gov", "go", "ne", "net", "or", "org"})
+
+
 def _realm_may_get_credentials(registry_host: str, realm: httpx.URL) -> bool:
-    """Credentials for a registry go only to a realm on that host or on its parent domain."""
-    reg = host_without_port(registry_host).lower()
-    realm_host = (realm.host or "").lower()
+    """Credentials for a registry go only to a realm on that host or under its parent domain.
+
+    ``registry-1.docker.io`` -> ``auth.docker.io`` and ``registry.gitlab.com`` -> ``gitlab.com`` qualify;
+    a sibling that merely shares a public suffix (``registry.foo.co.uk`` -> ``evil.co.uk``) does not,
+    nor does any host when the registry's parent would be a bare top-level domain (``ghcr.io``).
+    """
+    reg = host_without_port(registry_host).lower().rstrip(".")
+    realm_host = (realm.host or "").lower().rstrip(".")
     if realm_host == reg:
         return True
     if is_loopback_host(reg) and is_loopback_host(realm_host):
         return True
-    reg_parts, realm_parts = reg.split("."), realm_host.split(".")
-    if len(reg_parts) >= 2 and len(realm_parts) >= 2 and not reg.replace(".", "").isdigit():
-        return reg_parts[-2:] == realm_parts[-2:]
-    return False
+    try:
+        ipaddress.ip_address(reg)
+        return False  # an IP address has no parent domain
+    except ValueError:
+        pass
+    parent = reg.split(".", 1)[1] if "." in reg else ""
+    labels = parent.split(".")
+    if len(labels) < 2 or (len(labels) == 2 and len(labels[1]) == 2 and labels[0] in _SECOND_LEVEL_SUFFIXES):
+        return False  # a bare TLD, or a public suffix such as co.uk / com.au: no parent to share
+    return realm_host == parent or realm_host.endswith("." + parent)
 
 
 class RegistryClient:
@@ -167,6 +210,13 @@ class RegistryClient:
         with self._lock:
             self.requests[(host, method)] += 1
 
+    def _check_target(self, url: httpx.URL, origin: httpx.URL, what: str) -> None:
+        """:func:`check_redirect_target`, its error naming what was being done (so, the image)."""
+        try:
+            check_redirect_target(url, origin=origin, insecure=self.insecure)
+        except UnsafeRedirectError as exc:
+            raise UnsafeRedirectError(f"{what}: {exc}") from None
+
     def _note_ratelimit(self, resp: httpx.Response) -> None:
         value = resp.headers.get("ratelimit-remaining")
         if value:
@@ -211,7 +261,7 @@ class RegistryClient:
         realm_host = realm_url.netloc.decode("ascii") if realm_url.host else ""
         if realm_url.scheme not in ("http", "https") or not realm_host:
             raise AuthError(f"{what}: {host} named a token realm that is not an http(s) URL", status=401, temporary=False)
-        check_redirect_target(realm_url, origin=httpx.URL(self.url(host, "/")), insecure=self.insecure)
+        self._check_target(realm_url, httpx.URL(self.url(host, "/")), f"{what}: token realm")
         if realm_url.scheme == "http" and self.scheme(realm_host) != "http":
             raise AuthError(f"{what}: {host} named a plain-http token realm on {realm_host}; refusing", status=401, temporary=False)
         params = {}
@@ -233,7 +283,12 @@ class RegistryClient:
             attempt += 1
             try:
                 self._count(url, "GET")
-                resp = self.http.get(url, headers=headers)
+                resp = self.http.send(self.http.build_request("GET", url, headers=headers), stream=True)
+                self._read_limited(resp, MAX_TOKEN_RESPONSE_BYTES, f"{what}: token endpoint {realm_host}")
+            except ManifestError:
+                raise AuthError(
+                    f"{what}: token endpoint {realm_host} answered more than {MAX_TOKEN_RESPONSE_BYTES} bytes; refused", temporary=False
+                ) from None
             except httpx.TransportError as exc:
                 delay = self.retry.delay(attempt)
                 if self.retry.should_retry(attempt, started, delay):
@@ -255,7 +310,7 @@ class RegistryClient:
             )
         try:
             doc = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise AuthError(f"{what}: token endpoint {realm_host} answered invalid JSON", temporary=False) from None
         value, expires_in = token_from_response(doc)
         self.tokens.put(host, scope, value, expires_in)
@@ -280,12 +335,21 @@ class RegistryClient:
                 h["Authorization"] = auth
             req = self.http.build_request(method, url, headers=h, content=content)
             self._count(url, method)
-            resp = self.http.send(req, stream=True)
+            try:
+                resp = self.http.send(req, stream=True)
+            except httpx.InvalidURL:  # httpx builds the redirect request itself, even when not following
+                raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
+            except httpx.RemoteProtocolError as exc:
+                if "location header" in str(exc).lower():
+                    raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
+                raise
             self._note_ratelimit(resp)
             if resp.status_code != 401:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))
             resp.close()
+            if auth and auth.startswith("Basic ") and hasattr(self.credentials, "invalidate"):
+                self.credentials.invalidate(host)  # e.g. an ECR token that expired: fetch a fresh one
             if round_ == 1 or not replayable:
                 self.tokens.drop(host, scope)
                 raise AuthError(
@@ -320,7 +384,7 @@ class RegistryClient:
                 nxt = url.join(location)
             except (httpx.InvalidURL, ValueError):
                 raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
-            check_redirect_target(nxt, origin=url, insecure=self.insecure)
+            self._check_target(nxt, url, what)
             url = nxt
         raise UnsafeRedirectError(f"{what}: more than {MAX_REDIRECTS} redirects (a redirect loop?)")
 
@@ -499,7 +563,7 @@ class RegistryClient:
             assert resp is not None
             try:
                 doc = resp.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(f"{what}: answer is not JSON") from None
             page = doc.get("tags") if isinstance(doc, dict) else None
             if page is None:
@@ -510,7 +574,13 @@ class RegistryClient:
             if len(tags) > limit:
                 raise RegistryError(f"{what}: more than {limit} tags")
             link = resp.links.get("next", {}).get("url")
-            url = resp.url.join(link) if link else ""
+            url = ""
+            if link:
+                try:
+                    url = resp.url.join(link)
+                except (httpx.InvalidURL, ValueError):
+                    raise RegistryError(f"{what}: invalid Link to the next page") from None
+                self._check_target(url, resp.url, f"{what}: next page")
         return tags
 
     # ------------------------------------------------------------ blobs
@@ -558,7 +628,12 @@ class RegistryClient:
         location = resp.headers.get("location")
         if not location:
             raise RegistryError(f"{what}: HTTP {resp.status_code} without a Location header", status=resp.status_code)
-        return str(resp.url.join(location))
+        try:
+            upload = resp.url.join(location)
+        except (httpx.InvalidURL, ValueError):
+            raise RegistryError(f"{what}: invalid upload Location", status=resp.status_code) from None
+        self._check_target(upload, resp.url, f"{what}: upload Location")
+        return str(upload)
 
     def blob_upload_finish(self, ref: Reference, location: str, digest: str, size: int, body: Iterable[bytes] | bytes) -> None:
         """One monolithic PUT of the whole blob to the upload session (streamed when ``body`` is an iterator).
