@@ -23,7 +23,9 @@ $(STAMP): requirements.txt lambda/requirements.txt pyproject.toml package.json
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
-	test -d node_modules/aws-cdk || npm ci --no-audit --no-fund --loglevel=error
+	cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null || \
+	  [ "$$(node -p 'require("./node_modules/aws-cdk/package.json").version' 2>/dev/null)" = "$$(node -p 'require("./package.json").devDependencies["aws-cdk"]')" ] || \
+	  npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -1,0 +1,37 @@
+"""``EcrMirrorStack``: the deployable stack (what ``app.py`` builds), with its outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from .config import EcrMirrorProps
+from .mirror import EcrMirror
+
+DEFAULT_STACK_NAME = "EcrMirror"
+
+
+class EcrMirrorStack(cdk.Stack):
+    """One :class:`EcrMirror` and the outputs a user needs: table, queue, dashboard, topic (and secret)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: EcrMirrorProps, **stack_options: Any) -> None:
+        stack_options.setdefault(
+            "description", "ecr-mirror: keeps multi-architecture container images mirrored into Amazon ECR"
+        )
+        super().__init__(scope, construct_id, **stack_options)
+        self.mirror = EcrMirror(self, "Mirror", props=props)
+        service = self.mirror.service
+
+        cdk.CfnOutput(self, "TableName", value=self.mirror.table.table.table_name,
+                      description="Mirror table: add one row per image (ecr-mirror add / aws dynamodb put-item)")
+        cdk.CfnOutput(self, "QueueUrl", value=service.queue.queue_url,
+                      description="Work queue: one message per row to sync")
+        cdk.CfnOutput(self, "DashboardUrl", value=self.mirror.dashboard_url,
+                      description="CloudWatch dashboard of the sync metrics")
+        cdk.CfnOutput(self, "TopicArn", value=self.mirror.monitoring.topic.topic_arn,
+                      description="SNS topic the alarms publish to")
+        if service.credentials_secret is not None and props.create_credentials_secret:
+            cdk.CfnOutput(self, "CredentialsSecretArn", value=service.credentials_secret.secret_arn,
+                          description='Fill with {"<registry host>": {"username": "...", "password": "..."}}')
