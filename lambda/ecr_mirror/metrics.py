@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Per sync run (dimension-less, namespace from ECR_MIRROR_METRICS_NAMESPACE)
+# Per sync run; namespace from ECR_MIRROR_METRICS_NAMESPACE, one dimension: service=ecr-mirror (Powertools)
 TAGS_IN_SYNC = "TagsInSync"
 TAGS_DRIFTED = "TagsDrifted"  # diverged + broken, found this run
 TAGS_BEHIND = "TagsBehind"

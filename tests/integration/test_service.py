@@ -82,9 +82,13 @@ class Service:
                     "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
                     "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1",
                 })
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
         self.last_records = records
-        return worker.handler({"Records": records}, ctx or Ctx())
+        response = worker.handler({"Records": records}, ctx or Ctx())
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for r in records:  # as Lambda's event source mapping does: delete what succeeded
+            if r["messageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=r["receiptHandle"])
+        return response
 
     def status(self) -> list[dict[str, Any]]:
         result = self.cli("status", "--json")
@@ -277,6 +281,9 @@ def test_worker_hands_back_rows_when_time_runs_low(service):
     assert len(response["batchItemFailures"]) == 2
     assert service.status() == []  # nothing half-done recorded
     assert im.head_manifest(service.ecr, "mirror/b", "v1", auth=service.ecr.auth) is None
+    # handed back at once (visibility 0), not after the visibility timeout: nothing is lost
+    again = service.sqs.receive_message(QueueUrl=service.queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(json.loads(m["Body"])["id"] for m in again) == ["a", "b"]
 
 
 def test_immutable_repository_holding_other_digest_is_diverged(service):

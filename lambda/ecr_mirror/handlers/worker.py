@@ -41,6 +41,18 @@ def _should_stop() -> bool:
     return ctx.get_remaining_time_in_millis() < settings().time_reserve_seconds * 1000
 
 
+def _hand_back(record: Any) -> None:
+    """Make a message we will not finish visible again now, not after the visibility timeout."""
+    from ._common import sqs
+
+    try:
+        sqs().change_message_visibility(
+            QueueUrl=settings().queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=0
+        )
+    except Exception as exc:  # noqa: BLE001 - the message comes back after the timeout anyway
+        logger.warning("could not hand the message back early: %s", type(exc).__name__)
+
+
 def record_handler(record: Any) -> dict[str, Any]:
     from ..sync import Deadline
 
@@ -53,6 +65,7 @@ def record_handler(record: Any) -> dict[str, Any]:
         logger.error("message is not {\"id\": \"<row id>\"}; dropped", extra={"message_id": record.message_id})
         return {"dropped": record.message_id}
     if _should_stop():
+        _hand_back(record)
         raise Deadline(f"row {row_id}: handed back, too little time left")
     syncer = syncer_factory()
     syncer.should_stop = _should_stop
@@ -60,7 +73,11 @@ def record_handler(record: Any) -> dict[str, Any]:
     if item is None:
         logger.info("row was removed before it was synced", extra={"row": row_id})
         return {"id": row_id, "removed": True}
-    result = syncer.sync_item(item)
+    try:
+        result = syncer.sync_item(item)
+    except Deadline:
+        _hand_back(record)
+        raise
     _state["results"].append(result)
     log = {"row": row_id, "tags": {t.tag: t.state for t in result.tags}, "invalid": result.invalid, "error": result.error}
     failed = [t for t in result.tags if t.error and t.state == "failed"]
