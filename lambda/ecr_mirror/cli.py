@@ -328,7 +328,7 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
 
     tbl = Table("id", "source", "tags", "platforms", "target", "enabled", "problem", box=None)
     for r in rows:
-        tags = ", ".join(r["tags"] or []) + (f" /{r['tag_pattern']}/" if r["tag_pattern"] else "")
+        tags = ", ".join([*(r["tags"] or []), *([f"/{r['tag_pattern']}/"] if r["tag_pattern"] else [])])
         if r["keep_latest"]:
             tags += f" (newest {r['keep_latest']})"
         tbl.add_row(str(r["id"]), str(r["source"] or " + ".join(r["assemble"] or [])), tags,
@@ -422,8 +422,21 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
     Console(width=max(140, Console().width)).print(tbl)
 
 
-def run() -> None:  # pragma: no cover - console entry
-    main(prog_name="ecr-mirror")
+def run(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors are one line too (``ecr-mirror: error: …``), exit 2."""
+    try:
+        code = main.main(args=argv, prog_name="ecr-mirror", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(0)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"ecr-mirror: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.Abort:
+        click.echo("ecr-mirror: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

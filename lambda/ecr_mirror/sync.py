@@ -116,6 +116,8 @@ class Syncer:
             if not dry_run and isinstance(item.get("id"), str) and item.get("id"):
                 self.table.write_invalid(row_id, str(exc))
             return result
+        if not dry_run and item.get("row_error"):
+            self.table.clear_invalid(row_id)  # fixed by its owner: no longer invalid
         if not row.enabled:
             result.skipped = "disabled"
             return result
@@ -159,6 +161,10 @@ class Syncer:
                         deadline = exc
                 if deadline:
                     raise deadline
+        stale = [t for t in statuses if t not in tags]
+        if stale and not dry_run and not check_only and result.error is None:
+            # tags no longer selected (keep_latest moved on, a tag removed from the row): forget them
+            self.table.prune_status(row_id, tags)
         if row.source is not None:
             result.ratelimit_remaining = self.client.ratelimit_remaining.get(row.source.api_host)
         return result

@@ -256,6 +256,13 @@ def test_invalid_rows_reported_while_others_sync(service):
     assert records["good"]["state"] == "in_sync"
     assert records["bad-platform"]["state"] == "invalid" and "platforms" in records["bad-platform"]["error"]
     assert records["unknown-attr"]["state"] == "invalid" and "colour" in records["unknown-attr"]["error"]
+    # the owner fixes the row: it syncs and is no longer reported invalid
+    table.update_item(TableName=service.table_name, Key={"id": {"S": "bad-platform"}},
+                      UpdateExpression="SET platforms = :p", ExpressionAttributeValues={":p": {"L": [{"S": "linux/arm64"}]}})
+    service.run_schedule()
+    service.drain()
+    fixed = [r for r in service.status() if r["id"] == "bad-platform"]
+    assert [(r["tag"], r["state"]) for r in fixed] == [("v1", "in_sync")]
 
 
 def test_failing_row_is_a_batch_item_failure_only(service):
@@ -311,6 +318,11 @@ def test_tag_pattern_keep_latest(service):
     assert sorted(r["tag"] for r in service.status()) == ["1.10", "1.11"]
     repo = f"mirror/{service.proxy.host.replace(':', '-')}/app"
     assert im.list_tags(service.ecr, repo, auth=service.ecr.auth) == ["1.10", "1.11"]
+    # a newer release moves the window: the tag that fell out is no longer reported
+    im.push_image(service.upstream, "app", im.build_image("linux/amd64", seed=200), "1.12")
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    assert sorted(r["tag"] for r in service.status()) == ["1.11", "1.12"]
 
 
 def test_stream_handler_enqueues_user_changes_only(service):
