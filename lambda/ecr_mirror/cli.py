@@ -91,9 +91,14 @@ def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None,
     Manual multi-arch: ecr-mirror assemble REG/app:1.0 REG/app:1.0-amd64 REG/app:1.0-arm64
     The mirror table: ecr-mirror add / list / remove / sync / status (see each --help)
     """
+    from .runtime import RedactingFilter, quiet_aws_loggers
+
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    quiet_aws_loggers()  # botocore at DEBUG prints tokens and secret strings
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(_redactor))
     ctx.obj = Context(debug, insecure, concurrency)
 
 
@@ -101,6 +106,7 @@ def _client(obj: Context):
     from .runtime import build_registry_client
 
     client = build_registry_client(obj.settings, insecure=obj.insecure)
+    _redactor.watch(client.secrets)
     return client
 
 
@@ -353,6 +359,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
 
     t = _table(obj, table_name)
     syncer = build_syncer(obj.settings, t, insecure=obj.insecure, docker_config=True)
+    _redactor.watch(syncer.client.secrets)
     try:
         if row_ids:
             items = []

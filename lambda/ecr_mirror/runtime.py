@@ -81,12 +81,19 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
+        self._sources: list[Any] = []
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         self._secrets.update(s for s in secrets if s and len(s) >= 4)
 
+    def watch(self, source: Any) -> None:
+        """Also redact whatever ``source()`` returns at redaction time (e.g. ``client.secrets``)."""
+        self._sources.append(source)
+
     def __call__(self, text: str) -> str:
+        for source in self._sources:
+            self.add(source())
         for s in sorted(self._secrets, key=len, reverse=True):
             if s in text:
                 text = text.replace(s, "<redacted>")
@@ -102,6 +109,17 @@ class RedactingFilter(logging.Filter):
         record.msg = self.redactor(record.getMessage())
         record.args = None
         return True
+
+
+#: loggers that print raw AWS request and response bodies at DEBUG (tokens, secret strings): never below INFO
+CHATTY_AWS_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
+def quiet_aws_loggers() -> None:
+    for name in CHATTY_AWS_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 __all__ = ["AwsError", "Redactor", "RedactingFilter", "boto3_client", "build_registry_client", "load_secret_credentials"]

@@ -134,7 +134,9 @@ class Syncer:
                 tags = self.select_tags(row, available)
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
-            for tag in row.tags or []:
+            # every tag the row names or was last seen with gets the failure, so `status` shows it
+            known = list(dict.fromkeys([*(row.tags or []), *(t for t in statuses if isinstance(t, str))])) or ["*"]
+            for tag in known:
                 res = TagResult(row_id, tag, drift.FAILED, error=result.error)
                 result.tags.append(res)
                 if not dry_run:
@@ -191,6 +193,11 @@ class Syncer:
             res.state = drift.FAILED
             res.error = str(exc)
             log.warning("row %s tag %s failed: %s", row.id, tag, exc)
+        except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
+            res.state = drift.FAILED
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            res.error = f"unexpected {type(exc).__name__}: {first}"
+            log.exception("row %s tag %s failed unexpectedly", row.id, tag)
         if not dry_run:
             self._write(row.id, tag, res, previous)
         return res

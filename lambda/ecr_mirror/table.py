@@ -327,6 +327,9 @@ _GROUPS = {_sre.SUBPATTERN, getattr(_sre, "ATOMIC_GROUP", _sre.SUBPATTERN)}
 _WIDE_REPEAT = 16
 #: longest allowed chain of unbounded repeats that can trade characters (.*.* is fine, .*.*.* is not)
 _MAX_REPEAT_CHAIN = 2
+#: rough bound on backtracking steps per tag: 128**chain times the ways bounded parts can vary
+_COST_BUDGET = 128**3
+_PATH_CAP = 10**12
 
 
 class _Unsafe(Exception):
@@ -549,55 +552,93 @@ class _PatternAnalysis:
             return max((self._max_chain(alt) for alt in av[1]), default=0)
         return 0
 
-    def _flatten(self, seq: Any, mandatory: bool, out: list[tuple[int, bool, frozenset[str]]]) -> None:
-        """(weight, mandatory?, chars) per element, groups and optional parts inlined."""
+    def _flatten(self, seq: Any, optional: tuple[int, ...], out: list[_Element]) -> None:
+        """Elements of ``seq`` with groups and optional parts (``?``, ``{0,1}``) inlined.
+
+        ``optional`` names the optional parts an element sits in: an element of ``(\.\d+)?``
+        is required between two elements inside that part, skippable between two outside it.
+        """
         for op, av in seq:
             if op in _GROUPS:
-                self._flatten(self._group_body(op, av), mandatory, out)
+                self._flatten(self._group_body(op, av), optional, out)
             elif op in _REPEATS and av[1] <= 1:
-                self._flatten(av[2], mandatory and av[0] >= 1, out)
+                self._flatten(av[2], optional + (id(av),) if av[0] == 0 else optional, out)
             elif op in _ASSERTS or op is _sre.AT:
                 continue
             else:
-                weight = self._weight(op, av)
-                out.append((weight, mandatory and not self.node_nullable(op, av), self.node_chars(op, av)))
+                out.append(
+                    _Element(self._weight(op, av), not self.node_nullable(op, av), self.node_chars(op, av), optional)
+                )
 
     def _max_chain(self, seq: Any) -> int:
-        """The longest chain of unbounded repeats in ``seq`` that can trade characters.
+        """How many unbounded repeats in ``seq`` can trade characters with another one.
 
-        Two repeats are chained when some character can be taken by either of them and by
-        every mandatory element between them: the matcher may then try every way of
-        splitting a run of that character between them, O(n^k) for a chain of k.
+        Two repeats trade when some character can be taken by either of them and by every
+        required element between them: the matcher may then try every way of splitting a
+        run of that character between them. Each such repeat is one more factor of the tag
+        length in the worst-case matching time (``.*.*`` is O(n^2), ``.*-.*-.*`` O(n^3)).
         """
-        elements: list[tuple[int, bool, frozenset[str]]] = []
-        self._flatten(seq, True, elements)
-        chain: list[int] = []
-        for j, (weight_j, _m, chars_j) in enumerate(elements):
-            best = weight_j
-            if weight_j:
-                for i in range(j):
-                    if not chain[i] or not elements[i][0]:
-                        continue
-                    shared = elements[i][2] & chars_j
-                    for k in range(i + 1, j):
-                        if not shared:
-                            break
-                        if elements[k][1]:
-                            shared = shared & elements[k][2]
-                    if shared:
-                        best = max(best, chain[i] + weight_j)
-            chain.append(best)
-            if best > _MAX_REPEAT_CHAIN:
-                break  # enough to reject; no need to look further
-        return max(chain, default=0)
+        elements: list[_Element] = []
+        self._flatten(seq, (), elements)
+        trading: set[int] = set()
+        for j, ej in enumerate(elements):
+            if not ej.weight:
+                continue
+            for i in range(j):
+                ei = elements[i]
+                if not ei.weight or (i in trading and j in trading):
+                    continue
+                around = set(ei.optional) | set(ej.optional)
+                shared = ei.chars & ej.chars
+                for k in range(i + 1, j):
+                    if not shared:
+                        break
+                    ek = elements[k]
+                    if ek.required and set(ek.optional) <= around:
+                        shared = shared & ek.chars
+                if shared:
+                    trading.update((i, j))
+        return sum(e.weight for n, e in enumerate(elements) if n in trading or e.weight >= 2)
+
+    def _paths(self, seq: Any) -> int:
+        """Roughly how many ways bounded repeats and alternations let ``seq`` cut a text (capped)."""
+        total = 1
+        for op, av in seq:
+            if op in _REPEATS:
+                lo, hi, body = av
+                inner = self._paths(body)
+                if hi == _sre.MAXREPEAT or hi - lo >= _WIDE_REPEAT:
+                    total *= inner
+                else:
+                    total *= min(inner**hi, _PATH_CAP) * (hi - lo + 1)
+            elif op is _sre.BRANCH:
+                total *= sum(self._paths(alt) for alt in av[1])
+            elif op in _GROUPS:
+                total *= self._paths(self._group_body(op, av))
+            total = min(total, _PATH_CAP)
+        return total
 
     def _check_chains(self, seq: Any) -> None:
         best = self._max_chain(seq)
         if best > _MAX_REPEAT_CHAIN:
             raise _Unsafe(
-                f"could backtrack badly: {best} unbounded repeats in a row can trade characters (as in .*.*.*); "
+                f"could backtrack badly: {best} unbounded repeats can trade characters (as in .*.*.* or .*-.*-.*); "
                 "narrow them, e.g. [^-]* instead of .*"
             )
+        cost = MAX_TAG_LENGTH**best * self._paths(seq)
+        if cost > _COST_BUDGET:
+            raise _Unsafe(
+                "could backtrack badly: too many optional parts, alternatives and {m,n} ranges "
+                "around its unbounded repeats; simplify it"
+            )
+
+
+@dataclass(frozen=True)
+class _Element:
+    weight: int
+    required: bool
+    chars: frozenset[str]
+    optional: tuple[Any, ...]
 
 
 @functools.lru_cache(maxsize=256)

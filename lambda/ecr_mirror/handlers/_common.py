@@ -13,6 +13,15 @@ from ..config import ENV_METRICS_NAMESPACE, DEFAULT_METRICS_NAMESPACE, Settings
 from ..metrics import SERVICE
 
 logger = Logger(service=SERVICE, level=os.environ.get("ECR_MIRROR_LOG_LEVEL", "INFO"))
+
+
+def _quiet() -> None:
+    from ..runtime import quiet_aws_loggers
+
+    quiet_aws_loggers()  # botocore at DEBUG prints ECR tokens and secret strings
+
+
+_quiet()
 metrics = Metrics(namespace=os.environ.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE, service=SERVICE)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import threading
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from ..errors import AuthError, AwsError, ConfigError
 from ..reference import DOCKER_HUB, DOCKER_HUB_API, ecr_host_region
 
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 _PARAM_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*(?:,|$)')
 
 
@@ -339,7 +341,13 @@ def token_from_response(doc: Any) -> tuple[str, float]:
     token = doc.get("token") or doc.get("access_token")
     if not isinstance(token, str) or not token:
         raise AuthError("token endpoint answered without a token", temporary=False)
+    if not _TOKEN_RE.fullmatch(token):  # it goes into an Authorization header: visible ASCII only
+        raise AuthError("token endpoint answered a token with characters a header cannot carry", temporary=False)
     expires_in = doc.get("expires_in")
-    if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool) or expires_in <= 0:
-        expires_in = 60  # distribution's token spec default
-    return token, float(expires_in)
+    try:  # NaN, Infinity (Python's json reads them) and integers too large for a float count as absent
+        lifetime = float(expires_in) if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) else 0.0
+    except OverflowError:
+        lifetime = 0.0
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        lifetime = 60.0  # distribution's token spec default
+    return token, lifetime
