@@ -63,23 +63,16 @@ ECR_REPOSITORY_ACTIONS = (
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
-    "ecr:DescribeImages",
     "ecr:DescribeRepositories",
     "ecr:CreateRepository",
     "ecr:TagResource",  # tags given to CreateRepository need it
-    "ecr:PutImageScanningConfiguration",
-    "ecr:PutImageTagMutability",
 )
-#: reading mirror rows (the schedule scans; the worker and the stream function read single rows)
-TABLE_READ_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "dynamodb:ConditionCheckItem",
-)
-#: the worker's status writes (conditional updates; never deletes a user's row)
-TABLE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
+#: the schedule function lists the rows
+SCHEDULE_TABLE_ACTIONS = ("dynamodb:Scan",)
+#: the worker reads one row and writes its status (conditional UpdateItem; never PutItem or DeleteItem)
+WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+#: schedule and stream functions only send (SendMessageBatch is authorised as sqs:SendMessage)
+QUEUE_SEND_ACTIONS = ("sqs:SendMessage",)
 #: GetAuthorizationToken has no resource-level form: it is granted on "*"
 ECR_TOKEN_ACTION = "ecr:GetAuthorizationToken"
 
@@ -242,15 +235,17 @@ class MirrorService(Construct):
         # -- permissions ---------------------------------------------------------------------
         table_arn = mirror_table.table_arn
         self._role("schedule_function").add_to_principal_policy(
-            iam.PolicyStatement(actions=list(TABLE_READ_ACTIONS), resources=[table_arn])
+            iam.PolicyStatement(actions=list(SCHEDULE_TABLE_ACTIONS), resources=[table_arn])
         )
-        self.queue.grant_send_messages(self.schedule_function)
+        self._role("schedule_function").add_to_principal_policy(
+            iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
+        )
 
-        # (stream reading is granted by the DynamoDB event source, on the stream ARN)
+        # (stream reading is granted by the DynamoDB event source, on the stream ARN; the stream
+        # function reads nothing from the table itself: the new image is in the record)
         self._role("stream_function").add_to_principal_policy(
-            iam.PolicyStatement(actions=list(TABLE_READ_ACTIONS), resources=[table_arn])
+            iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
         )
-        self.queue.grant_send_messages(self.stream_function)
         stream_role = self.stream_function.role
         assert stream_role is not None
         nag.acknowledge(
@@ -263,7 +258,7 @@ class MirrorService(Construct):
 
         # (queue consumption is granted by the SQS event source)
         self._role("worker_function").add_to_principal_policy(
-            iam.PolicyStatement(actions=[*TABLE_READ_ACTIONS, *TABLE_WRITE_ACTIONS], resources=[table_arn])
+            iam.PolicyStatement(actions=list(WORKER_TABLE_ACTIONS), resources=[table_arn])
         )
         if secret_arn is not None:
             self._role("worker_function").add_to_principal_policy(

@@ -12,7 +12,6 @@ import threading
 from typing import Any
 
 from .errors import AwsError, ConfigError
-from .reference import ecr_registry_host
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +55,17 @@ class EcrTarget:
 
     @property
     def host(self) -> str:
+        """The registry host: ``ECR_MIRROR_TARGET_REGISTRY``, else the ``proxyEndpoint`` ECR reports."""
         if not self._host:
             try:
-                token = self.ecr.get_authorization_token()["authorizationData"][0]
-                endpoint = token.get("proxyEndpoint", "")
+                data = self.ecr.get_authorization_token()["authorizationData"][0]
             except Exception as exc:  # botocore
                 raise aws_error(exc, "ecr:GetAuthorizationToken") from None
-            host = endpoint.removeprefix("https://").rstrip("/")
-            if not host or "moto" in host:
-                region = self.ecr.meta.region_name
-                account = self._account()
-                host = ecr_registry_host(account, region)
+            host = str(data.get("proxyEndpoint", "")).removeprefix("https://").rstrip("/")
+            if not host:
+                raise ConfigError("ecr:GetAuthorizationToken returned no proxyEndpoint; set ECR_MIRROR_TARGET_REGISTRY")
             self._host = host
         return self._host
-
-    def _account(self) -> str:
-        try:
-            repos = self.ecr.describe_registry()
-            return str(repos["registryId"])
-        except Exception as exc:
-            raise aws_error(exc, "ecr:DescribeRegistry") from None
 
     def ensure_repository(self, name: str) -> str:
         """Create ``name`` if missing (scan on push, AES256 encryption, configured mutability). Returns its mutability."""

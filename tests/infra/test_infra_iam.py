@@ -31,22 +31,14 @@ ECR_REPOSITORY_ACTIONS = {
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
-    "ecr:DescribeImages",
     "ecr:DescribeRepositories",
     "ecr:CreateRepository",
     "ecr:TagResource",
-    "ecr:PutImageScanningConfiguration",
-    "ecr:PutImageTagMutability",
 }
-TABLE_READ = {
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "dynamodb:ConditionCheckItem",
-}
-TABLE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem"}
-SQS_SEND = {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+TABLE_SCAN = {"dynamodb:Scan"}
+TABLE_WORKER = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+TABLE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+SQS_SEND = {"sqs:SendMessage"}
 SQS_CONSUME = {
     "sqs:ReceiveMessage",
     "sqs:ChangeMessageVisibility",
@@ -79,12 +71,12 @@ def expected_grants(template, props, handler):
     table, queue = f"<{table_id}.Arn>", f"<{queue_id}.Arn>"
     expected = pairs(LOGS, f"<{logs[handler]}.Arn>")
     if handler == HANDLER_SCHEDULE:
-        expected |= pairs(TABLE_READ, table) | pairs(SQS_SEND, queue)
+        expected |= pairs(TABLE_SCAN, table) | pairs(SQS_SEND, queue)
     elif handler == HANDLER_STREAM:
-        expected |= pairs(TABLE_READ, table) | pairs(SQS_SEND, queue)
+        expected |= pairs(SQS_SEND, queue)
         expected |= pairs(STREAM_READ, f"<{table_id}.StreamArn>") | {("dynamodb:ListStreams", "*")}
     else:
-        expected |= pairs(TABLE_READ | TABLE_WRITE, table) | pairs(SQS_CONSUME, queue)
+        expected |= pairs(TABLE_WORKER, table) | pairs(SQS_CONSUME, queue)
         expected |= {("ecr:GetAuthorizationToken", "*")}
         if props.target_registry:
             account, region = props.target_account_and_region
