@@ -352,8 +352,12 @@ class RegistryClient:
                 self.credentials.invalidate(host)  # e.g. an ECR token that expired: fetch a fresh one
             if round_ == 1 or not replayable:
                 self.tokens.drop(host, scope)
+                # temporary: a streamed body met an expired token (restart it), or a fresh bearer token was
+                # refused (tokens expiring or revoked while others were in flight): retrying with a new one helps
+                fresh_token_refused = round_ == 1 and challenge is not None and challenge.scheme == "bearer"
                 raise AuthError(
-                    f"{what}: {host} refused our credentials (HTTP 401)", status=401, temporary=not replayable and round_ == 0
+                    f"{what}: {host} refused our credentials (HTTP 401)", status=401,
+                    temporary=(not replayable and round_ == 0) or fresh_token_refused,
                 )
             self.tokens.drop(host, scope)
             self._authenticate(host, scope, challenge, what)
