@@ -109,6 +109,24 @@ def verified_chunks(chunks: Iterable[bytes], descriptor: Descriptor, *, progress
             progress(len(pending))
 
 
+def coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Join the socket's small reads into ``size``-byte writes with one copy (``b"".join``).
+
+    httpx's own ``iter_raw(chunk_size)`` buffers through BytesIO (two copies); the profile showed
+    16% of a large copy's CPU there.
+    """
+    batch: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        batch.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
 class Copier:
     """Copies images between registries with bounded concurrency. Reuse one for many copies."""
 
@@ -395,7 +413,7 @@ class Copier:
                 location = client.blob_upload_start(destination)
             try:
                 with client.blob_open(source, d.digest) as resp:
-                    body = verified_chunks(resp.iter_raw(CHUNK_SIZE), d, progress=self.progress)
+                    body = coalesce(verified_chunks(resp.iter_raw(), d, progress=self.progress), CHUNK_SIZE)
                     client.blob_upload_finish(destination, location, d.digest, d.size, body)
                 break
             except DigestMismatchError:
