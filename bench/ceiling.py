@@ -22,7 +22,9 @@ Blob = tuple[str, str, int]  # (repository, digest, size)
 
 def _client(concurrency: int) -> httpx.Client:
     n = concurrency * 2 + 4
-    return httpx.Client(limits=httpx.Limits(max_connections=n, max_keepalive_connections=n), timeout=httpx.Timeout(600.0, connect=10.0))
+    return httpx.Client(
+        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n), timeout=httpx.Timeout(600.0, connect=10.0)
+    )
 
 
 def _upload_url(http: httpx.Client, base: str, repo: str, digest: str) -> httpx.URL:
@@ -33,7 +35,9 @@ def _upload_url(http: httpx.Client, base: str, repo: str, digest: str) -> httpx.
 
 
 def _put(http: httpx.Client, url: httpx.URL, body: object, size: int) -> None:
-    resp = http.put(url, content=body, headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+    resp = http.put(
+        url, content=body, headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+    )
     if resp.status_code != 201:
         raise RuntimeError(f"ceiling: PUT blob -> HTTP {resp.status_code}: {resp.text[:200]}")
 

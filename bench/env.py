@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,8 @@ for p in (str(ROOT), str(ROOT / "lambda")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from tests.support.proxy import RegistryProxy  # noqa: E402
-from tests.support.registry import RegistryProcess  # noqa: E402
+from tests.support.proxy import RegistryProxy
+from tests.support.registry import RegistryProcess
 
 PYTHON = sys.executable
 ECR_MIRROR = str(Path(sys.executable).parent / "ecr-mirror")
@@ -156,7 +155,9 @@ class ChildRun:
         return self
 
 
-def run_child(cleanup: Cleanup, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 900.0) -> ChildRun:
+def run_child(
+    cleanup: Cleanup, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 900.0
+) -> ChildRun:
     """Run ``argv`` to completion: its wall time, exit status and its own rusage (peak RSS, CPU).
 
     It runs under ``bench/launch.py`` (see there why), which times it and reports its rusage, so the
@@ -167,7 +168,9 @@ def run_child(cleanup: Cleanup, argv: list[str], *, env: dict[str, str] | None =
     return _launch(cleanup, [argv], env=env, timeout=timeout)[0]
 
 
-def run_batch(cleanup: Cleanup, commands: list[list[str]], *, env: dict[str, str] | None = None, timeout: float = 1800.0) -> list[ChildRun]:
+def run_batch(
+    cleanup: Cleanup, commands: list[list[str]], *, env: dict[str, str] | None = None, timeout: float = 1800.0
+) -> list[ChildRun]:
     """Run ``commands`` one after another under ONE launcher (like a shell loop); one ChildRun each.
 
     Stops at the first failure (the list is then shorter than ``commands``).
@@ -175,50 +178,57 @@ def run_batch(cleanup: Cleanup, commands: list[list[str]], *, env: dict[str, str
     return _launch(cleanup, commands, env=env, timeout=timeout)
 
 
-def _launch(cleanup: Cleanup, commands: list[list[str]], *, env: dict[str, str] | None, timeout: float) -> list[ChildRun]:
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
+def _launch(
+    cleanup: Cleanup, commands: list[list[str]], *, env: dict[str, str] | None, timeout: float
+) -> list[ChildRun]:
     fd, usage_path = tempfile.mkstemp(prefix="ecr-mirror-bench-usage-", suffix=".json")
     os.close(fd)
     batch_path = None
     try:
-        if len(commands) == 1:
-            launcher = [PYTHON, "-S", str(LAUNCHER), usage_path, *commands[0]]
-        else:
-            fd, batch_path = tempfile.mkstemp(prefix="ecr-mirror-bench-batch-", suffix=".json")
-            with os.fdopen(fd, "w") as f:
-                json.dump(commands, f)
-            launcher = [PYTHON, "-S", str(LAUNCHER), "--batch", usage_path, batch_path]
-        proc = subprocess.Popen(launcher, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True)
-        with cleanup._lock:
-            cleanup.children.add(proc)
-        try:
-            proc.wait(timeout=timeout)
-        except BaseException:  # timeout, Ctrl-C: end the launcher and the command
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            if len(commands) == 1:
+                launcher = [PYTHON, "-S", str(LAUNCHER), usage_path, *commands[0]]
+            else:
+                fd, batch_path = tempfile.mkstemp(prefix="ecr-mirror-bench-batch-", suffix=".json")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(commands, f)
+                launcher = [PYTHON, "-S", str(LAUNCHER), "--batch", usage_path, batch_path]
+            proc = subprocess.Popen(
+                launcher, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True
+            )
             with cleanup._lock:
-                cleanup.children.discard(proc)
+                cleanup.children.add(proc)
+            try:
+                proc.wait(timeout=timeout)
+            except BaseException:  # timeout, Ctrl-C: end the launcher and the command
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
+            finally:
+                with cleanup._lock:
+                    cleanup.children.discard(proc)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         try:
             usages = json.loads(Path(usage_path).read_text())
         except (OSError, ValueError):
             usages = [{"wall": 0.0, "returncode": proc.returncode, "maxrss_kib": 0, "utime": 0.0, "stime": 0.0}]
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         return [
             ChildRun(
-                argv=list(argv), wall=u["wall"], returncode=u["returncode"], maxrss_kib=u["maxrss_kib"],
-                cpu_user=u["utime"], cpu_sys=u["stime"], stdout=stdout, stderr=stderr,
+                argv=list(argv),
+                wall=u["wall"],
+                returncode=u["returncode"],
+                maxrss_kib=u["maxrss_kib"],
+                cpu_user=u["utime"],
+                cpu_sys=u["stime"],
+                stdout=stdout,
+                stderr=stderr,
             )
-            for argv, u in zip(commands, usages)
+            for argv, u in zip(commands, usages, strict=False)  # shorter after a failure
         ]
     finally:
-        out.close()
-        err.close()
         for path in (usage_path, batch_path):
             if path:
                 with contextlib.suppress(OSError):
@@ -227,9 +237,16 @@ def _launch(cleanup: Cleanup, commands: list[list[str]], *, env: dict[str, str] 
 
 def skopeo_copy_argv(src: str, dst: str) -> list[str]:
     return [
-        "skopeo", "copy", "--all", "--quiet", "--retry-times", "0",
-        "--src-tls-verify=false", "--dest-tls-verify=false",
-        f"docker://{src}", f"docker://{dst}",
+        "skopeo",
+        "copy",
+        "--all",
+        "--quiet",
+        "--retry-times",
+        "0",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        f"docker://{src}",
+        f"docker://{dst}",
     ]
 
 

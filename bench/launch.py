@@ -22,8 +22,11 @@ def run(argv: list) -> dict:
     _, status, usage = os.wait4(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return {
-        "wall": time.perf_counter() - started, "returncode": code,
-        "maxrss_kib": usage.ru_maxrss, "utime": usage.ru_utime, "stime": usage.ru_stime,
+        "wall": time.perf_counter() - started,
+        "returncode": code,
+        "maxrss_kib": usage.ru_maxrss,
+        "utime": usage.ru_utime,
+        "stime": usage.ru_stime,
     }
 
 

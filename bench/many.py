@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Copier(client, concurrency=args.concurrency) as copier, ThreadPoolExecutor(args.image_workers) as pool:
             futures = [pool.submit(copier.copy, s, d) for s, d in pairs]
-            for (s, _), f in zip(pairs, futures):
+            for (s, _), f in zip(pairs, futures, strict=True):
                 try:
                     reports.append(f.result())
                 except Exception as exc:  # noqa: BLE001 - reported, exit status 1

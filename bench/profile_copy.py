@@ -33,7 +33,10 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("hashing (sha256 update/digest)", ("_hashlib.HASH", "of '_hashlib", "hexdigest")),
     ("socket send", ("'sendall' of '_socket", "'send' of '_socket")),
     ("socket receive", ("'recv_into' of '_socket", "'recv' of '_socket")),
-    ("byte buffers (joins, slices, BytesIO)", ("of '_io.BytesIO'", "'join' of 'bytes'", "bytearray", "_receivebuffer.py", "_decoders.py")),
+    (
+        "byte buffers (joins, slices, BytesIO)",
+        ("of '_io.BytesIO'", "'join' of 'bytes'", "bytearray", "_receivebuffer.py", "_decoders.py"),
+    ),
     ("HTTP framing (h11/httpcore/httpx)", ("h11", "httpcore", "httpx")),
     ("ecr_mirror code", ("ecr_mirror",)),
     ("thread pools, locks, waits", ("threading.py", "concurrent/futures", "'acquire' of", "queue.py")),
@@ -62,7 +65,9 @@ def top_entries(stats: pstats.Stats, n: int) -> list[dict[str, object]]:
             if marker in filename:
                 short = filename.split(marker, 1)[1]
                 break
-        rows.append({"function": f"{short}:{line}({func})" if line else func, "calls": nc, "own_s": tt, "cumulative_s": ct})
+        rows.append(
+            {"function": f"{short}:{line}({func})" if line else func, "calls": nc, "own_s": tt, "cumulative_s": ct}
+        )
     rows.sort(key=lambda r: r["own_s"], reverse=True)  # type: ignore[arg-type, return-value]
     return rows[:n]
 

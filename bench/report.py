@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 
@@ -12,15 +13,15 @@ def median(xs: Iterable[float]) -> float:
 
 
 def fmt_s(x: float | None) -> str:
-    return "–" if x is None or x != x else f"{x:.2f} s"
+    return "–" if x is None or math.isnan(x) else f"{x:.2f} s"
 
 
 def fmt_mb_s(nbytes: int, seconds: float | None) -> str:
-    return "–" if not seconds or seconds != seconds else f"{nbytes / seconds / 1e6:.0f} MB/s"
+    return "–" if not seconds or math.isnan(seconds) else f"{nbytes / seconds / 1e6:.0f} MB/s"
 
 
 def fmt_ratio(x: float | None) -> str:
-    return "–" if x is None or x != x else f"{x:.2f}"
+    return "–" if x is None or math.isnan(x) else f"{x:.2f}"
 
 
 def fmt_mib(kib: float | None) -> str:

@@ -41,17 +41,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import env as E  # noqa: E402  (puts the repository root and lambda/ on sys.path)
-import report as R  # noqa: E402
-import workloads as W  # noqa: E402
-
-import ceiling as C  # noqa: E402
+import ceiling as C
+import env as E
+import report as R
+import workloads as W
 
 SECTIONS = ("large", "small", "scaling", "unchanged", "sync", "rss", "profile")
 OPTIONAL = ("whatif",)  # not in a default run: --what-if or --only whatif
-WHATIF_LARGE = ("none", "no-rechunk", "no-rechunk,read-1m", "no-rechunk,read-1m,hash-overlap", "no-verify",
-                "no-rechunk,read-1m,no-verify")
-WHATIF_SMALL = ("none", "pool-per-host")
+WHATIF_LARGE = (
+    "none",
+    "no-rechunk",
+    "no-rechunk,read-1m",
+    "no-rechunk,read-1m,hash-overlap",
+    "no-verify",
+    "no-rechunk,read-1m,no-verify",
+)
+WHATIF_SMALL = ("none", "pool-per-host", "small-blob-no-head")
 RESULTS = E.BENCH / "RESULTS.md"
 T0 = time.perf_counter()
 
@@ -92,8 +97,11 @@ class Config:
         ap.add_argument("--rounds", type=int, help="rounds of the large cold copy (BENCH_ROUNDS)")
         ap.add_argument("--small-rounds", type=int, help="rounds of the many-images runs (BENCH_SMALL_ROUNDS)")
         ap.add_argument("--only", help=f"comma-separated sections to run, from: {','.join(SECTIONS + OPTIONAL)}")
-        ap.add_argument("--what-if", action="store_true",
-                        help="also measure proposed product changes, patched in at run time (bench/whatif.py)")
+        ap.add_argument(
+            "--what-if",
+            action="store_true",
+            help="also measure proposed product changes, patched in at run time (bench/whatif.py)",
+        )
         ap.add_argument("--skip", help="comma-separated sections to skip")
         ap.add_argument("--storage", choices=("filesystem", "memory"), help="registry storage driver (BENCH_STORAGE)")
         ap.add_argument("--json", metavar="FILE", help="also write the raw results as JSON to FILE")
@@ -200,7 +208,7 @@ def machine_info() -> dict[str, Any]:
 
     def version(argv: list[str]) -> str:
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+            out = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=20)
             text = (out.stdout or out.stderr).strip().splitlines()
             return text[0] if text else "?"
         except (OSError, subprocess.SubprocessError):
@@ -220,6 +228,21 @@ def machine_info() -> dict[str, Any]:
         "registry": version(["docker-registry", "--version"]),
         "kernel": platform.release(),
     }
+
+
+def product_version() -> dict[str, Any]:
+    """The commit the product code was measured at, and whether lambda/ had uncommitted changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=E.ROOT, check=False, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    status = git("status", "--porcelain", "--", "lambda")
+    return {"commit": commit, "lambda_modified": bool(status) if status is not None else None}
 
 
 # ---------------------------------------------------------------------- the bench
@@ -242,9 +265,13 @@ class Bench:
     @property
     def large(self) -> W.Workload:
         if self._large is None:
-            log(f"building and pushing the large image (2 platforms x {self.cfg.large_layers} x {self.cfg.large_layer_mb} MB)")
+            log(
+                f"building and pushing the large image (2 platforms x {self.cfg.large_layers} x {self.cfg.large_layer_mb} MB)"
+            )
             t = time.perf_counter()
-            self._large = W.push_large(self.src, layer_bytes=self.cfg.large_layer_mb * 1_000_000, layers=self.cfg.large_layers)
+            self._large = W.push_large(
+                self.src, layer_bytes=self.cfg.large_layer_mb * 1_000_000, layers=self.cfg.large_layers
+            )
             log(f"  pushed {self._large.bytes / 1e6:.0f} MB in {time.perf_counter() - t:.1f}s")
         return self._large
 
@@ -254,7 +281,10 @@ class Bench:
             log(f"building and pushing {self.cfg.small_images} small two-platform images")
             t = time.perf_counter()
             self._small = W.push_small(
-                self.src, count=self.cfg.small_images, layers=self.cfg.small_layers, layer_bytes=self.cfg.small_layer_kib * 1024
+                self.src,
+                count=self.cfg.small_images,
+                layers=self.cfg.small_layers,
+                layer_bytes=self.cfg.small_layer_kib * 1024,
             )
             log(f"  pushed {self._small.bytes / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s")
         return self._small
@@ -276,14 +306,24 @@ class Bench:
         return path
 
     def ecr_copy(self, src: str, dst: str, env: dict[str, str] | None = None) -> tuple[E.ChildRun, dict[str, Any]]:
-        run = E.run_child(self.cleanup, [E.ECR_MIRROR, "--concurrency", str(self.cfg.concurrency), "copy", "--json", src, dst],
-                          env=env or E.ecr_mirror_env()).check()
+        run = E.run_child(
+            self.cleanup,
+            [E.ECR_MIRROR, "--concurrency", str(self.cfg.concurrency), "copy", "--json", src, dst],
+            env=env or E.ecr_mirror_env(),
+        ).check()
         return run, json.loads(run.stdout)
 
     def ecr_many(self, pairs: list[tuple[str, str]]) -> tuple[E.ChildRun, dict[str, Any]]:
         path = self._write_pairs(pairs)
-        argv = [E.PYTHON, str(E.BENCH / "many.py"), str(path), "--concurrency", str(self.cfg.concurrency),
-                "--image-workers", str(self.cfg.concurrency)]
+        argv = [
+            E.PYTHON,
+            str(E.BENCH / "many.py"),
+            str(path),
+            "--concurrency",
+            str(self.cfg.concurrency),
+            "--image-workers",
+            str(self.cfg.concurrency),
+        ]
         run = E.run_child(self.cleanup, argv, env=E.ecr_mirror_env()).check()
         return run, json.loads(run.stdout)
 
@@ -310,8 +350,20 @@ class Bench:
         path = self.work / "sync.yaml"
         path.write_text(json.dumps({self.src.host: {"tls-verify": False, "images": images}}))
         E.clear_skopeo_cache()
-        argv = ["skopeo", "sync", "--all", "--retry-times", "0", "--src", "yaml", "--dest", "docker",
-                "--dest-tls-verify=false", str(path), f"{dst_host}/{parent}"]
+        argv = [
+            "skopeo",
+            "sync",
+            "--all",
+            "--retry-times",
+            "0",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-tls-verify=false",
+            str(path),
+            f"{dst_host}/{parent}",
+        ]
         run = E.run_child(self.cleanup, argv).check()
         return Run("skopeo sync", run.wall, run.cpu, 0.0, run.maxrss_kib)
 
@@ -330,7 +382,7 @@ class Bench:
         runs: dict[str, list[Run]] = {"ecr-mirror": [], "skopeo": [], "ceiling": []}
         order = list(runs)
         for r in range(cfg.rounds):
-            rotated = order[r % len(order):] + order[: r % len(order)]
+            rotated = order[r % len(order) :] + order[: r % len(order)]
             for tool in rotated:
                 with E.fresh_registry(self.cleanup, cfg.storage) as dst:
                     reg0 = registry_cpu(self.src, dst)
@@ -339,7 +391,9 @@ class Bench:
                         run = Run(tool, child.wall, child.cpu, 0, child.maxrss_kib)
                     elif tool == "skopeo":
                         E.clear_skopeo_cache()
-                        child = E.run_child(self.cleanup, E.skopeo_copy_argv(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")).check()
+                        child = E.run_child(
+                            self.cleanup, E.skopeo_copy_argv(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")
+                        ).check()
                         run = Run(tool, child.wall, child.cpu, 0, child.maxrss_kib)
                     else:
                         c0 = os.times()
@@ -350,7 +404,9 @@ class Bench:
                     if tool != "ceiling":
                         W.verify(dst, w, what=f"{tool} large copy")
                     runs[tool].append(run)
-                    log(f"large round {r + 1}/{cfg.rounds} {tool}: {run.wall:.2f}s (cpu {run.cpu:.2f}s, registries {run.registry_cpu:.2f}s)")
+                    log(
+                        f"large round {r + 1}/{cfg.rounds} {tool}: {run.wall:.2f}s (cpu {run.cpu:.2f}s, registries {run.registry_cpu:.2f}s)"
+                    )
         # the two halves of the ceiling on their own, for context
         get_only, put_only = [], []
         for _ in range(1):
@@ -371,7 +427,7 @@ class Bench:
 
     def _small_round(self, n: int, tools: list[str], r: int, runs: dict[str, list[Run]]) -> None:
         w = self.small
-        rotated = tools[r % len(tools):] + tools[: r % len(tools)]
+        rotated = tools[r % len(tools) :] + tools[: r % len(tools)]
         for tool in rotated:
             with E.fresh_registry(self.cleanup, self.cfg.storage) as dst:
                 pairs = w.pairs(self.src.host, dst.host, n)
@@ -388,7 +444,9 @@ class Bench:
                 run.registry_cpu = registry_cpu(self.src, dst) - reg0
                 W.verify(dst, w, n, what=f"{tool} copy of {n} images")
                 runs[tool].append(run)
-                log(f"{n} images round {r + 1} {tool}: {run.wall:.2f}s (cpu {run.cpu:.2f}s, registries {run.registry_cpu:.2f}s)")
+                log(
+                    f"{n} images round {r + 1} {tool}: {run.wall:.2f}s (cpu {run.cpu:.2f}s, registries {run.registry_cpu:.2f}s)"
+                )
 
     def section_small(self) -> None:
         n = self.cfg.small_images
@@ -398,7 +456,9 @@ class Bench:
             # one `skopeo sync` run is enough to show it (it is not the target's comparison)
             self._small_round(n, tools if r == 0 else tools[:2], r, runs)
         self.results["small"] = {
-            "images": n, "bytes": self.small.bytes, "runs": {k: summarize(v) for k, v in runs.items()},
+            "images": n,
+            "bytes": self.small.bytes,
+            "runs": {k: summarize(v) for k, v in runs.items()},
             "requests": runs["ecr-mirror"][0].extra.get("requests") if runs["ecr-mirror"] else None,
         }
 
@@ -445,13 +505,17 @@ class Bench:
                     W.verify(dst, large, what=f"{tool} unchanged large")
                     W.verify(dst, small, k, what=f"{tool} unchanged small")
                     out[tool] = res
-                    log(f"unchanged {tool}: large {res['unchanged_large']['per_tag']}, small {res['unchanged_small']['per_tag']}")
+                    log(
+                        f"unchanged {tool}: large {res['unchanged_large']['per_tag']}, small {res['unchanged_small']['per_tag']}"
+                    )
                 finally:
                     dst_proxy.stop()
         src_proxy.stop()
         self.results["unchanged"] = out
 
-    def _counted(self, tool: str, pairs: list[tuple[str, str]], src_proxy: Any, dst_proxy: Any, tags: int) -> dict[str, Any]:
+    def _counted(
+        self, tool: str, pairs: list[tuple[str, str]], src_proxy: Any, dst_proxy: Any, tags: int
+    ) -> dict[str, Any]:
         src_proxy.reset()
         dst_proxy.reset()
         if tool == "ecr-mirror":
@@ -491,15 +555,17 @@ class Bench:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
             env.pop(name, None)
         env.update(boto3_env(moto.url))
-        env.update({
-            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
-            "DOCKER_CONFIG": str(home / "no-docker-config"),
-            "ECR_MIRROR_TABLE": "bench-mirror",
-            "ECR_MIRROR_TARGET_REGISTRY": ecr_proxy.host,
-            "ECR_MIRROR_REPOSITORY_PREFIX": "mirror",
-            "ECR_MIRROR_CONCURRENCY": str(self.cfg.concurrency),
-        })
+        env.update(
+            {
+                "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+                "DOCKER_CONFIG": str(home / "no-docker-config"),
+                "ECR_MIRROR_TABLE": "bench-mirror",
+                "ECR_MIRROR_TARGET_REGISTRY": ecr_proxy.host,
+                "ECR_MIRROR_REPOSITORY_PREFIX": "mirror",
+                "ECR_MIRROR_CONCURRENCY": str(self.cfg.concurrency),
+            }
+        )
 
         def cli(*args: str) -> E.ChildRun:
             return E.run_child(self.cleanup, [E.ECR_MIRROR, *args], env=env).check()
@@ -525,7 +591,9 @@ class Bench:
                 "unchanged": {"source": _method_counts(src_proxy), "destination": _method_counts(ecr_proxy)},
                 "states": states,
             }
-            log(f"unchanged sync of {k} tags: source {_method_counts(src_proxy)}, ECR {_method_counts(ecr_proxy)}, states {states}")
+            log(
+                f"unchanged sync of {k} tags: source {_method_counts(src_proxy)}, ECR {_method_counts(ecr_proxy)}, states {states}"
+            )
         finally:
             src_proxy.stop()
             ecr_proxy.stop()
@@ -539,18 +607,22 @@ class Bench:
         ref = w.refs[0]
         runs: dict[str, list[Run]] = {"ecr-mirror": [], "skopeo": []}
         for r in range(self.cfg.huge_rounds):
-            for tool in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            for tool in list(runs) if r % 2 == 0 else list(runs)[::-1]:
                 with E.fresh_registry(self.cleanup, self.cfg.storage) as dst:
                     reg0 = registry_cpu(self.src, dst)
                     if tool == "ecr-mirror":
                         child, _ = self.ecr_copy(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")
                     else:
                         E.clear_skopeo_cache()
-                        child = E.run_child(self.cleanup, E.skopeo_copy_argv(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")).check()
+                        child = E.run_child(
+                            self.cleanup, E.skopeo_copy_argv(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")
+                        ).check()
                     run = Run(tool, child.wall, child.cpu, registry_cpu(self.src, dst) - reg0, child.maxrss_kib)
                     W.verify(dst, w, what=f"{tool} single-layer copy")
                     runs[tool].append(run)
-                    log(f"1-layer {w.bytes / 2**20:.0f} MiB {tool}: {run.wall:.2f}s, peak RSS {run.rss_kib / 1024:.0f} MiB")
+                    log(
+                        f"1-layer {w.bytes / 2**20:.0f} MiB {tool}: {run.wall:.2f}s, peak RSS {run.rss_kib / 1024:.0f} MiB"
+                    )
         self.results["rss"] = {"bytes": w.bytes, "runs": {k: summarize(v) for k, v in runs.items()}}
 
     # -------------------------------------------------------------- 6. profile
@@ -562,8 +634,20 @@ class Bench:
             with E.fresh_registry(self.cleanup, self.cfg.storage) as dst:
                 pairs = workload.pairs(self.src.host, dst.host, count)
                 path = self._write_pairs(pairs, f"profile-{name}.json")
-                argv = [E.PYTHON, str(E.BENCH / "profile_copy.py"), "--pairs", str(path), "--clock", "cpu", "--top", "12",
-                        "--concurrency", str(self.cfg.concurrency), "--image-workers", str(self.cfg.concurrency)]
+                argv = [
+                    E.PYTHON,
+                    str(E.BENCH / "profile_copy.py"),
+                    "--pairs",
+                    str(path),
+                    "--clock",
+                    "cpu",
+                    "--top",
+                    "12",
+                    "--concurrency",
+                    str(self.cfg.concurrency),
+                    "--image-workers",
+                    str(self.cfg.concurrency),
+                ]
                 child = E.run_child(self.cleanup, argv, env=E.ecr_mirror_env()).check()
                 doc = json.loads(child.stdout)
                 doc["images"] = len(pairs)
@@ -581,15 +665,27 @@ class Bench:
         runs: dict[str, list[Run]] = {v: [] for v in (*WHATIF_LARGE, "skopeo")}
         for r in range(rounds):
             order = list(runs)
-            for variant in order[r % len(order):] + order[: r % len(order)]:
+            for variant in order[r % len(order) :] + order[: r % len(order)]:
                 with E.fresh_registry(self.cleanup, self.cfg.storage) as dst:
                     if variant == "skopeo":
                         E.clear_skopeo_cache()
-                        child = E.run_child(self.cleanup, E.skopeo_copy_argv(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")).check()
+                        child = E.run_child(
+                            self.cleanup, E.skopeo_copy_argv(f"{self.src.host}/{ref}", f"{dst.host}/{ref}")
+                        ).check()
                     else:
-                        argv = [E.PYTHON, str(E.BENCH / "whatif.py"), "--patch", variant, "cli",
-                                "--concurrency", str(self.cfg.concurrency), "copy", "--json",
-                                f"{self.src.host}/{ref}", f"{dst.host}/{ref}"]
+                        argv = [
+                            E.PYTHON,
+                            str(E.BENCH / "whatif.py"),
+                            "--patch",
+                            variant,
+                            "cli",
+                            "--concurrency",
+                            str(self.cfg.concurrency),
+                            "copy",
+                            "--json",
+                            f"{self.src.host}/{ref}",
+                            f"{dst.host}/{ref}",
+                        ]
                         child = E.run_child(self.cleanup, argv, env=E.ecr_mirror_env()).check()
                     W.verify(dst, self.large, what=f"what-if {variant}")
                     runs[variant].append(Run(variant, child.wall, child.cpu, 0, child.maxrss_kib))
@@ -599,11 +695,21 @@ class Bench:
         runs = {v: [] for v in WHATIF_SMALL}
         for r in range(max(1, min(2, self.cfg.small_rounds))):
             order = list(runs)
-            for variant in order[r % len(order):] + order[: r % len(order)]:
+            for variant in order[r % len(order) :] + order[: r % len(order)]:
                 with E.fresh_registry(self.cleanup, self.cfg.storage) as dst:
                     path = self._write_pairs(self.small.pairs(self.src.host, dst.host, n))
-                    argv = [E.PYTHON, str(E.BENCH / "whatif.py"), "--patch", variant, "many", str(path),
-                            "--concurrency", str(self.cfg.concurrency), "--image-workers", str(self.cfg.concurrency)]
+                    argv = [
+                        E.PYTHON,
+                        str(E.BENCH / "whatif.py"),
+                        "--patch",
+                        variant,
+                        "many",
+                        str(path),
+                        "--concurrency",
+                        str(self.cfg.concurrency),
+                        "--image-workers",
+                        str(self.cfg.concurrency),
+                    ]
                     child = E.run_child(self.cleanup, argv, env=E.ecr_mirror_env()).check()
                     W.verify(dst, self.small, n, what=f"what-if {variant}")
                     runs[variant].append(Run(variant, child.wall, child.cpu, 0, child.maxrss_kib))
@@ -616,6 +722,7 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         self.results["machine"] = machine_info()
+        self.results["product"] = product_version()
         self.results["load_before"] = os.getloadavg()
         started = time.perf_counter()
         for name in self.cfg.sections:

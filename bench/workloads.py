@@ -71,8 +71,11 @@ def push_single_layer(registry: object, *, layer_bytes: int, seed: int = 202) ->
     return Workload("huge", (f"{repo}:v1",), (image.digest,), sum(b[2] for b in blobs), tuple(blobs))
 
 
-def push_small(registry: object, *, count: int, layers: int = 3, layer_bytes: int = 32 * 1024, seed: int = 303) -> Workload:
+def push_small(
+    registry: object, *, count: int, layers: int = 3, layer_bytes: int = 32 * 1024, seed: int = 303
+) -> Workload:
     """``count`` two-platform images, each in its own repository ``bench/small-NNN:v1``."""
+
     def one(i: int) -> tuple[str, str, list[tuple[str, str, int]]]:
         index = im.build_index(
             [im.build_image(p, layers=layers, layer_size=layer_bytes, seed=seed * 100_000 + i) for p in PLATFORMS]
@@ -103,7 +106,7 @@ def verify(registry: object, workload: Workload, n: int | None = None, what: str
     """Every image of ``workload`` (first ``n``) is at ``registry`` with the source digest."""
     got = dest_digests(registry, workload, n)
     want = list(workload.digests if n is None else workload.digests[:n])
-    bad = [(r, g, w) for r, g, w in zip(workload.refs, got, want) if g != w]
+    bad = [(r, g, w) for r, g, w in zip(workload.refs[: len(want)], got, want, strict=True) if g != w]
     if bad:
         ref, g, w = bad[0]
         raise RuntimeError(f"{what}: {len(bad)} image(s) wrong at the destination, e.g. {ref}: {g} != {w}")
