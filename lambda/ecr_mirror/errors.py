@@ -41,9 +41,6 @@ class ReferenceError_(MirrorError):  # noqa: N801 - the builtin ReferenceError i
     """An image reference that does not parse."""
 
 
-InvalidReferenceError = ReferenceError_
-
-
 class PlatformError(MirrorError):
     """A platform string such as ``linux/arm64/v8`` that does not parse."""
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from . import drift
@@ -27,16 +25,13 @@ from .copy import Copier, CopyReport
 from .errors import MirrorError, NotFoundError, RowError
 from .manifest import Manifest
 from .reference import Reference
+from .table import now_timestamp
 
 log = logging.getLogger(__name__)
 
 
 class Deadline(MirrorError):
     """The time left is too short to start more work; the row goes back to the queue."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -310,7 +305,7 @@ class Syncer:
     # ------------------------------------------------------------ status
 
     def _write(self, row_id: str, tag: str, res: TagResult, previous: Mapping[str, Any] | None, *, interim: bool = False) -> None:
-        now = now_iso()
+        now = now_timestamp()
         previous = previous or {}
         success = res.state == drift.IN_SYNC and not interim
         entry: dict[str, Any] = {
@@ -358,4 +353,4 @@ def remaining_time_guard(context: Any, reserve_seconds: float) -> Callable[[], b
     return lambda: context.get_remaining_time_in_millis() < reserve_seconds * 1000
 
 
-__all__ = ["Deadline", "RowResult", "Syncer", "TagResult", "now_iso", "remaining_time_guard", "time"]
+__all__ = ["Deadline", "RowResult", "Syncer", "TagResult", "remaining_time_guard"]

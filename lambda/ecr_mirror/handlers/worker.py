@@ -35,10 +35,9 @@ _state: dict[str, Any] = {"context": None, "results": []}
 
 
 def _should_stop() -> bool:
-    ctx = _state["context"]
-    if ctx is None or not hasattr(ctx, "get_remaining_time_in_millis"):
-        return False
-    return ctx.get_remaining_time_in_millis() < settings().time_reserve_seconds * 1000
+    from ..sync import remaining_time_guard
+
+    return remaining_time_guard(_state["context"], settings().time_reserve_seconds)()
 
 
 def _hand_back(record: Any) -> None:
