@@ -10,8 +10,11 @@ Modules:
   requests, can front the registry with bearer-token auth, and injects faults
 - :mod:`tests.support.images` -- build real images/indexes in memory and push/read them with httpx
 - :mod:`tests.support.moto` -- :class:`MotoServer`, ``moto_server`` on loopback, and :func:`boto3_env`
+- :mod:`tests.support.ecr` -- :class:`EcrStandIn`, a faithful ECR (registry API with ECR's rules and
+  the ECR JSON API over one store), and :class:`ReferrersProxy` (referrers API for upstream registries)
 """
 
+from .ecr import EcrStandIn, ReferrersProxy
 from .images import (
     MANIFEST_ACCEPT,
     BearerAuth,
@@ -41,11 +44,13 @@ from .registry import RegistryProcess, find_free_port
 __all__ = [
     "MANIFEST_ACCEPT",
     "BearerAuth",
+    "EcrStandIn",
     "Fault",
     "Image",
     "Index",
     "Layer",
     "MotoServer",
+    "ReferrersProxy",
     "RegistryError",
     "RegistryProcess",
     "RegistryProxy",

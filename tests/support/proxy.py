@@ -192,7 +192,15 @@ class TokenRequest:
 
 
 class RegistryProxy:
-    """Reverse proxy on 127.0.0.1:<free port> in front of ``upstream`` (a URL or anything with ``.url``)."""
+    """Reverse proxy on 127.0.0.1:<free port> in front of ``upstream`` (a URL or anything with ``.url``).
+
+    Subclasses may set :attr:`handler_class` to a subclass of the request handler that overrides
+    ``_serve(record, fault)`` (called after faults and bearer auth; the default forwards upstream),
+    as the ECR stand-in does (:mod:`tests.support.ecr`).
+    """
+
+    #: request handler class; None means the plain pass-through handler
+    handler_class: type | None = None
 
     def __init__(
         self,
@@ -261,7 +269,7 @@ class RegistryProxy:
         if self._server is not None:
             raise RuntimeError("proxy already started")
         self._stopping.clear()
-        self._server = _Server((LOOPBACK, 0), _Handler, self)
+        self._server = _Server((LOOPBACK, 0), self.handler_class or _Handler, self)
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"proxy-{self.port}", daemon=True
@@ -582,6 +590,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body,
             )
             return
+        self._serve(record, fault)
+
+    def _serve(self, record: RequestRecord, fault: Fault | None) -> None:
+        """Answer a request that passed faults and auth; subclasses add behaviour here."""
         self._forward(record, fault)
 
     def _local_fault(self, fault: Fault, record: RequestRecord, *, drain: bool = True) -> None:
@@ -634,12 +646,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ pass-through
 
-    def _forward(self, record: RequestRecord, fault: Fault | None) -> None:
+    def _forward(self, record: RequestRecord, fault: Fault | None, target: str | None = None) -> None:
+        """Send the request upstream (to ``target``, default: the client's) and relay the answer."""
         proxy = self.server.proxy
         upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=proxy.upstream_timeout)
         try:
             try:
-                response = self._send_upstream(upstream, record)
+                response = self._send_upstream(upstream, record, target)
             except (OSError, http.client.HTTPException) as exc:
                 if self._client_gone(exc):
                     raise _Abort from exc
@@ -659,9 +672,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _client_gone(self, exc: BaseException) -> bool:
         return getattr(exc, "_from_client", False)
 
-    def _send_upstream(self, upstream: http.client.HTTPConnection, record: RequestRecord) -> http.client.HTTPResponse:
+    def _send_upstream(
+        self, upstream: http.client.HTTPConnection, record: RequestRecord, target: str | None = None
+    ) -> http.client.HTTPResponse:
         proxy = self.server.proxy
-        upstream.putrequest(record.method, record.target, skip_host=True, skip_accept_encoding=True)
+        upstream.putrequest(record.method, target or record.target, skip_host=True, skip_accept_encoding=True)
         upstream.putheader("Host", proxy.upstream_netloc)
         for name, value in self.headers.items():
             lower = name.lower()
