@@ -139,12 +139,11 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def redact_logs(redactor: Redactor, loggers: Iterable[logging.Logger] = ()) -> None:
-    """Put a :class:`RedactingFilter` on every handler of the root logger and of ``loggers``."""
-    for logger in (logging.getLogger(), *loggers):
-        for handler in logger.handlers:
-            if not any(isinstance(f, RedactingFilter) and f.redactor is redactor for f in handler.filters):
-                handler.addFilter(RedactingFilter(redactor))
+def redact_logs(redactor: Redactor, handlers: Iterable[logging.Handler] = ()) -> None:
+    """Put a :class:`RedactingFilter` on every handler of the root logger and on ``handlers`` (once each)."""
+    for handler in (*logging.getLogger().handlers, *handlers):
+        if not any(isinstance(f, RedactingFilter) and f.redactor is redactor for f in handler.filters):
+            handler.addFilter(RedactingFilter(redactor))
 
 
 #: loggers that print raw AWS request and response bodies at DEBUG (tokens, secret strings): never below INFO

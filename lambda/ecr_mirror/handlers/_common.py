@@ -26,7 +26,7 @@ logger = Logger(service=SERVICE, level=os.environ.get(ENV_LOG_LEVEL) or DEFAULT_
 metrics = Metrics(namespace=os.environ.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE, service=SERVICE)
 redactor = Redactor()
 quiet_aws_loggers()  # botocore at DEBUG prints ECR tokens and secret strings
-redact_logs(redactor, [logger._logger])  # noqa: SLF001 - Powertools keeps its logging.Logger here
+redact_logs(redactor, [logger.registered_handler])
 
 
 @cache
@@ -52,7 +52,7 @@ def syncer() -> Syncer:
     """The worker's syncer (registry client, copier, ECR target); its secrets are redacted from logs."""
     built = build_syncer(settings(), table())
     redactor.watch(built.client.secrets)
-    redact_logs(redactor, [logger._logger])  # noqa: SLF001 - handlers added since import (the Lambda runtime's)
+    redact_logs(redactor, [logger.registered_handler])  # and root handlers added since import
     return built
 
 
