@@ -141,6 +141,38 @@ def whatif_rows(res: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def scale_rows(res: dict[str, Any]) -> list[Row]:
+    """7. What a pass costs per tag (bench/scale.py): the issue's workload (else the first measured) against the
+    targets; the other workloads' values alongside."""
+    scale = res["scale"]
+    workloads = scale["workloads"]
+    name = "10 rows x 5 tags" if "10 rows x 5 tags" in workloads else next(iter(workloads))
+    w, targets, before = workloads[name], scale["targets"], scale["before"]
+    un, cold, audit = (w["per_tag"][p] for p in ("unchanged", "cold", "audit"))
+    upstream = {m: n / w["tags"] for m, n in w["unchanged"]["upstream"].items()}
+
+    def each(key: str, p: str = "unchanged") -> str:
+        return ", ".join(f"{v['per_tag'][p][key]:.2f} ({n})" for n, v in workloads.items())
+
+    overhead = 1 + -(-w["rows"] // 10)  # the pass record and one progress record per worker batch of 10 rows
+    tag_writes = (w["cold"]["dynamodb_writes"]["state"] - overhead) / w["tags"]
+    stream = max(v[p]["stream_records_passing_filter"] for v in workloads.values() for p in ("cold", "unchanged", "audit"))
+    return [
+        [f"7. Unchanged pass ({name}): upstream per tag", _counts(upstream), "–", "", "1 HEAD, 0 GET",
+         verdict(_source_is_one_head(upstream))],
+        ["7. Unchanged pass: ECR requests per tag (registry + API)", each("ecr"), "–", f"before: {before['ecr']}",
+         f"≤ {targets['ecr_unchanged']}", verdict(all(v["per_tag"]["unchanged"]["ecr"] <= targets["ecr_unchanged"]
+                                                      for v in workloads.values()))],
+        ["7. Unchanged pass: DynamoDB writes per tag (pass records only)", each("writes"), "–",
+         f"before: {before['writes_unchanged']}", f"≤ {targets['writes_unchanged']}", verdict(un["writes"] <= targets["writes_unchanged"])],
+        [f"7. Cold pass ({name}): tag-status writes per tag", f"{tag_writes:.2f} (+{overhead} pass records)", "–",
+         f"before: {before['writes_cold']}", f"≤ {targets['writes_cold']}", verdict(tag_writes <= targets["writes_cold"])],
+        ["7. Audit pass: ECR requests per tag (ListImages; registry requests)", each("ecr", "audit"), "–",
+         f"registry: {audit['ecr_registry']:.0f}", "(shown)", "n/a"],
+        ["7. Stream invocations per pass (any workload, any pass)", str(stream), "–", "", "0", verdict(stream == 0)],
+    ]
+
+
 #: results key -> the rows it gives, in the order printed
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "large": large_rows,
@@ -151,6 +183,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "scaling": scaling_rows,
     "profile": profile_rows,
     "whatif": whatif_rows,
+    "scale": scale_rows,
 }
 
 

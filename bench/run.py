@@ -18,7 +18,10 @@ bench/RESULTS.md, by hand, from such a run. Measures:
    ECR): requests per tag at the source and destination, through counting proxies;
 4. peak RSS copying one 1 GiB layer (each tool's own process, from wait4 rusage);
 5. scaling: cold copy of 1, 10, 100 images;
-6. a CPU profile of an ecr-mirror copy (hashing vs moving bytes vs HTTP overhead).
+6. a CPU profile of an ecr-mirror copy (hashing vs moving bytes vs HTTP overhead);
+7. scale (bench/scale.py): what a scheduled pass costs per tag on every side (upstream, ECR registry API,
+   ECR API, DynamoDB writes, the mirror table's stream), cold, unchanged and audit, for rows of 1, 5 and
+   10 tags, and projected to 100,000 tags.
 
 Sizes via environment (defaults in brackets): BENCH_LARGE_LAYER_MB [50], BENCH_SMALL_IMAGES [100],
 BENCH_SMALL_LAYER_KIB [32], BENCH_HUGE_LAYER_MB [1024], BENCH_ROUNDS [5], BENCH_SMALL_ROUNDS [2],
@@ -48,7 +51,7 @@ import env as E
 import report as R
 import workloads as W
 
-SECTIONS = ("large", "small", "scaling", "unchanged", "sync", "rss", "profile")
+SECTIONS = ("large", "small", "scaling", "unchanged", "sync", "rss", "profile", "scale")
 OPTIONAL = ("whatif",)  # not in a default run: --what-if or --only whatif
 WHATIF_LARGE = (
     "none",
@@ -654,6 +657,15 @@ class Bench:
                 out[name] = doc
                 log(f"profile {name}: wall {doc['wall_s']:.2f}s, cpu {doc['process_cpu_s']:.2f}s")
         self.results["profile"] = out
+
+    # -------------------------------------------------------------- 7. scale: what a pass costs (bench/scale.py)
+
+    def section_scale(self) -> None:
+        import scale
+
+        results = scale.run(log, quick=self.cfg.quick)
+        log("scale:\n" + scale.tables(results))
+        self.results["scale"] = results
 
     # -------------------------------------------------------------- what-if: proposed changes, patched in
 

@@ -3,11 +3,12 @@
 
     .venv/bin/python demo/run.py          (what `make demo` runs after its set-up)
 
-Starts moto (the AWS APIs), an upstream docker-registry behind a request-counting proxy and an
-ECR stand-in docker-registry; seeds the upstream; adds rows with the real `ecr-mirror` CLI; runs
-the schedule and worker Lambda handlers through SQS as the deployed stack does; reads the result
-back like `docker manifest inspect`; proves the second sync copies nothing and GETs nothing
-upstream; overwrites a mirrored tag by hand and shows the drift found and repaired.
+Starts moto (DynamoDB, SQS), an upstream docker-registry behind a request-counting proxy and the ECR
+stand-in (registry API + ECR API over one store); seeds the upstream; adds rows with the real
+`ecr-mirror` CLI; runs the schedule and worker Lambda handlers through SQS as the deployed stack does;
+reads the result back like `docker manifest inspect`; proves the second sync copies nothing, GETs
+nothing upstream and asks nothing of ECR; overwrites a mirrored tag by hand and shows the audit find
+the drift and the next run repair it.
 
 Every claim printed is also checked: the script exits 1 if any check fails (CI runs it), 130 on
 Ctrl-C and 143 on SIGTERM, and stops everything it started in every case.
@@ -160,14 +161,15 @@ class Demo:
             w.start_processes()
             w.configure_environment()
             table = Table("component", "plays", "address", box=None, padding=(0, 2))
-            table.add_row("moto_server", "AWS APIs: DynamoDB, SQS, ECR control plane", w.moto.url)
+            table.add_row("moto_server", "AWS APIs: DynamoDB (mirror table + state table), SQS", w.moto.url)
             table.add_row("docker-registry", "upstream (Docker Hub)", w.upstream.url)
             table.add_row("RegistryProxy", "the way to upstream: counts every request", w.proxy.url)
-            table.add_row("docker-registry", "ECR registry endpoint: Basic auth AWS:<GetAuthorizationToken>", w.ecr.url)
+            table.add_row("ECR stand-in", "ECR's registry endpoint: Basic auth AWS:<GetAuthorizationToken>", w.ecr.url)
+            table.add_row("ECR stand-in", "ECR's API (boto3 `ecr`), over the same images", w.ecr.api_url)
             console.print(table)
             self.check(httpx.get(f"{w.ecr.url}/v2/").status_code == 401
                        and httpx.get(f"{w.ecr.url}/v2/", auth=w.ecr.auth).status_code == 200,
-                       "the ECR stand-in refuses anonymous requests and accepts moto's ECR token")
+                       "the ECR stand-in refuses anonymous requests and accepts its GetAuthorizationToken's token")
 
     def seed(self) -> None:
         with self.step("Seed the upstream (images built locally: real layers, real configs)"):
@@ -182,7 +184,7 @@ class Demo:
                           "…:1.19.2 --amend …-amd64 --amend …-arm64; docker manifest push.[/]")
 
     def add_rows(self) -> None:
-        with self.step("Create the table and add rows with the CLI (a deployed stack creates table and queue)"):
+        with self.step("Create the tables and add rows with the CLI (a deployed stack creates tables and queue)"):
             w, up = self.world, self.world.proxy.host  # sources name the proxy, so every upstream request is counted
             self.cli("table", "create")
             w.create_queue()
@@ -214,7 +216,7 @@ class Demo:
                        f"metrics: {m}")
             self.check(m.get("BytesCopied", 0) > 10_000_000, f"{m.get('BytesCopied', 0) / 1e6:.1f} MB copied (BytesCopied metric)")
             console.print(f"  upstream requests through the proxy: GET {w.proxy.count('GET')}, HEAD {w.proxy.count('HEAD')}")
-            repos = w.moto.client("ecr").describe_repositories()["repositories"]
+            repos = w.ecr.client().describe_repositories()["repositories"]
             table = Table("ECR repository (created by the worker)", "scan on push", "tag mutability", "encryption",
                           box=None, padding=(0, 2))
             for r in sorted(repos, key=lambda r: r["repositoryName"]):
@@ -288,9 +290,10 @@ class Demo:
             self.pulls(repo, seed.TOOL_TAG, index, {"linux/amd64": amd.digest, "linux/arm64/v8": arm.digest})
 
     def second_sync(self) -> None:
-        with self.step("Second scheduled run: upstream unchanged, so nothing is copied and no manifest or blob is fetched"):
+        with self.step("Second scheduled run: upstream unchanged, so nothing is copied, fetched or asked of ECR"):
             w = self.world
             w.proxy.reset()
+            w.ecr.reset_counts()
             run = w.sync_run()  # fresh containers: nothing is remembered in memory between runs
             self.show_run(run)
             m = run.metrics
@@ -315,11 +318,16 @@ class Demo:
                 f"one HEAD per mirrored tag or assembled source: {expected_heads} HEADs", f"HEADs: {heads}")
             self.check(gets == ["/v2/team/app/tags/list?n=1000"] or (len(gets) == 1 and gets[0].startswith("/v2/team/app/tags/list")),
                        "the only GET is the pattern row's tag listing (a tag_pattern row must list tags)", f"GETs: {gets}")
+            registry, api = w.ecr.count(), w.ecr.count(face="api")
+            console.print(f"  requests at ECR: registry API {registry}, ECR API {api}")
+            self.check(registry == 0 and api == 0,
+                       "zero requests at ECR: every tag is settled (in sync as recorded, upstream unmoved), so the "
+                       "target is not asked (the audit checks it on its own cadence)", f"registry {registry}, API {api}")
 
     def drift(self) -> None:
         up = self.upstream
         assert up is not None
-        with self.step("Drift: overwrite a mirrored tag by hand; the check sees it, the next run repairs it"):
+        with self.step("Drift: overwrite a mirrored tag by hand; the audit sees it, the next run repairs it"):
             w, ecr = self.world, self.world.ecr
             repo = self.targets["golang"]
             intruder = im.build_image("linux/amd64", seed=99)
@@ -328,12 +336,19 @@ class Demo:
                           f"local build over the mirror: now {intruder.digest[:19]}…[/]")
             self.check(im.head_manifest(ecr, repo, seed.GOLANG_TAG, auth=ecr.auth) == intruder.digest,
                        "the ECR tag now points at the hand-pushed image")
-            result = self.cli("sync", "--check", "--id", "golang", expect=None)
+            console.print("  [dim]An unchanged tag costs nothing at ECR, so a hand-made change is found by the audit: "
+                          "every auditInterval (24 h) a scheduled pass lists each repository through ECR's API; "
+                          "`--audit` runs one now.[/]")
+            w.ecr.reset_counts()
+            result = self.cli("sync", "--check", "--audit", "--id", "golang", expect=None)
             console.print(f"  [dim](exit status {result.returncode}: --check records states, it does not fail on drift)[/]")
             record = self.status()[("golang", seed.GOLANG_TAG)]
             self.check(record["state"] == "diverged" and record["target_digest"] == intruder.digest,
-                       "`sync --check` recorded golang:1.19.2 as diverged (target is not what ecr-mirror put there)",
+                       "`sync --check --audit` recorded golang:1.19.2 as diverged (target is not what ecr-mirror put there)",
                        f"status: {record}, exit {result.returncode}")
+            self.check(w.ecr.count(op="ListImages", face="api") == 1 and w.ecr.count() == 0,
+                       "the audit asked ECR one ListImages and made no registry request (no GET, no blob request)",
+                       f"API {[c.op for c in w.ecr.api_calls]}, registry {w.ecr.requests}")
             self.cli("status", "--id", "golang", color=console.is_terminal)
             run = w.sync_run()
             self.show_run(run)

@@ -4,11 +4,13 @@ Everything started here is registered with one :class:`contextlib.ExitStack` *be
 a normal exit, a failed check, an exception, Ctrl-C (SIGINT) or SIGTERM/SIGHUP stops every process
 and removes every temp dir. Nothing listens on anything but 127.0.0.1.
 
-- ``moto_server``: the AWS APIs (DynamoDB, SQS, ECR's control plane, Secrets Manager).
+- ``moto_server``: the AWS APIs (DynamoDB, SQS, Secrets Manager).
 - ``upstream``: a ``docker-registry`` playing Docker Hub, reached only through a counting proxy
   (:class:`tests.support.proxy.RegistryProxy`), so the demo can prove which requests a sync made.
-- ``ecr``: a ``docker-registry`` playing ECR's registry endpoint; it demands Basic auth with user
-  ``AWS`` and the password moto's ``GetAuthorizationToken`` hands out, as ECR does.
+- ``ecr``: the ECR stand-in (:class:`tests.support.ecr.EcrStandIn`): a ``docker-registry`` behind ECR's
+  registry-API rules (Basic ``AWS:<token>`` from its own GetAuthorizationToken, repositories created
+  first, PutImage rate) plus ECR's JSON API over the same store (boto3's ``ecr`` client reaches it
+  through ``AWS_ENDPOINT_URL_ECR``); it counts what each face was asked.
 
 The handlers are invoked in this process, as the Lambda runtime would: an event, a context object
 with a real deadline, and stdout captured (Powertools writes its JSON logs and EMF metrics there).
@@ -39,7 +41,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ecr_mirror import config  # noqa: E402 - the names only; the package reads the environment later
-from tests.support.moto import MotoServer, boto3_env, ecr_credentials  # noqa: E402
+from tests.support.ecr import EcrStandIn  # noqa: E402
+from tests.support.moto import MotoServer, boto3_env  # noqa: E402
 from tests.support.proxy import RegistryProxy  # noqa: E402
 from tests.support.registry import RegistryProcess  # noqa: E402
 
@@ -49,7 +52,7 @@ TABLE = "ecr-mirror-demo"
 QUEUE = "ecr-mirror-demo-work"
 PREFIX = "mirror"
 #: messages per worker invocation: what the stack configures (infra/service.py WORKER_BATCH_SIZE)
-WORKER_BATCH_SIZE = 1
+WORKER_BATCH_SIZE = 10
 WORKER_TIMEOUT_SECONDS = 900  # the stack's default worker timeout (cdk.json workerTimeoutSeconds)
 
 
@@ -226,7 +229,7 @@ class World:
         self.tmp: Path | None = None
         self.moto = MotoServer()
         self.upstream = RegistryProcess(storage="memory")
-        self.ecr: RegistryProcess | None = None
+        self.ecr: EcrStandIn | None = None
         self.proxy: RegistryProxy | None = None
         self.stdout: StdoutSwitch | None = None
         self.queue_url = ""
@@ -259,8 +262,7 @@ class World:
         self.moto.start()
         self._stack.callback(self.upstream.stop)
         self.upstream.start()
-        user, password = ecr_credentials(self.moto, REGION)
-        self.ecr = RegistryProcess(storage="memory", htpasswd={user: password}, realm="ecr-stand-in")
+        self.ecr = EcrStandIn(region=REGION)
         self._stack.callback(self.ecr.stop)
         self.ecr.start()
         self.proxy = RegistryProxy(self.upstream)
@@ -277,6 +279,7 @@ class World:
                 del os.environ[name]
         (self.tmp / "docker").mkdir()
         os.environ.update(boto3_env(self.moto.url, REGION))
+        os.environ.update(self.ecr.env)  # boto3's ecr client (only it) goes to the stand-in
         os.environ.update({
             # no ~/.aws or ~/.docker of the user's: the demo talks only to its own stand-ins
             "AWS_CONFIG_FILE": str(self.tmp / "no-aws-config"),

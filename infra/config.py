@@ -36,6 +36,10 @@ context key                 default              meaning
                                                  ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``;
                                                  default: this account and region; IAM follows it
 ``logLevel``                ``INFO``             log level of the functions
+``auditInterval``           ``24 hours``         how often a scheduled pass is an audit pass (every tag
+                                                 checked at ECR from the repositories' image lists,
+                                                 index children included): ``<n> minutes|hours|days``,
+                                                 a number of hours, or ``0`` (every pass audits)
 =========================== ==================== =====================================================
 
 "(none)" is an empty string in ``cdk.json``; an empty value (``-c key=``) always means the default.
@@ -73,6 +77,7 @@ CONTEXT_KEYS: dict[str, str] = {
     "metricsNamespace": "metrics_namespace",
     "targetRegistry": "target_registry",
     "logLevel": "log_level",
+    "auditInterval": "audit_interval",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -83,6 +88,7 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # <account>.dkr.ecr.<region>.amazonaws.com (also -fips, and the .com.cn / other partition suffixes)
 _ECR_HOST = re.compile(r"(\d{12})\.dkr(?:-fips)?\.ecr\.([a-z]{2}(?:-[a-z]+)+-\d+)\.[a-z0-9.-]+")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+_INTERVAL = re.compile(r"(\d+)(?:\s*(minutes?|hours?|days?))?")
 
 #: seconds the worker keeps in reserve before its timeout (handed to ECR_MIRROR_TIME_RESERVE_SECONDS)
 _MAX_TIME_RESERVE = lambda_config.DEFAULT_TIME_RESERVE_SECONDS
@@ -105,6 +111,7 @@ class EcrMirrorProps:
     metrics_namespace: str = lambda_config.DEFAULT_METRICS_NAMESPACE
     target_registry: str | None = None
     log_level: str = "INFO"
+    audit_interval: str = "24 hours"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -183,6 +190,7 @@ class EcrMirrorProps:
             )
         if self.log_level not in LOG_LEVELS:
             raise ConfigurationError(f"logLevel={self.log_level!r}: one of {', '.join(LOG_LEVELS)}")
+        self.audit_interval_seconds  # noqa: B018  (parses and checks the audit interval)
 
     # -- derived values -------------------------------------------------------------------------
 
@@ -237,6 +245,25 @@ class EcrMirrorProps:
                 "can evaluate (7 days); schedule the sync more often"
             )
         return period, evaluations
+
+    @property
+    def audit_interval_seconds(self) -> int:
+        """``auditInterval`` in seconds (a bare number is hours; ``0``: every pass audits)."""
+        text = str(self.audit_interval).strip().lower()
+        match = _INTERVAL.fullmatch(text)
+        if match is None:
+            raise ConfigurationError(
+                f"auditInterval={self.audit_interval!r}: expected '<n> minutes|hours|days' (e.g. '24 hours'), "
+                "a number of hours, or 0"
+            )
+        count, unit = int(match.group(1)), (match.group(2) or "hours").rstrip("s")
+        seconds = count * _UNIT_SECONDS[unit]
+        if seconds > 30 * 86400:
+            raise ConfigurationError(
+                f"auditInterval={self.audit_interval!r}: at most 30 days (pass records, which the schedule reads "
+                "to find the last audit, expire after 30 days)"
+            )
+        return seconds
 
     @property
     def worker_time_reserve_seconds(self) -> int:

@@ -2,7 +2,7 @@
 
 The Lambda package (``lambda/ecr_mirror``) defines every environment variable it reads
 (``ecr_mirror.config.ENV_*``, ``ALL_ENV``), every metric it emits (``ecr_mirror.metrics.*``,
-``ALL_METRICS``), the mirror table's key (``ecr_mirror.rows.PARTITION_KEY``) and the ECR
+``ALL_METRICS``), the tables' keys (``ecr_mirror.rows.PARTITION_KEY``, ``ecr_mirror.status.KEY_*``) and the ECR
 repository-name rule (``ecr_mirror.reference``). The stack imports them from the very directory it
 bundles, so the deployed code and the stack cannot disagree, and ``tests/infra`` fails if a name
 the stack uses is not one the package defines.
@@ -28,6 +28,7 @@ from ecr_mirror import config as lambda_config  # noqa: E402
 from ecr_mirror import metrics as lambda_metrics  # noqa: E402
 from ecr_mirror import reference as lambda_reference  # noqa: E402
 from ecr_mirror import rows as lambda_rows  # noqa: E402
+from ecr_mirror import status as lambda_status  # noqa: E402
 
 _imported_from = Path(lambda_config.__file__).resolve().parent
 if _imported_from != LAMBDA_DIR / PACKAGE_NAME:
@@ -70,4 +71,5 @@ __all__ = [
     "lambda_metrics",
     "lambda_reference",
     "lambda_rows",
+    "lambda_status",
 ]

@@ -9,11 +9,11 @@ from constructs import Construct
 from .config import EcrMirrorProps
 from .monitoring import MirrorMonitoring
 from .service import MirrorService
-from .table import MirrorTable
+from .table import MirrorTable, StateTable
 
 
 class EcrMirror(Construct):
-    """Table, service and monitoring of one mirror.
+    """Tables, service and monitoring of one mirror.
 
     ``EcrMirror(scope, "Mirror", repository_prefix="mirror", alarm_email="ops@example.com")``:
     the keyword arguments are the fields of :class:`~infra.config.EcrMirrorProps` (the
@@ -26,7 +26,8 @@ class EcrMirror(Construct):
             raise TypeError("give either props= or keyword options, not both")
         self.props = props if props is not None else EcrMirrorProps(**options)
         self.table = MirrorTable(self, "MirrorTable")
-        self.service = MirrorService(self, "Service", props=self.props, table=self.table)
+        self.state_table = StateTable(self, "StateTable")
+        self.service = MirrorService(self, "Service", props=self.props, table=self.table, state_table=self.state_table)
         self.monitoring = MirrorMonitoring(self, "Monitoring", props=self.props, service=self.service)
 
     @property

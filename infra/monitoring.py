@@ -201,10 +201,11 @@ class MirrorMonitoring(Construct):
                 width=8,
             ),
             cloudwatch.GraphWidget(
-                title="Rows: synced / invalid / enqueued",
+                title="Rows: synced / invalid / matched nothing / enqueued",
                 left=[
                     self.service_metric(lambda_metrics.SYNC_SUCCEEDED, label="synced"),
                     self.service_metric(lambda_metrics.ROWS_INVALID, label="invalid"),
+                    self.service_metric(lambda_metrics.ROWS_MATCHED_NOTHING, label="matched nothing"),
                     self.service_metric(lambda_metrics.ROWS_ENQUEUED, label="enqueued"),
                 ],
                 width=8,

@@ -3,12 +3,18 @@
 ::
 
     EventBridge rule ──► schedule fn ──► work queue (a message per enabled row) ──► worker fn ──► ECR
-    table stream (INSERT/MODIFY) ──► stream fn ──┘     └── DLQ after MAX_RECEIVE_COUNT receives
+    mirror table stream (filtered) ──► stream fn ──┘     └── DLQ after MAX_RECEIVE_COUNT receives
+    schedule fn, worker fn, stream fn ──► state table (status, pass records; no stream)
 
 Queue numbers, and why:
 
-- batch size 1: a row can take the worker's whole invocation; rows batched together would share
-  15 minutes and the last ones would time out and burn receives.
+- batch size :data:`WORKER_BATCH_SIZE` (10) with a :data:`WORKER_BATCHING_WINDOW` of a few seconds: an
+  unchanged row costs one HEAD per tag and nothing at ECR, so most rows take well under a second, and
+  one invocation per 10 rows makes one pass-progress write per 10 rows (not one per row) and shares
+  one ListImages per repository in an audit. A cold or huge row can still take the whole invocation:
+  the time guard stops starting rows (and tags) when less than the reserve remains; a row not
+  started is sent again as a fresh message (its receive count untouched), a row stopped midway is
+  too when it made progress, otherwise it is handed back (visibility 0) and that receive counts.
 - visibility timeout = min(6 x worker timeout, 12 h): AWS's guidance for SQS event sources is at
   least six times the function timeout (room for retries while Lambda throttles the poller);
   12 h is SQS's cap. At the default 900 s that is 5400 s.
@@ -46,11 +52,14 @@ from .contract import (
     POWERTOOLS_SERVICE_NAME,
     SERVICE_NAME,
     lambda_config,
+    lambda_rows,
 )
-from .table import MirrorTable
+from .table import MirrorTable, StateTable
 
 MAX_RECEIVE_COUNT = 3
-WORKER_BATCH_SIZE = 1
+WORKER_BATCH_SIZE = 10
+#: how long Lambda gathers messages into one worker batch
+WORKER_BATCHING_WINDOW = cdk.Duration.seconds(5)
 DLQ_RETENTION = cdk.Duration.days(14)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
@@ -63,28 +72,44 @@ ECR_REPOSITORY_ACTIONS = (
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
+    "ecr:DescribeImages",  # which digest each tag holds, 100 tags per call
+    "ecr:ListImages",  # the audit: every image of a repository, 1,000 per page
     "ecr:DescribeRepositories",
     "ecr:CreateRepository",
     "ecr:TagResource",  # tags given to CreateRepository need it
 )
-#: the schedule function lists the rows
+#: the schedule function lists the rows (user attributes only)
 SCHEDULE_TABLE_ACTIONS = ("dynamodb:Scan",)
-#: the worker reads one row and writes its status (conditional UpdateItem; never PutItem or DeleteItem)
+#: ... finds the last audit pass and records this pass
+SCHEDULE_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem")
+#: the worker reads one row; UpdateItem only removes a legacy status map from it (the migration)
 WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
-#: schedule and stream functions only send (SendMessageBatch is authorised as sqs:SendMessage)
+#: ... reads a row's state (Query), writes statuses and progress (conditional PutItem), removes a row
+#: status (DeleteItem) and statuses of tags no longer selected (BatchWriteItem)
+WORKER_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+#: the stream function deletes the state of removed rows
+STREAM_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:BatchWriteItem")
+#: every function sends (SendMessageBatch is authorised as sqs:SendMessage; the worker re-sends rows it
+#: could not start)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage",)
 #: GetAuthorizationToken has no resource-level form: it is granted on "*"
 ECR_TOKEN_ACTION = "ecr:GetAuthorizationToken"
+#: the stream function's event filter (Lambda event filtering): defined beside the rule it mirrors
+#: (ecr_mirror.rows.is_enabled), see ecr_mirror.rows.STREAM_FILTERS
+STREAM_FILTERS = lambda_rows.STREAM_FILTERS
 
 
 class MirrorService(Construct):
     """Functions, queues, triggers and their permissions."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: EcrMirrorProps, table: MirrorTable) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: EcrMirrorProps, table: MirrorTable, state_table: StateTable
+    ) -> None:
         super().__init__(scope, construct_id)
         self.props = props
         stack = cdk.Stack.of(self)
         mirror_table = table.table
+        state = state_table.table
 
         # -- queues ------------------------------------------------------------------------
         self.dead_letter_queue = sqs.Queue(
@@ -146,6 +171,7 @@ class MirrorService(Construct):
         code = lambda_code()  # one asset, bundled once, shared by all three functions
         common_env = {
             lambda_config.ENV_TABLE: mirror_table.table_name,
+            lambda_config.ENV_STATE_TABLE: state.table_name,
             lambda_config.ENV_REPOSITORY_PREFIX: props.repository_prefix,
             lambda_config.ENV_METRICS_NAMESPACE: props.metrics_namespace,
             lambda_config.ENV_LOG_LEVEL: props.log_level,
@@ -164,11 +190,12 @@ class MirrorService(Construct):
         if props.target_registry is not None:
             worker_env[lambda_config.ENV_TARGET_REGISTRY] = props.target_registry
 
+        schedule_env = {**common_env, lambda_config.ENV_AUDIT_INTERVAL_SECONDS: str(props.audit_interval_seconds)}
         self.schedule_function = self._function(
             "Schedule",
             handler=HANDLER_SCHEDULE,
             code=code,
-            environment=common_env,
+            environment=schedule_env,
             memory_mb=256,
             timeout=cdk.Duration.minutes(5),
             description="ecr-mirror: on schedule, enqueue one message per enabled mirror row",
@@ -209,6 +236,7 @@ class MirrorService(Construct):
             sources.SqsEventSource(
                 self.queue,
                 batch_size=WORKER_BATCH_SIZE,
+                max_batching_window=WORKER_BATCHING_WINDOW,
                 max_concurrency=props.max_concurrency,
                 report_batch_item_failures=True,
             )
@@ -216,7 +244,8 @@ class MirrorService(Construct):
         # The stream is an accelerator (a new row syncs within a minute); the schedule is the source of
         # truth, so stream records that still fail after the retries are left to the next scheduled sync.
         # The stream handler fails or succeeds as a whole (it only enqueues), so a failing batch is
-        # bisected to isolate a bad record rather than reported item by item.
+        # bisected to isolate a bad record rather than reported item by item. Only records worth a look
+        # invoke it (STREAM_FILTERS): a row added or changed and not disabled, or a row removed.
         self.stream_function.add_event_source(
             sources.DynamoEventSource(
                 mirror_table,
@@ -226,25 +255,30 @@ class MirrorService(Construct):
                 retry_attempts=3,
                 bisect_batch_on_error=True,
                 max_record_age=cdk.Duration.hours(1),
-                filters=[
-                    lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.or_("INSERT", "MODIFY")})
-                ],
+                filters=[lambda_.FilterCriteria.filter(pattern) for pattern in STREAM_FILTERS],
             )
         )
 
         # -- permissions ---------------------------------------------------------------------
         table_arn = mirror_table.table_arn
+        state_arn = state.table_arn
         self._role("schedule_function").add_to_principal_policy(
             iam.PolicyStatement(actions=list(SCHEDULE_TABLE_ACTIONS), resources=[table_arn])
+        )
+        self._role("schedule_function").add_to_principal_policy(
+            iam.PolicyStatement(actions=list(SCHEDULE_STATE_ACTIONS), resources=[state_arn])
         )
         self._role("schedule_function").add_to_principal_policy(
             iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
         )
 
         # (stream reading is granted by the DynamoDB event source, on the stream ARN; the stream
-        # function reads nothing from the table itself: the new image is in the record)
+        # function reads nothing from the mirror table itself: the new image is in the record)
         self._role("stream_function").add_to_principal_policy(
             iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
+        )
+        self._role("stream_function").add_to_principal_policy(
+            iam.PolicyStatement(actions=list(STREAM_STATE_ACTIONS), resources=[state_arn])
         )
         stream_role = self.stream_function.role
         assert stream_role is not None
@@ -259,6 +293,12 @@ class MirrorService(Construct):
         # (queue consumption is granted by the SQS event source)
         self._role("worker_function").add_to_principal_policy(
             iam.PolicyStatement(actions=list(WORKER_TABLE_ACTIONS), resources=[table_arn])
+        )
+        self._role("worker_function").add_to_principal_policy(
+            iam.PolicyStatement(actions=list(WORKER_STATE_ACTIONS), resources=[state_arn])
+        )
+        self._role("worker_function").add_to_principal_policy(
+            iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
         )
         if secret_arn is not None:
             self._role("worker_function").add_to_principal_policy(

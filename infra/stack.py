@@ -26,6 +26,8 @@ class EcrMirrorStack(cdk.Stack):
 
         cdk.CfnOutput(self, "TableName", value=self.mirror.table.table.table_name,
                       description="Mirror table: add one row per image (ecr-mirror add / aws dynamodb put-item)")
+        cdk.CfnOutput(self, "StateTableName", value=self.mirror.state_table.table.table_name,
+                      description="State table: what the service records (ECR_MIRROR_STATE_TABLE for the CLI)")
         cdk.CfnOutput(self, "QueueUrl", value=service.queue.queue_url,
                       description="Work queue: one message per row to sync")
         cdk.CfnOutput(self, "DashboardUrl", value=self.mirror.dashboard_url,

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import ENV_INSECURE_REGISTRIES, ENV_TABLE, Settings
+from .config import ENV_INSECURE_REGISTRIES, ENV_STATE_TABLE, ENV_TABLE, Settings, default_state_table
 from .errors import MirrorError
 from .runtime import Redactor
 
@@ -219,6 +219,8 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
 
 table_option = click.option("--table", "table_name", envvar=ENV_TABLE, metavar="NAME",
                             help=f"Mirror table name (default: ${ENV_TABLE}).")
+state_table_option = click.option("--state-table", "state_table_name", envvar=ENV_STATE_TABLE, metavar="NAME",
+                                  help=f"State table name (default: ${ENV_STATE_TABLE}, else <table>-state).")
 
 
 def _table(obj: Context, table_name: str | None):
@@ -231,6 +233,14 @@ def _table(obj: Context, table_name: str | None):
     return MirrorTable(boto3_client("dynamodb"), name, prefix=obj.settings.repository_prefix)
 
 
+def _state(obj: Context, rows: Any, state_table_name: str | None):
+    """The state table beside mirror table ``rows``: ``--state-table``/``$ECR_MIRROR_STATE_TABLE``, else ``<table>-state``."""
+    from .runtime import boto3_client
+    from .store import StateTable
+
+    return StateTable(boto3_client("dynamodb"), state_table_name or default_state_table(rows.name), rows=rows)
+
+
 @main.group()
 def table() -> None:
     """Manage the mirror table itself (local and development use; deployed stacks create it)."""
@@ -238,13 +248,17 @@ def table() -> None:
 
 @table.command("create")
 @table_option
+@state_table_option
 @click.pass_obj
 @handle_errors
-def table_create(obj: Context, table_name: str | None) -> None:
-    """Create the mirror table (on-demand, with a stream). Does nothing if it exists."""
+def table_create(obj: Context, table_name: str | None, state_table_name: str | None) -> None:
+    """Create the mirror table (on-demand, with a stream) and the state table beside it (on-demand, TTL,
+    no stream). Does nothing for a table that exists."""
     t = _table(obj, table_name)
-    created = t.create()
-    click.echo(f"table {t.name} {'created' if created else 'already exists'}", err=True)
+    st = _state(obj, t, state_table_name)
+    for each in (t, st):
+        created = each.create()
+        click.echo(f"table {each.name} {'created' if created else 'already exists'}", err=True)
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -354,21 +368,30 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
 @click.option("--id", "row_ids", multiple=True, metavar="ID", help="Sync only this row (repeatable). Default: every enabled row.")
 @click.option("--dry-run", is_flag=True, help="Print what would be copied and why; copy nothing, write nothing.")
 @click.option("--check", "check_only", is_flag=True, help="Detect and record each tag's state; copy nothing.")
+@click.option("--audit", is_flag=True,
+              help="Check every tag at ECR, settled or not, and that its index's children are all still there "
+                   "(the schedule does this every auditInterval). Without it, a tag whose upstream has not moved "
+                   "since its last success is taken as recorded.")
 @click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
 @table_option
+@state_table_option
 @click.pass_obj
 @handle_errors
-def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool, json_out: bool, table_name: str | None) -> None:
+def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool, audit: bool, json_out: bool,
+         table_name: str | None, state_table_name: str | None) -> None:
     """Sync rows now, in this process (the same code the worker Lambda runs).
 
     Exit status: 0 when every row synced, 1 when a row failed or is invalid.
     """
     from .rows import is_enabled
     from .runtime import build_syncer
+    from .status import PassRecord, new_pass_id, now_timestamp
 
     t = _table(obj, table_name)
-    syncer = build_syncer(obj.settings, t, insecure=obj.insecure, docker_config=True)
+    st = _state(obj, t, state_table_name)
+    syncer = build_syncer(obj.settings, st, insecure=obj.insecure, docker_config=True)
     _redactor.watch(syncer.client.secrets)
+    started = now_timestamp()
     try:
         if row_ids:
             items = []
@@ -379,7 +402,11 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                 items.append(item)
         else:
             items = [i for i in t.scan_rows() if is_enabled(i)]
-        results = syncer.sync_items(items, dry_run=dry_run, check_only=check_only)
+        results = syncer.sync_items(items, run=syncer.begin("cli"), audit=audit, dry_run=dry_run, check_only=check_only)
+        if not dry_run:  # one write per run: "last verified" for the rows it finished
+            st.put_pass(PassRecord(new_pass_id(started), started, kind="cli", audit=audit, rows_enqueued=len(items),
+                                   rows=tuple(r.row_id for r in results if r.ok and not r.skipped),
+                                   finished_at=now_timestamp()))
     finally:
         _redactor.add(syncer.client.secrets())
         syncer.copier.close()
@@ -390,11 +417,16 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             out.append({"id": r.row_id, "tag": None, "state": "invalid", "error": r.invalid})
         elif r.error and not r.tags:
             out.append({"id": r.row_id, "tag": None, "state": "failed", "error": r.error})
+        elif r.matched_nothing:
+            out.append({"id": r.row_id, "tag": None, "state": "no_tags", "error": "the pattern selected no upstream tag"})
         for tr in r.tags:
             action = ("would copy" if dry_run else "copied") if (tr.copied or (dry_run and tr.state not in ("in_sync", "failed"))) else ""
+            if tr.skipped:
+                action = "skipped"
             out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
-                        "reason": tr.reason, "upstream_digest": tr.upstream_digest, "target_digest": tr.target_digest,
-                        "bytes_copied": tr.bytes_copied, "error": tr.error})
+                        "reason": tr.skipped or tr.reason, "upstream_digest": tr.upstream_digest,
+                        "target_digest": tr.target_digest, "bytes_copied": tr.bytes_copied, "settled": tr.settled,
+                        "error": tr.error})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -415,12 +447,31 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
 @click.option("--json", "json_out", is_flag=True, help="A JSON list of {id, tag, state, upstream_digest, target_digest, ...}.")
 @click.option("--id", "row_ids", multiple=True, metavar="ID", help="Only this row (repeatable).")
 @table_option
+@state_table_option
 @click.pass_obj
 @handle_errors
-def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: str | None) -> None:
-    """Show what the service last recorded for every row and tag."""
+def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: str | None, state_table_name: str | None) -> None:
+    """Show what the service last recorded for every row and tag.
+
+    "last verified": when the tag was last known to hold what is recorded (its last change or success, or
+    the end of the newest pass that finished its row).
+    """
+    from .status import RowState, has_legacy_status, legacy_row_status, legacy_tag_statuses, status_records
+
     t = _table(obj, table_name)
-    records = t.read_status(list(row_ids) or None)
+    st = _state(obj, t, state_table_name)
+    if row_ids:
+        items = {rid: item for rid in dict.fromkeys(row_ids) if (item := t.get_row(rid)) is not None}
+        states = {rid: st.read_state(rid) for rid in items}
+    else:
+        items = {str(i.get("id")): i for i in t.scan_rows(consistent=True)}
+        states = st.scan_states()
+    for rid, item in items.items():  # rows not yet migrated from the legacy layout: shown as they are
+        if has_legacy_status(item) and states.get(rid, RowState()).is_new:
+            states[rid] = RowState(legacy_tag_statuses(item), legacy_row_status(item))
+    shown_ids = sorted(rid for rid in states if rid in items)
+    verified = st.verified_at(shown_ids) if shown_ids else {}
+    records = [r for rid in shown_ids for r in status_records(rid, states[rid], verified.get(rid))]
     if json_out:
         click.echo(json.dumps(records, indent=2, default=str))
         return
@@ -429,13 +480,13 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
     from rich.text import Text  # cells from data are text, never markup
 
     colours = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
-               "failed": "red", "invalid": "magenta"}
-    tbl = Table("id", "tag", "state", "upstream", "target", "last success", "error", box=None)
+               "failed": "red", "invalid": "magenta", "no_tags": "yellow"}
+    tbl = Table("id", "tag", "state", "upstream", "target", "last verified", "error", box=None)
     for r in records:
         state = str(r["state"] or "")
         tbl.add_row(Text(str(r["id"])), Text(str(r["tag"] or "-")), Text(state, style=colours.get(state, "white")),
                     *(Text(str(r.get(k) or "")[:n]) for k, n in (("upstream_digest", 19), ("target_digest", 19),
-                                                                    ("last_success", 19), ("error", 80))))
+                                                                    ("last_verified", 19), ("error", 80))))
     Console(width=max(140, Console().width)).print(tbl)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 
 ENV_TABLE = "ECR_MIRROR_TABLE"
+ENV_STATE_TABLE = "ECR_MIRROR_STATE_TABLE"
 ENV_QUEUE_URL = "ECR_MIRROR_QUEUE_URL"
 ENV_REPOSITORY_PREFIX = "ECR_MIRROR_REPOSITORY_PREFIX"
 ENV_TARGET_REGISTRY = "ECR_MIRROR_TARGET_REGISTRY"
@@ -22,10 +23,12 @@ ENV_INSECURE_REGISTRIES = "ECR_MIRROR_INSECURE_REGISTRIES"
 ENV_CONCURRENCY = "ECR_MIRROR_CONCURRENCY"
 ENV_TIME_RESERVE_SECONDS = "ECR_MIRROR_TIME_RESERVE_SECONDS"
 ENV_LOG_LEVEL = "ECR_MIRROR_LOG_LEVEL"
+ENV_AUDIT_INTERVAL_SECONDS = "ECR_MIRROR_AUDIT_INTERVAL_SECONDS"
 
 #: every variable the Lambda functions read; infra tests check the stack sets only these
 ALL_ENV = (
     ENV_TABLE,
+    ENV_STATE_TABLE,
     ENV_QUEUE_URL,
     ENV_REPOSITORY_PREFIX,
     ENV_TARGET_REGISTRY,
@@ -36,6 +39,7 @@ ALL_ENV = (
     ENV_CONCURRENCY,
     ENV_TIME_RESERVE_SECONDS,
     ENV_LOG_LEVEL,
+    ENV_AUDIT_INTERVAL_SECONDS,
 )
 
 DEFAULT_REPOSITORY_PREFIX = "mirror"
@@ -45,6 +49,15 @@ TAG_MUTABILITY_VALUES = ("MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMU
 DEFAULT_CONCURRENCY = 8
 DEFAULT_TIME_RESERVE_SECONDS = 120
 DEFAULT_LOG_LEVEL = "INFO"
+#: how often a scheduled pass is an audit pass (every tag checked at ECR, children included): 24 h
+DEFAULT_AUDIT_INTERVAL_SECONDS = 24 * 3600
+#: the state table's name when only the mirror table is named (local use): ``<table>-state``
+STATE_TABLE_SUFFIX = "-state"
+
+
+def default_state_table(table: str) -> str:
+    """``<table>-state``: the state table beside mirror table ``table`` when none is named ("" for "")."""
+    return f"{table}{STATE_TABLE_SUFFIX}" if table else ""
 
 
 def _split_hosts(value: str) -> frozenset[str]:
@@ -55,7 +68,9 @@ def _split_hosts(value: str) -> frozenset[str]:
 class Settings:
     """What the service reads from its environment. Build it once, at the edge.
 
-    ``table``/``queue_url``: the mirror table's name and the work queue's URL; ``repository_prefix``:
+    ``table``/``queue_url``: the mirror table's name and the work queue's URL; ``state_table``: the
+    table of what the service records (default ``<table>-state``, :func:`default_state_table`);
+    ``audit_interval_seconds``: a scheduled pass audits when the last audit is older; ``repository_prefix``:
     the first path component(s) of default ECR repository names; ``target_registry``: the registry
     host mirrors go to (empty: the account's ECR registry); ``tag_mutability``: for repositories the
     service creates; ``credentials_secret``: Secrets Manager id of upstream credentials;
@@ -64,6 +79,7 @@ class Settings:
     """
 
     table: str = ""
+    state_table: str = ""
     queue_url: str = ""
     repository_prefix: str = DEFAULT_REPOSITORY_PREFIX
     target_registry: str = ""
@@ -74,6 +90,7 @@ class Settings:
     concurrency: int = DEFAULT_CONCURRENCY
     time_reserve_seconds: int = DEFAULT_TIME_RESERVE_SECONDS
     log_level: str = DEFAULT_LOG_LEVEL
+    audit_interval_seconds: int = DEFAULT_AUDIT_INTERVAL_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,8 +115,10 @@ class Settings:
                 f"{ENV_TAG_MUTABILITY}={mutability!r} is not one of {', '.join(TAG_MUTABILITY_VALUES)}"
             )
         prefix = env.get(ENV_REPOSITORY_PREFIX, "").strip().strip("/")
+        table = env.get(ENV_TABLE, "").strip()
         return cls(
-            table=env.get(ENV_TABLE, "").strip(),
+            table=table,
+            state_table=env.get(ENV_STATE_TABLE, "").strip() or default_state_table(table),
             queue_url=env.get(ENV_QUEUE_URL, "").strip(),
             repository_prefix=prefix if ENV_REPOSITORY_PREFIX in env else DEFAULT_REPOSITORY_PREFIX,
             target_registry=env.get(ENV_TARGET_REGISTRY, "").strip(),
@@ -110,4 +129,5 @@ class Settings:
             concurrency=integer(ENV_CONCURRENCY, DEFAULT_CONCURRENCY),
             time_reserve_seconds=integer(ENV_TIME_RESERVE_SECONDS, DEFAULT_TIME_RESERVE_SECONDS, 0),
             log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or DEFAULT_LOG_LEVEL,
+            audit_interval_seconds=integer(ENV_AUDIT_INTERVAL_SECONDS, DEFAULT_AUDIT_INTERVAL_SECONDS, 0),
         )

@@ -10,6 +10,10 @@ Guarantees:
 - Memory is bounded by (concurrency x chunk size), whatever the layer size.
 - A blob that fails (source GET, upload session, PUT) is restarted as a whole under the client's
   retry budget: at most ``RetryPolicy.attempts`` GETs of it at the source.
+- A manifest PUT the destination refuses because a blob or child it names is unknown
+  (``MANIFEST_BLOB_UNKNOWN``/``BLOB_UNKNOWN``: another copy into the same repository may be moving that
+  blob at the same moment) re-checks what it names at the destination, copies what is really missing,
+  and is retried once.
 
 No HTTP here: the engine talks to a :class:`~ecr_mirror.registry.client.RegistryClient` and sees only
 the package's errors and ``bytes`` (it imports with httpx unavailable).
@@ -53,6 +57,17 @@ CHUNK_SIZE = 1 << 20
 MAX_CONFIG_BYTES = 4 << 20
 #: ``progress(n)``: ``n`` more bytes of blob were sent
 ProgressFn = Callable[[int], None]
+#: OCI error codes of a manifest PUT that names content the registry does not (yet) see (distribution-spec
+#: "Error Codes"; ECR: "manifest blob unknown", ecr-facts.md section 3)
+_BLOB_UNKNOWN = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
+
+
+@dataclass(frozen=True)
+class _KnownHead:
+    """What the caller already knows about the destination tag (in place of a HEAD)."""
+
+    digest: str
+    media_type: str
 
 
 @dataclass
@@ -64,6 +79,8 @@ class CopyReport:
     ``unchanged``: the destination already held it, nothing was written. Counts: manifests
     written or found present; blobs uploaded, found present, or mounted from another repository;
     ``bytes_copied``: blob bytes uploaded. ``arch_tags``: the ``<tag>-<arch>`` tags written;
+    ``children``: the manifest digests the destination index references (``[]`` for a single manifest;
+    ``None`` when the copy did not read them: an unchanged destination it did not GET);
     ``requests``: ``{host: {method: count}}``, filled in by the CLI. Thread-safe counters (:meth:`add`).
     """
 
@@ -80,6 +97,7 @@ class CopyReport:
     blobs_mounted: int = 0
     bytes_copied: int = 0
     arch_tags: list[str] = field(default_factory=list)
+    children: list[str] | None = None
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -188,6 +206,8 @@ class Copier:
         expected_digest: str | None = None,
         source_digest: str | None = None,
         force: bool = False,
+        destination_digest: str | None = None,
+        destination_checked: bool = False,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag). ``platforms=None`` copies every platform digest-identical.
 
@@ -195,6 +215,8 @@ class Copier:
         subsets), so an unchanged subset is recognised without a source GET. ``source_digest``: the source
         digest if the caller already did the HEAD. ``force``: re-check and repair every child and blob even
         if the destination tag already points at the right digest (a ``broken`` image).
+        ``destination_checked``: the caller already knows what the destination tag holds,
+        ``destination_digest`` (None: no such tag), e.g. from ECR's DescribeImages: no HEAD of it here.
 
         Raises :class:`NotFoundError` (no such source), :class:`CopyError` (no tag, platforms not there),
         :class:`ManifestError`, :class:`DigestMismatchError`, :class:`RegistryError`. On an error the
@@ -209,7 +231,10 @@ class Copier:
             if head is None:
                 raise NotFoundError(f"source {source} not found")
             source_digest = head.digest
-        dest_head = self.client.manifest_head(destination)
+        if destination_checked:
+            dest_head = _KnownHead(destination_digest, "") if destination_digest else None
+        else:
+            dest_head = self.client.manifest_head(destination)
         if dest_head is not None and not force:
             if platforms is None and dest_head.digest == source_digest:
                 return self._unchanged(report, dest_head.digest, dest_head.media_type)
@@ -248,6 +273,7 @@ class Copier:
         if dest_head is not None and dest_head.media_type in (OCI_INDEX, DOCKER_LIST):
             current = self.client.manifest_get(destination.with_digest(dest_head.digest))
             if [c.digest for c in current.children] == [h.digest for h in heads]:
+                report.children = [c.digest for c in current.children]
                 return self._unchanged(report, current.digest, current.media_type)
 
         def resolve(i: int) -> tuple[Reference, Manifest, Platform]:
@@ -273,8 +299,14 @@ class Copier:
         self._wait_all(futures)
         media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
         index = build_index([(m, p) for _, m, p in resolved], media)
-        self.client.manifest_put(destination, index)
+
+        def repair() -> None:
+            self._wait_all([self._manifest_pool.submit(self._copy_image_manifest, src, destination, m, report)
+                            for src, m, _ in resolved])
+
+        self._put_manifest(destination, index, repair)
         report.add(manifests_copied=1)
+        report.children = [c.digest for c in index.children]
         report.digest, report.media_type = index.digest, index.media_type
         report.platforms = [str(p) for _, _, p in resolved]
         return report
@@ -314,12 +346,17 @@ class Copier:
                 wanted = ", ".join(map(str, platforms))
                 raise CopyError(f"{source} is a single {platform} image, not {wanted}")
         self._copy_image_manifest(source, destination, manifest, report, put=False)
+
+        def repair() -> None:
+            self._copy_blobs(source, destination, manifest, report)
+
         if arch_tags and platform is not None:
             tag = f"{destination.tag}-{platform.architecture}"
-            self.client.manifest_put(destination.with_tag(tag), manifest)
+            self._put_manifest(destination.with_tag(tag), manifest, repair)
             report.arch_tags.append(tag)
-        self.client.manifest_put(destination, manifest)
+        self._put_manifest(destination, manifest, repair)
         report.add(manifests_copied=1)
+        report.children = []
         report.digest, report.media_type = manifest.digest, manifest.media_type
         report.platforms = [str(platform)] if platform else []
 
@@ -329,6 +366,7 @@ class Copier:
     ) -> None:
         children = select_children(index, platforms)
         out = rewrite_index(index, children, source=str(source)) if platforms else index
+        report.children = [c.digest for c in out.children]
         if dest_digest == out.digest:
             self._unchanged(report, out.digest, out.media_type)
             return
@@ -340,7 +378,11 @@ class Copier:
                 tag = f"{destination.tag}-{suffix}"
                 self.client.manifest_put(destination.with_tag(tag), by_digest[digest])
                 report.arch_tags.append(tag)
-        self.client.manifest_put(destination, out)
+
+        def repair() -> None:
+            self._wait_all([self._manifest_pool.submit(self._copy_child, source, destination, d, report) for d in children])
+
+        self._put_manifest(destination, out, repair)
         report.add(manifests_copied=1)
         report.digest, report.media_type = out.digest, out.media_type
         report.platforms = [str(c.platform) for c in children if c.platform and not c.is_attestation]
@@ -362,11 +404,26 @@ class Copier:
         return m
 
     def _copy_image_manifest(self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *, put: bool = True) -> None:
-        blobs = [self._blob_pool.submit(self._copy_blob, source, destination, b, report) for b in m.blobs]
-        self._wait_all(blobs)
+        self._copy_blobs(source, destination, m, report)
         if put:
-            self.client.manifest_put(destination.with_digest(m.digest), m)
+            self._put_manifest(destination.with_digest(m.digest), m, lambda: self._copy_blobs(source, destination, m, report))
             report.add(manifests_copied=1)
+
+    def _copy_blobs(self, source: Reference, destination: Reference, m: Manifest, report: CopyReport) -> None:
+        """Every blob of ``m`` into ``destination``'s repository (each HEADed there first, copied if missing)."""
+        self._wait_all([self._blob_pool.submit(self._copy_blob, source, destination, b, report) for b in m.blobs])
+
+    def _put_manifest(self, ref: Reference, m: Manifest, repair: Callable[[], None]) -> None:
+        """PUT ``m`` at ``ref``; if the destination says a blob or child manifest it names is unknown, run
+        ``repair`` (re-check what ``m`` names, copy what is missing) and PUT once more."""
+        try:
+            self.client.manifest_put(ref, m)
+        except RegistryError as exc:
+            if not _BLOB_UNKNOWN & set(exc.codes):
+                raise
+            log.warning("PUT manifest %s: %s; re-checking what it names, then trying once more", ref, exc)
+            repair()
+            self.client.manifest_put(ref, m)
 
     def _wait_all(self, futures: Sequence[Future[Any]]) -> list[Any]:
         """Wait for every future (so nothing is left running), then raise the first error."""

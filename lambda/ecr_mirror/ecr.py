@@ -2,8 +2,10 @@
 
 Bytes go over the registry API (:mod:`ecr_mirror.registry`), authenticated with Basic
 ``AWS:<password>`` from ``GetAuthorizationToken`` (:class:`EcrCredentials`, a credential provider
-of the registry client; ecr-facts.md section 1). boto3 is used for repository management and the
-token only. The boto3 clients are built at the edge and passed in.
+of the registry client; ecr-facts.md section 1). boto3 is used for the token, repository management
+and what ECR's own API answers cheaper than the registry API: which digest a tag holds
+(``DescribeImages``, up to 100 tags per call) and which images a repository holds (``ListImages``,
+up to 1,000 per page). The boto3 clients are built at the edge and passed in.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .aws import aws_error, error_code
@@ -22,6 +24,11 @@ from .reference import ecr_host_region, is_valid_ecr_repository
 from .registry.auth import Credential
 
 log = logging.getLogger(__name__)
+
+#: DescribeImages takes at most 100 image ids (API_DescribeImages ``imageIds``)
+DESCRIBE_IMAGES_LIMIT = 100
+#: ListImages answers at most 1,000 ids per page (API_ListImages ``maxResults``)
+LIST_IMAGES_PAGE = 1000
 
 
 class EcrTarget:
@@ -63,8 +70,10 @@ class EcrTarget:
             self._host = host
         return self._host
 
-    def ensure_repository(self, name: str) -> str:
-        """Create ``name`` if missing (scan on push, AES256 encryption, configured mutability). Returns its mutability.
+    def ensure_repository(self, name: str) -> bool:
+        """Create ``name`` if missing (scan on push, AES256 encryption, configured mutability): one
+        DescribeRepositories (and a CreateRepository) the first time a repository is asked about; remembered
+        after. Returns True when it created it (it is then empty).
 
         Raises :class:`ConfigError` for a name ECR does not accept, :class:`~ecr_mirror.errors.AwsError` otherwise.
         """
@@ -72,8 +81,9 @@ class EcrTarget:
             raise ConfigError(f"invalid ECR repository name {name!r}")
         with self._lock:
             if name in self._known:
-                return self._mutability.get(name, self.tag_mutability)
+                return False
         mutability = self.tag_mutability
+        created = False
         try:
             answer = self.ecr.describe_repositories(repositoryNames=[name])
             mutability = answer["repositories"][0].get("imageTagMutability", mutability)
@@ -88,6 +98,7 @@ class EcrTarget:
                     encryptionConfiguration={"encryptionType": "AES256"},
                     tags=[{"Key": k, "Value": v} for k, v in self.repository_tags.items()],
                 )
+                created = True
                 log.info("created ECR repository %s (%s)", name, mutability)
             except Exception as exc2:  # botocore errors
                 if error_code(exc2) != "RepositoryAlreadyExistsException":
@@ -95,11 +106,71 @@ class EcrTarget:
         with self._lock:
             self._known.add(name)
             self._mutability[name] = mutability
-        return mutability
+        return created
+
+    def forget_repository(self, name: str) -> None:
+        """Forget that ``name`` exists (ECR said it does not: the next :meth:`ensure_repository` asks again)."""
+        with self._lock:
+            self._known.discard(name)
+            self._mutability.pop(name, None)
 
     def is_immutable(self, name: str) -> bool:
-        """Whether repository ``name`` refuses to overwrite tags (``IMMUTABLE``, ``IMMUTABLE_WITH_EXCLUSION``)."""
-        return self.ensure_repository(name).startswith("IMMUTABLE")
+        """Whether repository ``name`` refuses to overwrite tags (``IMMUTABLE``, ``IMMUTABLE_WITH_EXCLUSION``);
+        asks ECR (DescribeRepositories) once per repository."""
+        with self._lock:
+            known = self._mutability.get(name)
+        if known is None:
+            self.forget_repository(name)
+            self.ensure_repository(name)
+            with self._lock:
+                known = self._mutability.get(name, self.tag_mutability)
+        return known.startswith("IMMUTABLE")
+
+    def tag_digests(self, repository: str, tags: Sequence[str]) -> dict[str, str | None] | None:
+        """``{tag: digest}`` for ``tags`` of ``repository``, with one DescribeImages per 100 tags (a tag that
+        is there but untagged meanwhile reads as None).
+
+        DescribeImages fails the whole call with ImageNotFoundException when one id names no image
+        (API_DescribeImages, "Errors"; the stand-in's ``test_describe_images_by_id_filters_and_errors``),
+        so it cannot say *which* tags are missing: then this returns None and the caller lists the
+        repository (:meth:`list_images`). Raises :class:`~ecr_mirror.errors.AwsError` (code
+        ``RepositoryNotFoundException`` when the repository does not exist).
+        """
+        out: dict[str, str | None] = {}
+        wanted = list(dict.fromkeys(tags))
+        for start in range(0, len(wanted), DESCRIBE_IMAGES_LIMIT):
+            chunk = wanted[start : start + DESCRIBE_IMAGES_LIMIT]
+            try:
+                answer = self.ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": t} for t in chunk])
+            except Exception as exc:  # botocore errors, malformed answers
+                if error_code(exc) == "ImageNotFoundException":
+                    return None
+                raise aws_error(exc, f"ecr:DescribeImages {repository}") from exc
+            found = {t: str(d["imageDigest"]) for d in answer.get("imageDetails") or [] for t in d.get("imageTags") or []}
+            out.update({t: found.get(t) for t in chunk})
+        return out
+
+    def list_images(self, repository: str) -> tuple[dict[str, str], frozenset[str]]:
+        """``({tag: digest}, every image digest)`` of ``repository``: ListImages, every page of up to 1,000
+        (tagged and untagged images; index children are untagged images). Raises
+        :class:`~ecr_mirror.errors.AwsError` (code ``RepositoryNotFoundException`` when it does not exist)."""
+        tags: dict[str, str] = {}
+        digests: set[str] = set()
+        try:
+            pages = self.ecr.get_paginator("list_images").paginate(
+                repositoryName=repository, PaginationConfig={"PageSize": LIST_IMAGES_PAGE}
+            )
+            for page in pages:
+                for image in page.get("imageIds") or []:
+                    digest = image.get("imageDigest")
+                    if not digest:
+                        continue
+                    digests.add(str(digest))
+                    if image.get("imageTag"):
+                        tags[str(image["imageTag"])] = str(digest)
+        except Exception as exc:  # botocore errors, malformed answers
+            raise aws_error(exc, f"ecr:ListImages {repository}") from exc
+        return tags, frozenset(digests)
 
 
 class EcrCredentials:

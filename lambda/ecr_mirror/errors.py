@@ -86,7 +86,12 @@ class ConfigError(MirrorError):
 
 
 class Deadline(MirrorError):
-    """The time left is too short to start more work; the row goes back to the queue untouched."""
+    """The time left is too short to start more work; the row goes back to the queue. ``progress``: how many
+    tags the interrupted sync copied before it stopped (0: it made none)."""
+
+    def __init__(self, message: str, *, progress: int = 0) -> None:
+        super().__init__(message)
+        self.progress = progress
 
 
 class AwsError(MirrorError):

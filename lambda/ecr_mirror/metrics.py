@@ -12,6 +12,7 @@ TAGS_MISSING = "TagsMissing"
 TAGS_FAILED = "TagsFailed"
 TAGS_COPIED = "TagsCopied"
 ROWS_INVALID = "RowsInvalid"
+ROWS_MATCHED_NOTHING = "RowsMatchedNothing"  # a tag_pattern row whose pattern selected no upstream tag
 SYNC_SUCCEEDED = "SyncSucceeded"  # 1 per row synced with no failed tag
 BYTES_COPIED = "BytesCopied"
 BLOBS_COPIED = "BlobsCopied"
@@ -28,6 +29,7 @@ ALL_METRICS = (
     TAGS_FAILED,
     TAGS_COPIED,
     ROWS_INVALID,
+    ROWS_MATCHED_NOTHING,
     SYNC_SUCCEEDED,
     BYTES_COPIED,
     BLOBS_COPIED,
@@ -48,13 +50,14 @@ def sync_counts(results: Any) -> dict[str, float]:
 
     Tag counts by state after the sync (:func:`drift.count_states`), tags that drifted before or after
     the copy (:func:`drift.count_drift`), bytes and blob counts summed, the lowest upstream
-    ``ratelimit-remaining`` seen (only when one was).
+    ``ratelimit-remaining`` seen (only when one was). A tag this sync left to another (``skipped``: the
+    other holds its lease) is counted by the other, not here.
     """
     from . import drift
 
     counts = dict.fromkeys(
         (TAGS_IN_SYNC, TAGS_DRIFTED, TAGS_BEHIND, TAGS_MISSING, TAGS_FAILED, TAGS_COPIED, ROWS_INVALID,
-         SYNC_SUCCEEDED, BYTES_COPIED, BLOBS_COPIED, BLOBS_SKIPPED, BLOBS_MOUNTED), 0.0)
+         ROWS_MATCHED_NOTHING, SYNC_SUCCEEDED, BYTES_COPIED, BLOBS_COPIED, BLOBS_SKIPPED, BLOBS_MOUNTED), 0.0)
     remaining: list[int] = []
     tags = []
     for row in results:
@@ -65,9 +68,11 @@ def sync_counts(results: Any) -> dict[str, float]:
             continue
         if row.ok:
             counts[SYNC_SUCCEEDED] += 1
+        if getattr(row, "matched_nothing", False):
+            counts[ROWS_MATCHED_NOTHING] += 1
         if row.ratelimit_remaining is not None:
             remaining.append(row.ratelimit_remaining)
-        tags.extend(row.tags)
+        tags.extend(t for t in row.tags if not getattr(t, "skipped", None))
     states = drift.count_states(t.state for t in tags)
     for name, state in ((TAGS_IN_SYNC, drift.IN_SYNC), (TAGS_FAILED, drift.FAILED), (TAGS_BEHIND, drift.BEHIND),
                         (TAGS_MISSING, drift.MISSING)):

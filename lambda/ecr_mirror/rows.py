@@ -15,7 +15,9 @@ One DynamoDB item per mirrored image, partition key ``id`` (S). What users write
 
 ``null`` (DynamoDB ``NULL``) counts as absent. ``tags`` and ``platforms`` may also be string
 sets (SS); they are then taken in sorted order. Any other attribute is rejected, except the
-ones the service writes itself (:data:`SERVICE_ATTRIBUTES`; see :mod:`ecr_mirror.status`).
+ones older versions of the service wrote into the row (:data:`SERVICE_ATTRIBUTES`: ignored, and moved
+to the state table by the migration; see :mod:`ecr_mirror.status`). The service itself never writes
+a row item: a user's ``put-item`` of a row never erases what the service recorded.
 
 Default ``target_repository``:
 
@@ -75,16 +77,18 @@ PARTITION_KEY = ATTR_ID
 #: attributes a user may write
 USER_ATTRIBUTES = (ATTR_ID, ATTR_SOURCE, ATTR_ASSEMBLE, ATTR_TAGS, ATTR_TAG_PATTERN, ATTR_KEEP_LATEST, ATTR_PLATFORMS,
                    ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ENABLED)
-#: attributes the service writes into the same item; ignored by :func:`parse_row`
+#: attributes older versions of the service wrote into the row item (the legacy status layout); ignored by
+#: :func:`parse_row`, removed by the migration (:meth:`ecr_mirror.store.StateTable.migrate`)
 SERVICE_ATTRIBUTES = frozenset({ATTR_STATUS, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT})
 
 MAX_ID_LENGTH = 256
 MAX_TAGS = 100
 MAX_PLATFORMS = 16
 MAX_ASSEMBLE = 16
-#: upper bound for keep_latest, and for how many tags one pattern selects (the status of every
-#: selected tag lives in the row's item, which DynamoDB caps at 400 KB)
-MAX_SELECTED_TAGS = 200
+#: upper bound for keep_latest, and for how many tags one pattern selects: the upstream tag list is read
+#: up to this many tags (:meth:`ecr_mirror.registry.client.RegistryClient.tags_list`); each tag's status is
+#: its own item in the state table (:mod:`ecr_mirror.status`), so no item size limits it
+MAX_SELECTED_TAGS = 100_000
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
 
@@ -489,6 +493,19 @@ def user_attributes(item: Mapping[str, Any] | None) -> dict[str, Any]:
     """
     return {k: v for k, v in (item or {}).items() if k not in SERVICE_ATTRIBUTES}
 
+
+
+#: the mirror table's stream records worth the stream handler's attention, as Lambda event-filter patterns
+#: (one per filter; a record matching any passes; the stack sets them on the event source mapping,
+#: https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html): a row added or changed
+#: whose new image is not ``enabled: false`` (``enabled`` absent, true, or not a boolean: the worker then
+#: marks the row invalid), as :func:`is_enabled` decides; and a row removed (its recorded state is deleted)
+STREAM_FILTERS: tuple[dict[str, Any], ...] = (
+    {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {ATTR_ENABLED: [{"exists": False}]}}},
+    {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {ATTR_ENABLED: {"BOOL": [True]}}}},
+    {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {ATTR_ENABLED: {"BOOL": [{"exists": False}]}}}},
+    {"eventName": ["REMOVE"]},
+)
 
 
 def is_enabled(item: Mapping[str, Any]) -> bool:

@@ -159,11 +159,11 @@ def quiet_aws_loggers() -> None:
 
 
 def build_syncer(
-    settings: Settings, table: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False
+    settings: Settings, store: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False
 ) -> Any:
     """The worker's object graph: registry client (with upstream secret + ECR token), copier, ECR target, syncer.
 
-    ``table`` is the status store (:class:`~ecr_mirror.store.MirrorTable`). Reads the Secrets Manager
+    ``store`` is the state store (:class:`~ecr_mirror.store.StateTable`). Reads the Secrets Manager
     secret when ``settings.credentials_secret`` names one (raises :class:`~ecr_mirror.errors.AwsError`
     or :class:`ConfigError` if it cannot). Close ``syncer.copier`` and ``syncer.client.http`` when done.
     """
@@ -180,7 +180,7 @@ def build_syncer(
     )
     target = EcrTarget(ecr_client, registry_host=settings.target_registry, tag_mutability=settings.tag_mutability)
     copier = Copier(client, concurrency=settings.concurrency)
-    return Syncer(table=table, copier=copier, target=target, repository_prefix=settings.repository_prefix)
+    return Syncer(store=store, copier=copier, target=target, repository_prefix=settings.repository_prefix)
 
 
 __all__ = [

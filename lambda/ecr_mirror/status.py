@@ -1,65 +1,66 @@
-"""Status records: what the service writes back into a row's item, and how it is read. Pure: no I/O.
+"""Status records: what the service records, as typed values, and how they map to state-table items. Pure: no I/O.
 
-What the service writes into a row's item (never with PutItem, so user attributes are never
-clobbered; see :mod:`ecr_mirror.store`)::
+The service never writes into a user's row. What it records lives in the **state table**
+(:class:`ecr_mirror.store.StateTable`; partition key ``pk``, sort key ``sk``, TTL attribute
+``expires_at``)::
 
-    status        M   tag -> {state, upstream_digest, expected_digest, synced_upstream_digest,
-                              target_digest, last_attempt, last_success, bytes_copied, error,
-                              fingerprint, last_drift_state, last_drift_at}
-    row_error     S   why the row is invalid (removed again once it validates)
-    row_error_at  S   when that was found
+    pk                 sk                 item
+    <row id>           tag#<tag>          TagStatus: one tag's status (written only when something changed)
+    <row id>           row                RowStatus: invalid / no_tags / failed row (only when it changes)
+    #pass              <pass id>          PassRecord: one per scheduled pass or CLI sync (TTL 30 days)
+    #pass#<pass id>    <invocation id>    PassProgress: rows one worker invocation finished OK (TTL 30 days)
 
-``state`` is one of :data:`ecr_mirror.drift.STATES`. Timestamps are ISO-8601 UTC with
-microseconds (:func:`format_timestamp`), so the strings sort in time order: status writes are
-conditional on ``last_attempt``, and a write whose attempt is not newer than the stored one is
-dropped, so two racing workers never move a tag's status backwards. A write sets the fields it
-gives and removes those it leaves None, except ``last_success``: a failed attempt keeps the
-stored one.
+Row ids start with a letter or digit (:mod:`ecr_mirror.rows`), so the ``#...`` partitions never
+collide with a row's. ``state`` is one of :data:`ecr_mirror.drift.STATES` (plus ``no_tags`` for a
+row). Timestamps are ISO-8601 UTC with microseconds (:func:`format_timestamp`), so the strings sort
+in time order and compare in DynamoDB condition expressions.
+
+A tag's status travels as one :class:`TagStatus` from the store through drift detection to the
+writer; the sync builds the next one from the last with :func:`dataclasses.replace`.
+
+Before this layout (up to issue 12) the status lived inside the row item: a map ``status``
+(tag -> entry) and ``row_error``/``row_error_at``. :func:`legacy_tag_statuses` and
+:func:`legacy_row_status` read that layout for the one-time migration
+(:meth:`ecr_mirror.store.StateTable.migrate`).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from . import drift
-from .errors import MirrorError, shown
-from .rows import ATTR_ID, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT, ATTR_STATUS, type_name
+from .rows import ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT, ATTR_STATUS
 
-#: longest error text (and string field) kept in a status entry, in characters
+#: longest error text (and reason) kept in a status, in characters
 MAX_ERROR_LENGTH = 2000
+#: a tag lease outlives its holder by this much at most: longer than a Lambda invocation (900 s), so a
+#: live holder never loses it mid-copy; a crashed holder's lease lapses after it
+LEASE_SECONDS = 20 * 60
+#: pass records and invocation progress records expire (DynamoDB TTL) after this many days
+PASS_RECORD_DAYS = 30
 
-#: the fields of a status entry (:func:`status_entry`); others (``last_drift_*``) may be added
-STATUS_FIELDS = (
-    "state",
-    "upstream_digest",
-    "expected_digest",
-    "synced_upstream_digest",
-    "target_digest",
-    "last_attempt",
-    "last_success",
-    "bytes_copied",
-    "error",
-    "fingerprint",
-)
-#: the keys of every record :meth:`ecr_mirror.store.MirrorTable.read_status` returns
-STATUS_RECORD_FIELDS = (
-    "id",
-    "tag",
-    "state",
-    "upstream_digest",
-    "expected_digest",
-    "target_digest",
-    "last_attempt",
-    "last_success",
-    "bytes_copied",
-    "error",
-)
-_EXTRA_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: state-table key attributes, the sort-key prefix of tag items, the sort key of the row item
+KEY_PK = "pk"
+KEY_SK = "sk"
+TAG_PREFIX = "tag#"
+ROW_SK = "row"
+PASS_PK = "#pass"
+TTL_ATTRIBUTE = "expires_at"
+#: the row-level state of a pattern row whose pattern selected no upstream tag
+NO_TAGS = "no_tags"
+#: row-level states (:class:`RowStatus`)
+ROW_STATES = (drift.INVALID, drift.FAILED, NO_TAGS)
+
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+# ---------------------------------------------------------------- time
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -74,114 +75,391 @@ def now_timestamp() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
-def _timestamp(value: Any, field: str) -> str:
+def parse_timestamp(text: str) -> datetime:
+    """The :class:`datetime` of a :func:`format_timestamp` string (``ValueError`` otherwise)."""
+    if not isinstance(text, str) or not _TIMESTAMP_RE.fullmatch(text):
+        raise ValueError(f"not a status timestamp: {text!r}")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def timestamp_after(seconds: float, now: datetime | None = None) -> str:
+    """``now`` (default: the current time) plus ``seconds``, as a status timestamp."""
+    return format_timestamp((now or datetime.now(UTC)) + timedelta(seconds=seconds))
+
+
+def expiry_epoch(days: int = PASS_RECORD_DAYS, now: datetime | None = None) -> int:
+    """Unix seconds ``days`` from ``now``: the ``expires_at`` DynamoDB TTL deletes an item after."""
+    return int(((now or datetime.now(UTC)) + timedelta(days=days)).timestamp())
+
+
+def _text(value: Any, limit: int = MAX_ERROR_LENGTH) -> str | None:
+    if value is None or value == "":
+        return None
+    return " ".join(str(value).split())[:limit] or None
+
+
+def _stamp(value: Any) -> str | None:
     if isinstance(value, datetime):
         return format_timestamp(value)
-    if isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value):
-        return value
-    raise MirrorError(f"status field {field} must be a datetime or YYYY-MM-DDTHH:MM:SS.ffffffZ, not {shown(value)}")
+    return value if isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value) else None
 
 
-def status_entry(
-    state: str,
-    *,
-    upstream_digest: str | None = None,
-    expected_digest: str | None = None,
-    synced_upstream_digest: str | None = None,
-    target_digest: str | None = None,
-    last_attempt: datetime | str | None = None,
-    last_success: datetime | str | None = None,
-    bytes_copied: int | None = None,
-    error: str | None = None,
-    fingerprint: str | None = None,
-) -> dict[str, Any]:
-    """Build a status entry for :meth:`ecr_mirror.store.MirrorTable.write_status` (``last_attempt`` defaults to now).
+def _digest(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
-    ``upstream_digest``: what upstream pointed at in this attempt; ``expected_digest`` and
-    ``synced_upstream_digest``: what the service put at the target and the upstream digest it
-    came from, at the last success (carry them over on a failed attempt: fields left None are
-    removed); ``target_digest``: what the target held.
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        return 0
+    return int(value)
+
+
+# ---------------------------------------------------------------- a tag's status
+
+
+@dataclass(frozen=True)
+class TagStatus:
+    """What the service recorded about one tag of one row.
+
+    - ``state``: one of :data:`ecr_mirror.drift.STATES` (the state after the last attempt, or the state
+      detected before a copy while it runs);
+    - ``upstream_digest``: what upstream pointed at in the last attempt;
+    - ``synced_upstream_digest``/``expected_digest``: at the last success, the upstream digest and the
+      digest the service wrote (or found) at the target; a failed attempt keeps them;
+    - ``children``: the digests the written index references (the audit checks they are all still in
+      the repository); ``()`` for a single manifest; ``None`` when not recorded (the audit then GETs the
+      index once and records them);
+    - ``target_digest``: what the target tag held after the last attempt;
+    - ``fingerprint``: the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`);
+    - ``error``/``reason``: one line each; ``bytes_copied``: blob bytes the last copy uploaded;
+    - timestamps: ``last_attempt`` (every write; also the item's version for conditional writes),
+      ``last_success``, ``last_change`` (the state or a digest last changed), ``last_drift_state``/
+      ``last_drift_at`` (the last drift seen: ``diverged``/``broken``);
+    - ``lease_owner``/``lease_expires``: the sync copying this tag now (see :meth:`leased_by_other`).
     """
-    return {
-        "state": state,
-        "upstream_digest": upstream_digest,
-        "expected_digest": expected_digest,
-        "synced_upstream_digest": synced_upstream_digest,
-        "target_digest": target_digest,
-        "last_attempt": last_attempt if last_attempt is not None else now_timestamp(),
-        "last_success": last_success,
-        "bytes_copied": bytes_copied,
-        "error": error,
-        "fingerprint": fingerprint,
-    }
 
+    state: str
+    upstream_digest: str | None = None
+    synced_upstream_digest: str | None = None
+    expected_digest: str | None = None
+    children: tuple[str, ...] | None = None
+    target_digest: str | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    last_attempt: str | None = None
+    last_success: str | None = None
+    last_change: str | None = None
+    last_drift_state: str | None = None
+    last_drift_at: str | None = None
+    bytes_copied: int = 0
+    lease_owner: str | None = None
+    lease_expires: str | None = None
 
-def normalise_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a status entry; returns it with timestamps as strings, numbers as ints, every
-    :data:`STATUS_FIELDS` key present (None where not given). Raises :class:`MirrorError`."""
-    if not isinstance(entry, Mapping):
-        raise MirrorError("a status entry must be a mapping")
-    out: dict[str, Any] = {}
-    state = entry.get("state")
-    if state not in drift.STATES:
-        raise MirrorError(f"status state {shown(state)} is not one of {', '.join(drift.STATES)}")
-    out["state"] = state
-    out["last_attempt"] = _timestamp(entry.get("last_attempt") or now_timestamp(), "last_attempt")
-    for key, value in entry.items():
-        if key in ("state", "last_attempt"):
-            continue
-        if not isinstance(key, str) or not _EXTRA_KEY_RE.fullmatch(key):
-            raise MirrorError(f"status field name {shown(key)} is not allowed")
-        if value is None:
-            out[key] = None
-        elif key == "last_success":
-            out[key] = _timestamp(value, key)
-        elif key == "error":
-            out[key] = str(value)[:MAX_ERROR_LENGTH]
-        elif isinstance(value, bool) or isinstance(value, str):
-            out[key] = value if not isinstance(value, str) else value[:MAX_ERROR_LENGTH]
-        elif isinstance(value, (int, Decimal)):
-            out[key] = int(value)
-        elif isinstance(value, datetime):
-            out[key] = format_timestamp(value)
-        else:
-            raise MirrorError(f"status field {key} has unsupported type {type_name(value)}")
-    for key in STATUS_FIELDS:
-        out.setdefault(key, None)
-    return out
+    #: the fields a change of which is worth a write (the rest are timestamps, counters and the lease)
+    RECORDED = ("state", "upstream_digest", "synced_upstream_digest", "expected_digest", "children", "target_digest",
+                "fingerprint", "error")
 
+    def settled(self, upstream_digest: str | None, fingerprint: str) -> bool:
+        """Whether this tag needs no look at the target this pass: it is ``in_sync``, for these row
+        settings, and upstream still points where it pointed at the last success. (The audit re-checks
+        settled tags at the target on its own cadence.)"""
+        return (
+            self.state == drift.IN_SYNC
+            and self.fingerprint == fingerprint
+            and upstream_digest is not None
+            and upstream_digest == self.synced_upstream_digest
+            and self.expected_digest is not None
+        )
 
-def _plain(value: Any) -> Any:
-    """A DynamoDB number as int or float; anything else as is."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
+    def leased_by_other(self, owner: str, now: str | None = None) -> bool:
+        """Whether another sync holds a live lease on this tag (it is copying it now)."""
+        if not self.lease_owner or self.lease_owner == owner or not self.lease_expires:
+            return False
+        return self.lease_expires > (now or now_timestamp())
 
+    def differs_from(self, other: TagStatus | None) -> bool:
+        """Whether recording this instead of ``other`` changes anything that matters (:data:`RECORDED`)."""
+        if other is None:
+            return True
+        return any(getattr(self, name) != getattr(other, name) for name in self.RECORDED)
 
-def status_records(item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Flat status records of one item (see :data:`STATUS_RECORD_FIELDS`), sorted by tag.
-
-    An invalid row yields one record with ``tag`` None, ``state`` ``invalid`` and the reason
-    in ``error``. A row never synced yields nothing. Malformed status data is skipped.
-    """
-    row_id = item.get(ATTR_ID)
-    out: list[dict[str, Any]] = []
-    row_error = item.get(ATTR_ROW_ERROR)
-    if isinstance(row_error, str) and row_error:
-        record = dict.fromkeys(STATUS_RECORD_FIELDS)
-        at = item.get(ATTR_ROW_ERROR_AT)
-        record.update(id=row_id, state=drift.INVALID, error=row_error, last_attempt=at if isinstance(at, str) else None)
-        out.append(record)
-    status = item.get(ATTR_STATUS)
-    if isinstance(status, Mapping):
-        for tag in sorted(k for k in status if isinstance(k, str)):
-            entry = status[tag]
-            if not isinstance(entry, Mapping):
+    def to_item(self) -> dict[str, Any]:
+        """The state-table attributes (keys not included); None fields are left out."""
+        item: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
                 continue
-            record = dict.fromkeys(STATUS_RECORD_FIELDS)
-            record["id"] = row_id
-            record["tag"] = tag
-            for key in STATUS_RECORD_FIELDS[2:]:
-                record[key] = _plain(entry.get(key))
-            out.append(record)
+            if f.name == "children":
+                value = list(value)
+            item[f.name] = value
+        return item
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> TagStatus:
+        """Read a state-table item (or a legacy status entry): tolerant, a malformed field reads as absent;
+        a state that is not one of :data:`ecr_mirror.drift.STATES` reads as ``failed``."""
+        state = item.get("state")
+        children = item.get("children")
+        if isinstance(children, (list, tuple)) and all(isinstance(c, str) for c in children):
+            kids: tuple[str, ...] | None = tuple(children)
+        else:
+            kids = None
+        return cls(
+            state=state if state in drift.STATES else drift.FAILED,
+            upstream_digest=_digest(item.get("upstream_digest")),
+            synced_upstream_digest=_digest(item.get("synced_upstream_digest")),
+            expected_digest=_digest(item.get("expected_digest")),
+            children=kids,
+            target_digest=_digest(item.get("target_digest")),
+            fingerprint=_digest(item.get("fingerprint")),
+            error=_text(item.get("error")),
+            reason=_text(item.get("reason")),
+            last_attempt=_stamp(item.get("last_attempt")),
+            last_success=_stamp(item.get("last_success")),
+            last_change=_stamp(item.get("last_change")),
+            last_drift_state=item.get("last_drift_state") if item.get("last_drift_state") in drift.STATES else None,
+            last_drift_at=_stamp(item.get("last_drift_at")),
+            bytes_copied=_int(item.get("bytes_copied")),
+            lease_owner=_text(item.get("lease_owner"), 256),
+            lease_expires=_stamp(item.get("lease_expires")),
+        )
+
+    def recorded(self, previous: TagStatus | None, now: str) -> TagStatus:
+        """This status as written at ``now``: ``last_attempt`` set, ``last_change`` moved when a recorded
+        field changed (kept otherwise), texts cut to one line of :data:`MAX_ERROR_LENGTH`."""
+        changed = previous is None or previous.state != self.state or any(
+            getattr(previous, name) != getattr(self, name)
+            for name in ("upstream_digest", "expected_digest", "target_digest")
+        )
+        return replace(
+            self,
+            error=_text(self.error),
+            reason=_text(self.reason),
+            last_attempt=now,
+            last_change=now if changed else (previous.last_change if previous else None),
+        )
+
+
+def tag_sort_key(tag: str) -> str:
+    """The state-table sort key of a tag item: ``tag#<tag>``."""
+    return TAG_PREFIX + tag
+
+
+# ---------------------------------------------------------------- a row's status
+
+
+@dataclass(frozen=True)
+class RowStatus:
+    """What the service recorded about a row as a whole.
+
+    ``state``: ``invalid`` (the row does not validate: ``error`` says why), ``failed`` (a failure of the
+    whole row, e.g. its tag list: ``error``) or ``no_tags`` (its ``pattern`` selected none of the
+    ``tags_tried`` upstream tags); ``at``: when it was found. Written only when it changes
+    (:meth:`same_as`), removed when the row is fine again.
+    """
+
+    state: str
+    error: str | None = None
+    pattern: str | None = None
+    tags_tried: int | None = None
+    at: str | None = None
+
+    def same_as(self, other: RowStatus | None) -> bool:
+        """Equal but for ``at``."""
+        return other is not None and replace(self, at=None) == replace(other, at=None)
+
+    def to_item(self) -> dict[str, Any]:
+        """The state-table attributes (keys not included)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> RowStatus:
+        """Read a state-table ``row`` item (tolerant, like :meth:`TagStatus.from_item`)."""
+        state = item.get("state")
+        tried = item.get("tags_tried")
+        return cls(
+            state=state if state in ROW_STATES else drift.INVALID,
+            error=_text(item.get("error")),
+            pattern=_text(item.get("pattern"), 256),
+            tags_tried=_int(tried) if tried is not None else None,
+            at=_stamp(item.get("at")),
+        )
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Everything the state table holds for one row: its tags' statuses and its row status."""
+
+    tags: dict[str, TagStatus] = field(default_factory=dict)
+    row: RowStatus | None = None
+
+    @property
+    def is_new(self) -> bool:
+        """Nothing was ever recorded for the row (a new row: its repository may not exist yet)."""
+        return not self.tags and self.row is None
+
+
+# ---------------------------------------------------------------- passes
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """One scheduled pass (``kind`` ``schedule``) or one ``ecr-mirror sync`` run (``kind`` ``cli``, which
+    also lists its ``rows`` done OK and ``finished_at``): when it started, how many rows it enqueued or
+    synced, and whether it audited."""
+
+    pass_id: str
+    started_at: str
+    kind: str = "schedule"
+    audit: bool = False
+    rows_enqueued: int = 0
+    rows: tuple[str, ...] = ()
+    finished_at: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"started_at": self.started_at, "kind": self.kind, "audit": self.audit,
+                                "rows_enqueued": self.rows_enqueued}
+        if self.rows:
+            item["rows"] = list(self.rows)
+        if self.finished_at:
+            item["finished_at"] = self.finished_at
+        return item
+
+    @classmethod
+    def from_item(cls, pass_id: str, item: Mapping[str, Any]) -> PassRecord:
+        rows = item.get("rows")
+        return cls(
+            pass_id=pass_id,
+            started_at=_stamp(item.get("started_at")) or "",
+            kind=str(item.get("kind") or "schedule"),
+            audit=item.get("audit") is True,
+            rows_enqueued=_int(item.get("rows_enqueued")),
+            rows=tuple(r for r in rows if isinstance(r, str)) if isinstance(rows, (list, tuple, set)) else (),
+            finished_at=_stamp(item.get("finished_at")),
+        )
+
+
+def new_pass_id(started_at: str | None = None) -> str:
+    """``<start timestamp>.<6 hex>``: sorts by start time; unique enough for concurrent starts."""
+    return f"{started_at or now_timestamp()}.{secrets.token_hex(3)}"
+
+
+def progress_partition(pass_id: str) -> str:
+    """The partition of a pass's invocation progress records: ``#pass#<pass id>``."""
+    return f"{PASS_PK}#{pass_id}"
+
+
+def audit_due(last_audit_started: str | None, interval_seconds: int, now: datetime | None = None) -> bool:
+    """Whether a pass starting ``now`` should audit: no audit pass on record, or the last one started
+    ``interval_seconds`` or more ago (0: every pass audits)."""
+    if last_audit_started is None or interval_seconds <= 0:
+        return True
+    try:
+        last = parse_timestamp(last_audit_started)
+    except ValueError:
+        return True
+    return (now or datetime.now(UTC)) - last >= timedelta(seconds=interval_seconds)
+
+
+# ---------------------------------------------------------------- reading back (ecr-mirror status)
+
+#: the keys of every record :func:`status_records` returns
+STATUS_RECORD_FIELDS = (
+    "id",
+    "tag",
+    "state",
+    "upstream_digest",
+    "expected_digest",
+    "target_digest",
+    "last_attempt",
+    "last_success",
+    "last_change",
+    "last_verified",
+    "last_drift_state",
+    "last_drift_at",
+    "bytes_copied",
+    "error",
+)
+
+
+def last_verified(status: TagStatus, row_verified_at: str | None) -> str | None:
+    """When this tag was last known to be as recorded: the newest of its ``last_change``, its
+    ``last_success`` and ``row_verified_at`` (the end of the newest pass that finished its row)."""
+    stamps = [s for s in (status.last_change, status.last_success) if s]
+    if row_verified_at and status.state == drift.IN_SYNC:
+        stamps.append(row_verified_at)
+    return max(stamps) if stamps else None
+
+
+def status_records(row_id: str, state: RowState, row_verified_at: str | None = None) -> list[dict[str, Any]]:
+    """Flat records of one row (keys :data:`STATUS_RECORD_FIELDS`): the row status first (``tag``
+    None: ``invalid``, ``failed`` or ``no_tags``), then each tag's, sorted by tag."""
+    out: list[dict[str, Any]] = []
+    if state.row is not None:
+        record = dict.fromkeys(STATUS_RECORD_FIELDS)
+        error = state.row.error
+        if state.row.state == NO_TAGS:
+            error = f"pattern {state.row.pattern!r} selected none of {state.row.tags_tried or 0} upstream tags"
+        record.update(id=row_id, state=state.row.state, error=error, last_attempt=state.row.at)
+        out.append(record)
+    for tag in sorted(state.tags):
+        s = state.tags[tag]
+        record = {name: getattr(s, name, None) for name in STATUS_RECORD_FIELDS if hasattr(s, name)}
+        record.update(id=row_id, tag=tag, last_verified=last_verified(s, row_verified_at))
+        out.append({name: record.get(name) for name in STATUS_RECORD_FIELDS})
     return out
+
+
+# ---------------------------------------------------------------- the legacy layout (migration)
+
+
+def has_legacy_status(item: Mapping[str, Any]) -> bool:
+    """Whether a row item still carries status in the pre-issue-12 layout (``status``, ``row_error``)."""
+    return any(item.get(name) is not None for name in (ATTR_STATUS, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT))
+
+
+def legacy_tag_statuses(item: Mapping[str, Any]) -> dict[str, TagStatus]:
+    """``{tag: TagStatus}`` from a row item's legacy ``status`` map, every recorded digest and the drift
+    history kept; ``children`` None (never recorded then: the next audit reads them once). Malformed
+    entries are skipped."""
+    legacy = item.get(ATTR_STATUS)
+    out: dict[str, TagStatus] = {}
+    if not isinstance(legacy, Mapping):
+        return out
+    for tag, entry in legacy.items():
+        if not isinstance(tag, str) or not isinstance(entry, Mapping) or entry.get("state") not in drift.STATES:
+            continue
+        status = TagStatus.from_item({k: v for k, v in entry.items() if k not in ("children", "lease_owner", "lease_expires")})
+        out[tag] = replace(status, last_change=status.last_change or status.last_attempt)
+    return out
+
+
+def legacy_row_status(item: Mapping[str, Any]) -> RowStatus | None:
+    """The row status a legacy ``row_error``/``row_error_at`` pair stood for (``invalid``), or None."""
+    error = item.get(ATTR_ROW_ERROR)
+    if not isinstance(error, str) or not error:
+        return None
+    return RowStatus(drift.INVALID, error=_text(error), at=_stamp(item.get(ATTR_ROW_ERROR_AT)))
+
+
+__all__ = [
+    "LEASE_SECONDS",
+    "NO_TAGS",
+    "PassRecord",
+    "RowState",
+    "RowStatus",
+    "STATUS_RECORD_FIELDS",
+    "TagStatus",
+    "audit_due",
+    "format_timestamp",
+    "has_legacy_status",
+    "last_verified",
+    "legacy_row_status",
+    "legacy_tag_statuses",
+    "new_pass_id",
+    "now_timestamp",
+    "status_records",
+    "timestamp_after",
+]

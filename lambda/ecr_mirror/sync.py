@@ -1,18 +1,26 @@
 """Orchestration: rows -> tags -> detect -> copy -> status. No httpx or boto3 of its own.
 
-For each tag of a row:
+A pass over one row (:meth:`Syncer.sync_item`):
 
-1. one HEAD upstream (the only upstream request for an unchanged tag) and one HEAD at the target;
-2. if the target holds what it should (:func:`drift.expected_target_digest`), or, for a
-   digest-identical copy, upstream's own digest, a completeness check at the target only (every
-   child manifest and blob still there, else ``broken``): those are the cases where no copy would
-   look at the target's children;
-3. :func:`drift.classify` gives the state; ``behind``/``missing``/``diverged``/``broken`` are copied
-   (where tag mutability allows), the state before the copy written first so an interrupted sync
-   still shows it;
-4. the final status is written (conditionally: never backwards when two workers race).
+1. read the row's recorded state (one Query of the state table); a row item still carrying status in
+   the legacy layout is migrated first (:meth:`StateStore.migrate`);
+2. select the tags: the row's ``tags``, and the upstream tags its ``tag_pattern`` matches (the tag list
+   read with ``Link`` pagination, no cap below :data:`ecr_mirror.rows.MAX_SELECTED_TAGS`);
+3. one HEAD upstream per tag (concurrently): the only upstream request for an unchanged tag;
+4. a tag is **settled** when it is ``in_sync``, for these row settings, and upstream has not moved since
+   its last success (:meth:`ecr_mirror.status.TagStatus.settled`): it costs nothing more, no request at
+   the target and no write;
+5. the other tags are looked up at the target in one batched call per 100 tags (ECR's DescribeImages);
+   in an **audit** pass every tag is, from the repository's image list (ListImages, cached per run), and
+   the children recorded for its index are checked to be still there (else ``broken``);
+6. :func:`drift.classify` gives each state; ``behind``/``missing``/``diverged``/``broken`` are copied
+   (where tag mutability allows). Before a copy the tag's **lease** is taken with the write of the state
+   detected (conditional on the status being as read, so a duplicate delivery finds it taken and skips
+   the tag); the result write releases it: a cold tag costs two writes;
+7. statuses are written only when something recorded changed; the row status (invalid, failed,
+   no_tags) only when it changes.
 
-The Syncer works against small protocols: a :class:`StatusStore` (``ecr_mirror.store.MirrorTable``),
+The Syncer works against small protocols: a :class:`StateStore` (``ecr_mirror.store.StateTable``),
 a :class:`Target` (``ecr_mirror.ecr.EcrTarget``) and a :class:`~ecr_mirror.copy.Copier`.
 """
 
@@ -20,24 +28,45 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
 from . import drift
 from .copy import Copier, CopyReport
-from .errors import Deadline, MirrorError, NotFoundError, RowError
-from .manifest import Manifest
+from .errors import AwsError, Deadline, MirrorError, NotFoundError, RegistryError, RowError
 from .reference import Reference
 from .rows import Row, parse_row
-from .status import now_timestamp, status_entry
+from .status import (
+    LEASE_SECONDS,
+    NO_TAGS,
+    RowState,
+    RowStatus,
+    TagStatus,
+    has_legacy_status,
+    legacy_row_status,
+    legacy_tag_statuses,
+    now_timestamp,
+    timestamp_after,
+)
 from .tags import select_tags
 
 log = logging.getLogger(__name__)
 
 #: ``should_stop()``: true once there is too little time left to start more work
 StopFn = Callable[[], bool]
+#: the answers that say a repository does not exist: ECR's API, and the registry API on a push
+#: (ecr-facts.md section 1: "a 404 NAME_UNKNOWN on the POST")
+REPOSITORY_NOT_FOUND = "RepositoryNotFoundException"
+NAME_UNKNOWN = "NAME_UNKNOWN"
+#: upstream HEADs of one row in flight at once
+HEAD_CONCURRENCY = 16
+
+T = TypeVar("T")
 
 
 def never_stop() -> bool:
@@ -45,23 +74,27 @@ def never_stop() -> bool:
     return False
 
 
-class StatusStore(Protocol):
-    """What a sync writes back: per-tag status entries (:mod:`ecr_mirror.status`) and row validity."""
+class StateStore(Protocol):
+    """Where a sync reads and records state (:class:`ecr_mirror.store.StateTable`)."""
 
-    def write_status(self, row_id: str, tag: str, entry: Mapping[str, Any]) -> bool:
-        """Record ``tag``'s status; False if dropped (an as-new record exists, or the row is gone)."""
+    def read_state(self, row_id: str) -> RowState:
+        """Every tag status and the row status of a row."""
         ...
 
-    def prune_status(self, row_id: str, keep_tags: Iterable[str]) -> list[str]:
-        """Forget the status of tags not in ``keep_tags``; returns those removed."""
+    def put_tag(self, row_id: str, tag: str, status: TagStatus, *, previous: TagStatus | None) -> bool:
+        """Record ``tag``'s status if its item is still ``previous``; False if another sync wrote it meanwhile."""
         ...
 
-    def write_invalid(self, row_id: str, message: str) -> bool:
-        """Mark the row invalid with ``message``."""
+    def delete_tags(self, row_id: str, tags: Iterable[str]) -> None:
+        """Forget the statuses of tags no longer selected."""
         ...
 
-    def clear_invalid(self, row_id: str) -> bool:
-        """Unmark a row that validates again."""
+    def put_row_status(self, row_id: str, status: RowStatus | None) -> None:
+        """Record (or, with None, remove) the row status."""
+        ...
+
+    def migrate(self, item: Mapping[str, Any]) -> bool:
+        """Move a legacy row item's status into the store; True if there was any."""
         ...
 
 
@@ -73,12 +106,24 @@ class Target(Protocol):
         """The registry host (``host[:port]``)."""
         ...
 
-    def ensure_repository(self, name: str) -> str:
-        """Create repository ``name`` if missing; returns its tag mutability."""
+    def ensure_repository(self, name: str) -> bool:
+        """Create repository ``name`` if missing; True when it created it (it is empty)."""
+        ...
+
+    def forget_repository(self, name: str) -> None:
+        """Forget that ``name`` is known to exist."""
         ...
 
     def is_immutable(self, name: str) -> bool:
         """Whether repository ``name`` refuses to overwrite tags."""
+        ...
+
+    def tag_digests(self, repository: str, tags: Sequence[str]) -> dict[str, str | None] | None:
+        """``{tag: digest or None}``, batched; None when the batch cannot tell which tags are missing."""
+        ...
+
+    def list_images(self, repository: str) -> tuple[dict[str, str], frozenset[str]]:
+        """``({tag: digest}, every image digest)`` of the repository."""
         ...
 
 
@@ -92,6 +137,8 @@ class TagResult:
     could tell), ``target_digest`` what it holds. Counts as in :class:`~ecr_mirror.copy.CopyReport`;
     ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
     identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
+    ``settled``: nothing was asked of the target (in sync as recorded); ``skipped``: why this sync left
+    the tag alone (another sync holds its lease); such a tag is not counted in the metrics.
     """
 
     row_id: str
@@ -109,6 +156,8 @@ class TagResult:
     error: str | None = None
     reason: str = ""
     fingerprint: str = ""
+    settled: bool = False
+    skipped: str | None = None
 
     @property
     def drift_state(self) -> str:
@@ -125,13 +174,15 @@ class TagResult:
 class RowResult:
     """The outcome for one row: ``invalid`` (why it does not validate) or ``skipped`` (``"disabled"``),
     else a :class:`TagResult` per tag; ``error`` for a failure of the whole row (tag list, repository);
-    ``ratelimit_remaining``: upstream pulls left as its registry last said (``None`` if it did not)."""
+    ``matched_nothing``: its pattern selected no upstream tag; ``ratelimit_remaining``: upstream pulls
+    left as its registry last said (``None`` if it did not)."""
 
     row_id: str
     invalid: str | None = None
     skipped: str | None = None
     tags: list[TagResult] = field(default_factory=list)
     error: str | None = None
+    matched_nothing: bool = False
     ratelimit_remaining: int | None = None
 
     @property
@@ -140,140 +191,246 @@ class RowResult:
         return self.invalid is None and self.error is None and all(t.state != drift.FAILED for t in self.tags)
 
 
+class Run:
+    """One worker invocation or one CLI sync: the lease owner id (``label`` plus a random suffix, unique
+    per run; default label: host and process id), and each repository's image list (ListImages), read at
+    most once per run and kept up to date with what the run writes."""
+
+    def __init__(self, label: str | None = None) -> None:
+        self.owner = f"{label or f'{os.uname().nodename}:{os.getpid()}'}:{secrets.token_hex(4)}"
+        self._listings: dict[str, tuple[dict[str, str], set[str]]] = {}
+        self._lock = threading.Lock()
+        self._listing_locks: dict[str, threading.Lock] = {}
+
+    def listing(self, target: Target, repository: str) -> tuple[dict[str, str], set[str]]:
+        """``({tag: digest}, digests present)`` of ``repository`` (one ListImages walk per run)."""
+        with self._lock:
+            lock = self._listing_locks.setdefault(repository, threading.Lock())
+        with lock:
+            with self._lock:
+                cached = self._listings.get(repository)
+            if cached is None:
+                tags, digests = target.list_images(repository)
+                cached = (dict(tags), set(digests))
+                with self._lock:
+                    self._listings[repository] = cached
+            return cached
+
+    def wrote(self, repository: str, tag: str, digest: str, children: Iterable[str]) -> None:
+        """Keep a cached listing true after this run wrote ``tag`` -> ``digest`` (and its children)."""
+        with self._lock:
+            cached = self._listings.get(repository)
+            if cached is not None:
+                cached[0][tag] = digest
+                cached[1].add(digest)
+                cached[1].update(children)
+
+    def forget(self, repository: str) -> None:
+        """Drop a cached listing (the repository was just created)."""
+        with self._lock:
+            self._listings.pop(repository, None)
+
+
+@dataclass
+class _Tag:
+    """One tag's working state through a pass."""
+
+    tag: str
+    previous: TagStatus | None  # as read (the version a write is conditional on)
+    recorded: TagStatus | None  # what detection may rely on (None when the row settings changed)
+    result: TagResult
+    source_digest: str | None = None
+    target_known: bool = False
+    complete: bool | None = None
+    children: tuple[str, ...] | None = None
+
+
 class Syncer:
     """Brings rows of the mirror table in step with upstream. Build once per process; reuse.
 
-    ``table``: the :class:`StatusStore`; ``copier``: the copy engine (its client is used for HEADs);
+    ``store``: the :class:`StateStore`; ``copier``: the copy engine (its client is used for HEADs);
     ``target``: the :class:`Target`; ``repository_prefix``: for default target repositories;
-    ``tag_concurrency``: tags of one row synced at once; ``verify_blobs``: the completeness check
-    HEADs every blob too (not just the child manifests).
+    ``tag_concurrency``: tags of one row copied at once.
     """
 
     def __init__(
         self,
         *,
-        table: StatusStore,
+        store: StateStore,
         copier: Copier,
         target: Target,
         repository_prefix: str,
         tag_concurrency: int = 4,
-        verify_blobs: bool = True,
     ) -> None:
-        self.table = table
+        self.store = store
         self.copier = copier
         self.client = copier.client
         self.target = target
         self.prefix = repository_prefix
         self.tag_concurrency = max(1, tag_concurrency)
-        self.verify_blobs = verify_blobs
+
+    def begin(self, label: str | None = None) -> Run:
+        """A :class:`Run`: one per worker invocation or CLI sync (``label``: names its lease owner id)."""
+        return Run(label)
 
     # ------------------------------------------------------------ rows
 
     def sync_item(
-        self, item: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False, should_stop: StopFn = never_stop,
+        self, item: Mapping[str, Any], *, run: Run | None = None, audit: bool = False, dry_run: bool = False,
+        check_only: bool = False, should_stop: StopFn = never_stop,
     ) -> RowResult:
-        """Sync one raw table item. Never raises for a bad row or a failed tag: it is in the result.
+        """Sync one raw row item. Never raises for a bad row or a failed tag: it is in the result.
 
-        ``dry_run``: detect only, write nothing; ``check_only``: detect and record, copy nothing.
-        Raises :class:`~ecr_mirror.errors.Deadline` when ``should_stop()`` says so before the row or a tag starts.
+        ``audit``: check every tag at the target, children included; ``dry_run``: detect only, write
+        nothing; ``check_only``: detect and record, copy nothing. Raises
+        :class:`~ecr_mirror.errors.Deadline` when ``should_stop()`` says so before the row or a tag starts.
         """
+        run = run or self.begin()
         row_id = str(item.get("id", "?"))
         result = RowResult(row_id)
+        writes = not dry_run
+        state = self._state(item, row_id, writes=writes)
         try:
             row = parse_row(dict(item), prefix=self.prefix)
         except RowError as exc:
             result.invalid = str(exc)
-            if not dry_run and isinstance(item.get("id"), str) and item.get("id"):
-                self.table.write_invalid(row_id, str(exc))
+            if writes and isinstance(item.get("id"), str) and item.get("id"):
+                self._row_status(row_id, state, RowStatus(drift.INVALID, error=str(exc), at=now_timestamp()))
             return result
-        if not dry_run and item.get("row_error"):
-            self.table.clear_invalid(row_id)  # fixed by its owner: no longer invalid
         if not row.enabled:
             result.skipped = "disabled"
             return result
         if should_stop():
             raise Deadline(f"row {row_id}: not started, too little time left")
-        statuses: Mapping[str, Any] = item.get("status") or {}
+        repository = row.target_repository
+        created = False
+        tried = 0
         try:
-            if not dry_run and not check_only:
-                self.target.ensure_repository(row.target_repository)
+            if state.is_new and writes and not check_only:
+                created = self.target.ensure_repository(repository)
+                if created:
+                    run.forget(repository)
             if row.is_assemble:
                 tags = [row.tags[0]]
             else:
                 available = self.client.tags_list(row.source) if row.needs_tag_list else []
+                tried = len(available)
                 tags = select_tags(row, available)
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
-            # every tag the row names or was last seen with gets the failure, so `status` shows it
-            known = list(dict.fromkeys([*(row.tags or []), *(t for t in statuses if isinstance(t, str))])) or ["*"]
-            for tag in known:
-                res = TagResult(row_id, tag, drift.FAILED, error=result.error)
-                result.tags.append(res)
-                if not dry_run:
-                    self._write(row_id, tag, res, statuses.get(tag))
+            # every tag the row names or was last seen with counts as failed (metrics, output); the
+            # failure is recorded once, as the row status
+            known = list(dict.fromkeys([*(row.tags or []), *state.tags])) or ["*"]
+            result.tags = [TagResult(row_id, t, drift.FAILED, error=result.error) for t in known]
+            if writes:
+                self._row_status(row_id, state, RowStatus(drift.FAILED, error=result.error, at=now_timestamp()))
             return result
 
-        verified: set[str] = set()  # blobs seen present at the target during this row's sync
+        work = [self._start(row, t, state.tags.get(t)) for t in tags]
+        try:
+            self._each(work, lambda w: self._head(row, w, should_stop), HEAD_CONCURRENCY)
+            pending = [w for w in work if w.result.state != drift.FAILED and not self._settle(w, audit)]
+            if pending:
+                self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
+            self._each(work, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
+                                                    should_stop=should_stop), self.tag_concurrency)
+        except Deadline as exc:
+            raise Deadline(str(exc), progress=sum(1 for w in work if w.result.copied)) from exc
+        result.tags = [w.result for w in work]
 
-        def one(tag: str) -> TagResult:
-            if should_stop():
-                raise Deadline(f"row {row_id}: stopped before tag {tag}, too little time left")
-            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only, verified=verified)
-
-        if len(tags) <= 1 or self.tag_concurrency == 1:
-            result.tags = [one(t) for t in tags]
-        else:
-            with ThreadPoolExecutor(min(self.tag_concurrency, len(tags)), thread_name_prefix="tag") as pool:
-                futures = [pool.submit(one, t) for t in tags]
-                deadline: Deadline | None = None
-                for f in futures:
-                    try:
-                        result.tags.append(f.result())
-                    except Deadline as exc:
-                        deadline = exc
-                if deadline:
-                    raise deadline
-        stale = [t for t in statuses if t not in tags]
-        if stale and not dry_run and not check_only and result.error is None:
-            # tags no longer selected (keep_latest moved on, a tag removed from the row): forget them
-            self.table.prune_status(row_id, tags)
+        row_status: RowStatus | None = None
+        if row.tag_pattern is not None and not tags:
+            result.matched_nothing = True
+            row_status = RowStatus(NO_TAGS, pattern=row.tag_pattern, tags_tried=tried, at=now_timestamp())
+        if writes:
+            self._row_status(row_id, state, row_status)
+            stale = [t for t in state.tags if t not in set(tags)]
+            if stale and not check_only:
+                # tags no longer selected (keep_latest moved on, a tag removed from the row): forget them
+                self.store.delete_tags(row_id, stale)
         if row.source is not None:
             seen = self.client.ratelimit(row.source.api_host)
             result.ratelimit_remaining = seen.remaining if seen else None
         return result
 
-    # ------------------------------------------------------------ tags
+    def sync_items(
+        self, items: Iterable[Mapping[str, Any]], *, run: Run | None = None, audit: bool = False, dry_run: bool = False,
+        check_only: bool = False, row_concurrency: int = 4, should_stop: StopFn = never_stop,
+    ) -> list[RowResult]:
+        """Sync many rows, ``row_concurrency`` at a time (results in input order); see :meth:`sync_item`."""
+        items = list(items)
+        run = run or self.begin()
 
-    def _dest(self, row: Row, tag: str) -> Reference:
-        return Reference(self.target.host, row.target_repository, tag)
+        def one(item: Mapping[str, Any]) -> RowResult:
+            return self.sync_item(item, run=run, audit=audit, dry_run=dry_run, check_only=check_only,
+                                  should_stop=should_stop)
 
-    def sync_tag(
-        self, row: Row, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False,
-        verified: set[str] | None = None,
-    ) -> TagResult:
-        """Detect, copy if needed, and record one tag of a parsed row; ``previous``: its last status entry.
-        Failures end up in the result (``failed``); only :class:`~ecr_mirror.errors.Deadline` is raised."""
-        res = TagResult(row.id, tag, drift.FAILED, fingerprint=row.fingerprint)
-        if previous and previous.get("fingerprint") and previous.get("fingerprint") != res.fingerprint:
-            # the row changed (other platforms, another source): what was recorded no longer applies
-            previous = {k: v for k, v in previous.items() if k in ("last_success",)}
+        if row_concurrency <= 1 or len(items) <= 1:
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(min(row_concurrency, len(items)), thread_name_prefix="row") as pool:
+            return list(pool.map(one, items))
+
+    # ------------------------------------------------------------ steps of a row
+
+    def _state(self, item: Mapping[str, Any], row_id: str, *, writes: bool) -> RowState:
+        """The row's recorded state; a legacy row item is migrated first (or, without writes, read as is)."""
+        if has_legacy_status(item):
+            if not writes:
+                return RowState(legacy_tag_statuses(item), legacy_row_status(item))
+            if self.store.migrate(item):
+                log.info("row %s: status moved from the row item to the state table", row_id)
+        return self.store.read_state(row_id)
+
+    def _row_status(self, row_id: str, state: RowState, status: RowStatus | None) -> None:
+        if status is None and state.row is None or status is not None and status.same_as(state.row):
+            return
         try:
-            self._detect_and_copy(row, tag, previous, res, dry_run=dry_run, check_only=check_only,
-                                  verified=set() if verified is None else verified)
-        except Deadline:
-            raise
+            self.store.put_row_status(row_id, status)
         except MirrorError as exc:
-            res.state = drift.FAILED
-            res.error = str(exc)
-            log.warning("row %s tag %s failed: %s", row.id, tag, exc)
+            log.error("row %s: row status not written: %s", row_id, exc)
+
+    def _each(self, work: list[_Tag], fn: Callable[[_Tag], None], concurrency: int) -> None:
+        """``fn`` over ``work``, ``concurrency`` at a time; a :class:`Deadline` is raised once all are done."""
+        if len(work) <= 1 or concurrency <= 1:
+            for w in work:
+                fn(w)
+            return
+        deadline: Deadline | None = None
+        with ThreadPoolExecutor(min(concurrency, len(work)), thread_name_prefix="tag") as pool:
+            for future in [pool.submit(fn, w) for w in work]:
+                try:
+                    future.result()
+                except Deadline as exc:
+                    deadline = exc
+        if deadline:
+            raise deadline
+
+    def _start(self, row: Row, tag: str, previous: TagStatus | None) -> _Tag:
+        recorded = previous
+        if previous is not None and previous.fingerprint and previous.fingerprint != row.fingerprint:
+            # the row changed (other platforms, another source): what was recorded no longer applies
+            recorded = None
+        return _Tag(tag, previous, recorded, TagResult(row.id, tag, "", fingerprint=row.fingerprint))  # state: not yet known
+
+    def _head(self, row: Row, w: _Tag, should_stop: StopFn) -> None:
+        if should_stop():
+            raise Deadline(f"row {row.id}: stopped before tag {w.tag}, too little time left")
+        try:
+            w.result.upstream_digest, w.source_digest = self._upstream_digest(row, w.tag)
+        except MirrorError as exc:
+            self._failed(row, w, exc)
         except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
-            res.state = drift.FAILED
+            self._failed(row, w, exc, unexpected=True)
+
+    def _failed(self, row: Row, w: _Tag, exc: BaseException, *, unexpected: bool = False) -> None:
+        w.result.state = drift.FAILED
+        if unexpected:
             first = str(exc).splitlines()[0][:300] if str(exc) else ""
-            res.error = f"unexpected {type(exc).__name__}: {first}"
-            log.exception("row %s tag %s failed unexpectedly", row.id, tag)
-        if not dry_run:
-            self._write(row.id, tag, res, previous)
-        return res
+            w.result.error = f"unexpected {type(exc).__name__}: {first}"
+            log.exception("row %s tag %s failed unexpectedly", row.id, w.tag, exc_info=exc)
+        else:
+            w.result.error = str(exc)
+            log.warning("row %s tag %s failed: %s", row.id, w.tag, exc)
 
     def _upstream_digest(self, row: Row, tag: str) -> tuple[str, str | None]:
         """``(upstream digest, source digest for the copier)``: one HEAD per source."""
@@ -291,143 +448,242 @@ class Syncer:
             raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
         return head.digest, head.digest
 
-    def _detect_and_copy(
-        self, row: Row, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool,
-        verified: set[str],
-    ) -> None:
-        dest = self._dest(row, tag)
-        recorded_expected = previous.get("expected_digest") or None
-        # the upstream digest that recorded_expected was copied from (written on success only)
-        recorded_upstream = previous.get("synced_upstream_digest") or None
-        upstream, source_digest = self._upstream_digest(row, tag)
-        res.upstream_digest = upstream
+    def _settle(self, w: _Tag, audit: bool) -> bool:
+        """A settled tag (not audited) is in sync as recorded: nothing more to ask or write."""
+        rec = w.recorded
+        if audit or rec is None or not rec.settled(w.result.upstream_digest, w.result.fingerprint):
+            return False
+        res = w.result
+        res.state = res.state_before = drift.IN_SYNC
+        res.expected_digest, res.target_digest = rec.expected_digest, rec.target_digest
+        res.settled = True
+        res.reason = "upstream unchanged since the last success"
+        return True
+
+    def _look_at_target(self, row: Row, pending: list[_Tag], run: Run, *, audit: bool, created: bool,
+                        writes: bool) -> None:
+        """What the target holds for ``pending`` tags (and, in an audit, whether their indexes are complete)."""
+        repository = row.target_repository
+        tags = [w.tag for w in pending]
+        found: dict[str, str | None] | None = dict.fromkeys(tags) if created else None
+        present: set[str] | None = None
+        try:
+            if found is None and not audit:
+                found = self.target.tag_digests(repository, tags)
+            if found is None:
+                listed, present = run.listing(self.target, repository)
+                found = {t: listed.get(t) for t in tags}
+        except AwsError as exc:
+            if exc.code != REPOSITORY_NOT_FOUND:
+                for w in pending:
+                    self._failed(row, w, exc)
+                return
+            # the repository is gone (or was never made): every tag is missing
+            self.target.forget_repository(repository)
+            if writes:
+                try:
+                    self.target.ensure_repository(repository)
+                except MirrorError as exc2:
+                    for w in pending:
+                        self._failed(row, w, exc2)
+                    return
+            run.forget(repository)
+            found, present = dict.fromkeys(tags), set()
+        for w in pending:
+            w.target_known = True
+            w.result.target_digest = found.get(w.tag)
+            if audit and present is not None:
+                self._audit_children(row, w, present)
+
+    def _audit_children(self, row: Row, w: _Tag, present: set[str]) -> None:
+        """In an audit: is every child the index at the target references still in the repository? The
+        children recorded with the copy say which (one GET of the index when none were recorded)."""
+        rec, digest = w.recorded, w.result.target_digest
+        if rec is None or digest is None or digest != rec.expected_digest:
+            return
+        children = rec.children
+        if children is None:
+            try:
+                index = self.client.manifest_get(Reference(self.target.host, row.target_repository, digest=digest))
+            except NotFoundError:
+                w.complete = False
+                return
+            except MirrorError as exc:
+                log.warning("row %s tag %s: index at the target not read: %s", row.id, w.tag, exc)
+                return
+            children = tuple(c.digest for c in index.children) if index.is_index else ()
+        w.children = children
+        w.complete = all(c in present for c in children)
+
+    def _finish(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn) -> None:
+        """Classify, copy if needed, record."""
+        res = w.result
+        if res.settled:
+            return
+        if res.state == drift.FAILED:  # upstream HEAD (or the target look-up) failed
+            if not dry_run:
+                self._record(row, w, self._status(w, drift.FAILED), run)
+            return
+        if w.previous is not None and w.previous.leased_by_other(run.owner):
+            self._skip(row, w, f"another sync ({w.previous.lease_owner}) is copying it")
+            return
+        rec = w.recorded
+        recorded_expected = rec.expected_digest if rec else None
+        recorded_upstream = rec.synced_upstream_digest if rec else None
+        upstream = res.upstream_digest
         res.expected_digest = drift.expected_target_digest(
             upstream, recorded_expected, recorded_upstream=recorded_upstream, identical=row.identical
         )
-        target_head = self.client.manifest_head(dest)
-        res.target_digest = target_head.digest if target_head else None
-        complete: bool | None = None
-        if target_head is not None and (
-            target_head.digest == res.expected_digest or (row.identical and target_head.digest == upstream)
-        ):
-            complete = self._complete(dest.with_digest(target_head.digest), verified)
-        state = drift.classify(
-            upstream, recorded_expected, res.target_digest, complete,
-            recorded_upstream=recorded_upstream, identical=row.identical,
-        )
+        state = drift.classify(upstream, recorded_expected, res.target_digest, w.complete,
+                               recorded_upstream=recorded_upstream, identical=row.identical)
         res.state_before = state
         if not drift.needs_copy(state):
             res.state = drift.IN_SYNC
             res.expected_digest = res.target_digest
             res.reason = "target holds the upstream image"
+            if not dry_run:
+                self._record(row, w, self._status(w, drift.IN_SYNC, success=True), run)
             return
         res.reason = {
             drift.MISSING: "target tag does not exist",
             drift.BEHIND: "upstream moved" if recorded_upstream and recorded_upstream != upstream else "not yet mirrored",
             drift.DIVERGED: f"target tag points at {res.target_digest}, not {recorded_expected} put there by ecr-mirror",
-            drift.BROKEN: "target image lost a child manifest or blob",
+            drift.BROKEN: "target image lost a child manifest",
         }.get(state, state)
+        res.state = state
         if dry_run or check_only:
-            res.state = state
             if drift.is_drift(state):
                 res.error = res.reason
+            if check_only:
+                self._record(row, w, self._status(w, state), run)
             return
-        if target_head is not None and state in (drift.DIVERGED, drift.BROKEN, drift.BEHIND) and self.target.is_immutable(row.target_repository):
-            res.state = drift.DIVERGED if state != drift.BROKEN else drift.BROKEN
-            res.error = (f"{dest} is in an immutable repository and holds {res.target_digest}; "
+        if res.target_digest is not None and state != drift.MISSING and self.target.is_immutable(row.target_repository):
+            res.state = drift.BROKEN if state == drift.BROKEN else drift.DIVERGED
+            res.error = (f"{self._dest(row, w.tag)} is in an immutable repository and holds {res.target_digest}; "
                          f"expected {res.expected_digest or upstream}; delete the tag or make the repository mutable to repair")
+            self._record(row, w, self._status(w, res.state), run)
             return
-        # show the detected state while copying (an interrupted sync keeps it)
-        self._write(row.id, tag, res, previous, interim=True)
-        force = state == drift.BROKEN
-        if row.assemble:
-            report = self.copier.assemble(dest, list(row.assemble))
-        else:
-            assert row.source is not None
-            report = self.copier.copy(
-                row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
-                expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
-            )
-        self._apply_report(res, report)
-        res.state = drift.IN_SYNC
-        res.error = None
-
-    def _apply_report(self, res: TagResult, report: CopyReport) -> None:
-        res.copied = not report.unchanged
-        res.target_digest = report.digest
-        res.expected_digest = report.digest
-        res.bytes_copied = report.bytes_copied
-        res.blobs_copied = report.blobs_copied
-        res.blobs_skipped = report.blobs_skipped
-        res.blobs_mounted = report.blobs_mounted
-
-    def _complete(self, ref: Reference, verified: set[str]) -> bool:
-        """Every child manifest (and, with ``verify_blobs``, every blob) of ``ref`` is still at the target."""
+        if should_stop():
+            raise Deadline(f"row {row.id}: stopped before copying tag {w.tag}, too little time left")
+        # take the lease with the state detected (an interrupted sync keeps showing it)
+        now = now_timestamp()
+        interim = replace(self._status(w, state), error=None, lease_owner=run.owner,
+                          lease_expires=timestamp_after(LEASE_SECONDS)).recorded(w.previous, now)
         try:
-            top = self.client.manifest_get(ref)
-            manifests: list[Manifest] = [top]
-            if top.is_index:
-                for child in top.children:
-                    manifests.append(self.client.manifest_get(ref.with_digest(child.digest)))
-            if self.verify_blobs:
-                for m in manifests:
-                    for blob in m.blobs if not m.is_index else []:
-                        if blob.digest in verified:
-                            continue
-                        if self.client.blob_head(ref, blob.digest) is None:
-                            log.warning("%s: blob %s is gone", ref, blob.digest)
-                            return False
-                        verified.add(blob.digest)
-        except NotFoundError as exc:
-            log.warning("%s is incomplete: %s", ref, exc)
-            return False
-        return True
+            leased = self.store.put_tag(row.id, w.tag, interim, previous=w.previous)
+        except MirrorError as exc:  # no lease, no copy: the next delivery tries again
+            self._failed(row, w, exc)
+            return
+        if not leased:
+            self._skip(row, w, "another sync changed its status since this one read it")
+            return
+        try:
+            report = self._copy(row, w, force=state == drift.BROKEN)
+        except (KeyboardInterrupt, SystemExit):  # interrupted (Ctrl-C): give the lease back, best effort
+            released = replace(interim, lease_owner=None, lease_expires=None).recorded(interim, now_timestamp())
+            try:
+                self.store.put_tag(row.id, w.tag, released, previous=interim)
+            except Exception:  # noqa: BLE001 - the lease then lapses on its own
+                pass
+            raise
+        except MirrorError as exc:
+            self._failed(row, w, exc)
+            self._put(row, w.tag, self._status(w, drift.FAILED).recorded(interim, now_timestamp()), interim)
+            return
+        except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
+            self._failed(row, w, exc, unexpected=True)
+            self._put(row, w.tag, self._status(w, drift.FAILED).recorded(interim, now_timestamp()), interim)
+            return
+        res.copied = not report.unchanged
+        res.target_digest = res.expected_digest = report.digest
+        res.bytes_copied, res.blobs_copied = report.bytes_copied, report.blobs_copied
+        res.blobs_skipped, res.blobs_mounted = report.blobs_skipped, report.blobs_mounted
+        res.state, res.error = drift.IN_SYNC, None
+        if report.children is not None:
+            w.children = tuple(report.children)
+        elif rec is not None and rec.expected_digest == report.digest:
+            w.children = rec.children
+        run.wrote(row.target_repository, w.tag, report.digest, w.children or ())
+        done = self._status(w, drift.IN_SYNC, success=True).recorded(interim, now_timestamp())
+        if not self._put(row, w.tag, done, interim):
+            res.error = "status not written: another sync took this tag over (its lease had expired)"
+
+    def _copy(self, row: Row, w: _Tag, *, force: bool) -> CopyReport:
+        """The copy; a push that finds the repository gone creates it and tries once more."""
+        dest = self._dest(row, w.tag)
+        for attempt in (1, 2):
+            try:
+                if row.assemble:
+                    return self.copier.assemble(dest, list(row.assemble))
+                assert row.source is not None
+                return self.copier.copy(
+                    row.source.with_tag(w.tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
+                    expected_digest=None if force else w.result.expected_digest, source_digest=w.source_digest,
+                    force=force, destination_digest=w.result.target_digest, destination_checked=w.target_known,
+                )
+            except RegistryError as exc:
+                if attempt == 2 or NAME_UNKNOWN not in exc.codes:
+                    raise
+                log.warning("%s: the repository does not exist; creating it and trying again", dest)
+                self.target.forget_repository(row.target_repository)
+                self.target.ensure_repository(row.target_repository)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _dest(self, row: Row, tag: str) -> Reference:
+        return Reference(self.target.host, row.target_repository, tag)
+
+    def _skip(self, row: Row, w: _Tag, why: str) -> None:
+        res = w.result
+        res.skipped = why
+        res.state = w.previous.state if w.previous is not None else res.state_before or drift.BEHIND
+        res.error = None
+        log.info("row %s tag %s skipped: %s", row.id, w.tag, why)
 
     # ------------------------------------------------------------ status
 
-    def _write(self, row_id: str, tag: str, res: TagResult, previous: Mapping[str, Any] | None, *, interim: bool = False) -> None:
+    def _status(self, w: _Tag, state: str, *, success: bool = False) -> TagStatus:
+        """The status to record for ``w`` in ``state``: on success the new recorded digests and children;
+        otherwise those of the last success, kept. Timestamps other than ``last_success`` and the drift
+        ones are set by :meth:`TagStatus.recorded`."""
+        res, rec, prev = w.result, w.recorded, w.previous
         now = now_timestamp()
-        previous = previous or {}
-        success = res.state == drift.IN_SYNC and not interim
-        entry = status_entry(
-            res.state_before if interim else res.state,
+        drifted = res.drifted
+        base = rec or TagStatus(state)
+        children = base.children
+        if success:  # what the index at the target references: learned now, or recorded for the same digest
+            same = base.expected_digest == res.expected_digest
+            children = w.children if w.children is not None else (base.children if same else None)
+        return TagStatus(
+            state=state,
             upstream_digest=res.upstream_digest,
-            # what the service put at the target, and from which upstream digest: changed on success only
-            expected_digest=res.expected_digest if success else previous.get("expected_digest"),
-            synced_upstream_digest=res.upstream_digest if success else previous.get("synced_upstream_digest"),
+            synced_upstream_digest=res.upstream_digest if success else base.synced_upstream_digest,
+            expected_digest=res.expected_digest if success else base.expected_digest,
+            children=children,
             target_digest=res.target_digest,
-            last_attempt=now,
-            last_success=now if success else None,
-            bytes_copied=res.bytes_copied,
-            error=res.error if not interim else None,
             fingerprint=res.fingerprint or None,
+            error=res.error if not success else None,
+            reason=res.reason or None,
+            last_success=now if success else (prev.last_success if prev else None),
+            last_drift_state=res.drift_state if drifted else (prev.last_drift_state if prev else None),
+            last_drift_at=now if drifted else (prev.last_drift_at if prev else None),
+            bytes_copied=res.bytes_copied if res.copied else (prev.bytes_copied if prev else 0),
         )
-        if res.drifted:
-            entry["last_drift_state"] = res.drift_state
-            entry["last_drift_at"] = now
+
+    def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:
+        """Write ``status`` (no lease) if it records something new (:attr:`TagStatus.RECORDED`)."""
+        if not status.differs_from(w.previous):
+            return
+        if w.previous is not None and w.previous.leased_by_other(run.owner):
+            self._skip(row, w, f"another sync ({w.previous.lease_owner}) is copying it")
+            return
+        self._put(row, w.tag, status.recorded(w.previous, now_timestamp()), w.previous)
+
+    def _put(self, row: Row, tag: str, status: TagStatus, previous: TagStatus | None) -> bool:
         try:
-            self.table.write_status(row_id, tag, entry)
+            return self.store.put_tag(row.id, tag, status, previous=previous)
         except MirrorError as exc:  # a status write that fails must not hide the copy's outcome
-            log.error("row %s tag %s: status not written: %s", row_id, tag, exc)
-            if not interim:
-                res.error = (res.error + "; " if res.error else "") + f"status not written: {exc}"
-
-    # ------------------------------------------------------------ all rows
-
-    def sync_items(
-        self, items: Iterable[Mapping[str, Any]], *, dry_run: bool = False, check_only: bool = False, row_concurrency: int = 4,
-        should_stop: StopFn = never_stop,
-    ) -> list[RowResult]:
-        """Sync many rows, ``row_concurrency`` at a time (results in input order); see :meth:`sync_item`."""
-        items = list(items)
-
-        def one(item: Mapping[str, Any]) -> RowResult:
-            return self.sync_item(item, dry_run=dry_run, check_only=check_only, should_stop=should_stop)
-
-        if row_concurrency <= 1 or len(items) <= 1:
-            return [one(item) for item in items]
-        with ThreadPoolExecutor(min(row_concurrency, len(items)), thread_name_prefix="row") as pool:
-            return list(pool.map(one, items))
+            log.error("row %s tag %s: status not written: %s", row.id, tag, exc)
+            return False
 
 
 def remaining_time_guard(context: Any, reserve_seconds: float) -> StopFn:
@@ -438,4 +694,4 @@ def remaining_time_guard(context: Any, reserve_seconds: float) -> StopFn:
     return lambda: context.get_remaining_time_in_millis() < reserve_seconds * 1000
 
 
-__all__ = ["RowResult", "StatusStore", "Syncer", "TagResult", "Target", "never_stop", "remaining_time_guard"]
+__all__ = ["Run", "RowResult", "StateStore", "Syncer", "TagResult", "Target", "never_stop", "remaining_time_guard"]

@@ -44,7 +44,7 @@ def select_tags(row: Row, available_tags: Iterable[str] = ()) -> list[str]:
     The row's explicit ``tags`` come first, in the row's order, whether or not they appear
     in ``available_tags`` (a missing one is reported by the sync). Then the tags from
     ``available_tags`` that ``tag_pattern`` fully matches, newest first by :func:`version_key`,
-    at most ``keep_latest`` of them (and never more than :data:`MAX_SELECTED_TAGS`).
+    at most ``keep_latest`` of them (all of them without it; never more than :data:`MAX_SELECTED_TAGS`).
     Invalid tags in ``available_tags`` (which a hostile registry might list) are ignored.
     """
     selected = list(row.tags)

@@ -50,6 +50,16 @@ def only(template: dict[str, Any], type_: str, predicate: Any = None) -> tuple[s
     return found[0]
 
 
+def mirror_table(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The mirror table (users' rows; the one with a stream)."""
+    return only(template, "AWS::DynamoDB::Table", lambda _k, r: "StreamSpecification" in r["Properties"])
+
+
+def state_table(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The state table (what the service records; no stream)."""
+    return only(template, "AWS::DynamoDB::Table", lambda _k, r: "StreamSpecification" not in r["Properties"])
+
+
 def flat(value: Any) -> str:
     """Intrinsics flattened the way cdk-nag does: Ref X -> <X>, GetAtt X.Arn -> <X.Arn>, Join -> joined."""
     if isinstance(value, str):

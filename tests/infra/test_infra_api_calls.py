@@ -65,8 +65,9 @@ def code_calls() -> tuple[set[str], set[str]]:
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                 continue
             name = node.func.attr
-            # get_paginator("scan"), and the table's own dispatcher self._call("update_item", ...)
-            if name in ("get_paginator", "_call") and node.args and isinstance(node.args[0], ast.Constant):
+            # get_paginator("scan"), and the tables' own dispatchers: self._call("update_item", ...),
+            # self._conditional("put_item", ...), self._pages("query", ...)
+            if name in ("get_paginator", "_call", "_conditional", "_pages") and node.args and isinstance(node.args[0], ast.Constant):
                 name = str(node.args[0].value)
             for action in operations.get(name, ()):
                 actions.add(action)
@@ -79,7 +80,8 @@ def code_calls() -> tuple[set[str], set[str]]:
 def test_the_scan_finds_what_the_code_calls():
     actions, registry = code_calls()
     # a sample of calls the service is known to make; if the scan misses these it proves nothing
-    for expected in ("ecr:GetAuthorizationToken", "ecr:CreateRepository", "dynamodb:UpdateItem", "dynamodb:Scan",
+    for expected in ("ecr:GetAuthorizationToken", "ecr:CreateRepository", "ecr:DescribeImages", "ecr:ListImages",
+                     "dynamodb:UpdateItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem",
                      "secretsmanager:GetSecretValue", "sqs:SendMessage", "sqs:ChangeMessageVisibility"):
         assert expected in actions
     assert registry == set(REGISTRY_API)
@@ -100,6 +102,8 @@ def test_the_worker_may_make_every_registry_call_it_makes(synth):
     template = synth.templates["EcrMirror"]
     granted = {action for action, _ in grants(template, function_role(template, HANDLER_WORKER))}
     needed = {a for m in registry for a in REGISTRY_API[m]} | {"ecr:GetAuthorizationToken", "ecr:CreateRepository",
-                                                             "ecr:DescribeRepositories", "dynamodb:GetItem",
-                                                             "dynamodb:UpdateItem"}
+                                                             "ecr:DescribeRepositories", "ecr:DescribeImages",
+                                                             "ecr:ListImages", "dynamodb:GetItem", "dynamodb:UpdateItem",
+                                                             "dynamodb:Query", "dynamodb:PutItem",
+                                                             "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
     assert needed - granted == set()

@@ -144,3 +144,18 @@ def test_target_registry_gives_the_account_and_region_of_iam():
     props = EcrMirrorProps(target_registry="123456789012.dkr.ecr.eu-west-1.amazonaws.com")
     assert props.target_account_and_region == ("123456789012", "eu-west-1")
     assert EcrMirrorProps().target_account_and_region is None
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("24 hours", 86400), ("1 hour", 3600), ("90 minutes", 5400), ("2 days", 172800), ("12", 43200), ("0", 0), (6, 21600)],
+)
+def test_audit_interval_forms(value, seconds):
+    assert EcrMirrorProps.from_mapping({"auditInterval": value}).audit_interval_seconds == seconds
+    assert EcrMirrorProps().audit_interval_seconds == 86400
+
+
+@pytest.mark.parametrize("value", ["daily", "1 week", "-1 hours", "31 days"])
+def test_bad_audit_interval_is_refused_naming_the_key(value):
+    with pytest.raises(ConfigurationError, match="auditInterval"):
+        EcrMirrorProps.from_mapping({"auditInterval": value})

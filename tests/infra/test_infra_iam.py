@@ -12,9 +12,11 @@ from infra_support import (
     function,
     function_role,
     grants,
+    mirror_table,
     only,
     resources,
     role_statements,
+    state_table,
 )
 
 from infra.contract import HANDLER_SCHEDULE, HANDLER_STREAM, HANDLER_WORKER
@@ -31,12 +33,17 @@ ECR_REPOSITORY_ACTIONS = {
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
+    "ecr:DescribeImages",
+    "ecr:ListImages",
     "ecr:DescribeRepositories",
     "ecr:CreateRepository",
     "ecr:TagResource",
 }
 TABLE_SCAN = {"dynamodb:Scan"}
 TABLE_WORKER = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+STATE_SCHEDULE = {"dynamodb:Query", "dynamodb:PutItem"}
+STATE_WORKER = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+STATE_STREAM = {"dynamodb:Query", "dynamodb:BatchWriteItem"}
 TABLE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 SQS_SEND = {"sqs:SendMessage"}
 SQS_CONSUME = {
@@ -53,13 +60,14 @@ STAR_ACTIONS = {HANDLER_WORKER: {"ecr:GetAuthorizationToken"}, HANDLER_STREAM: {
 
 
 def ids(template):
-    table_id, _ = only(template, "AWS::DynamoDB::Table")
+    table_id, _ = mirror_table(template)
     queue_id, _ = only(template, "AWS::SQS::Queue", lambda _k, r: "RedrivePolicy" in r["Properties"])
     logs = {}
     for handler in (HANDLER_SCHEDULE, HANDLER_WORKER, HANDLER_STREAM):
         _, fn = function(template, handler)
         logs[handler] = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-    return table_id, queue_id, logs
+    state_id, _ = state_table(template)
+    return table_id, state_id, queue_id, logs
 
 
 def pairs(actions, resource):
@@ -67,16 +75,17 @@ def pairs(actions, resource):
 
 
 def expected_grants(template, props, handler):
-    table_id, queue_id, logs = ids(template)
-    table, queue = f"<{table_id}.Arn>", f"<{queue_id}.Arn>"
+    table_id, state_id, queue_id, logs = ids(template)
+    table, state, queue = f"<{table_id}.Arn>", f"<{state_id}.Arn>", f"<{queue_id}.Arn>"
     expected = pairs(LOGS, f"<{logs[handler]}.Arn>")
     if handler == HANDLER_SCHEDULE:
-        expected |= pairs(TABLE_SCAN, table) | pairs(SQS_SEND, queue)
+        expected |= pairs(TABLE_SCAN, table) | pairs(STATE_SCHEDULE, state) | pairs(SQS_SEND, queue)
     elif handler == HANDLER_STREAM:
-        expected |= pairs(SQS_SEND, queue)
+        expected |= pairs(SQS_SEND, queue) | pairs(STATE_STREAM, state)
         expected |= pairs(STREAM_READ, f"<{table_id}.StreamArn>") | {("dynamodb:ListStreams", "*")}
     else:
-        expected |= pairs(TABLE_WORKER, table) | pairs(SQS_CONSUME, queue)
+        expected |= pairs(TABLE_WORKER, table) | pairs(STATE_WORKER, state) | pairs(SQS_CONSUME, queue)
+        expected |= pairs(SQS_SEND, queue)  # rows it could not start go back as fresh messages
         expected |= {("ecr:GetAuthorizationToken", "*")}
         if props.target_registry:
             account, region = props.target_account_and_region
@@ -142,14 +151,19 @@ def test_nothing_wider_anywhere(synth, stack):
     assert len(resources(template, "AWS::IAM::Role")) == 3, "one role per function, no other roles"
 
 
-def test_only_the_worker_reads_the_secret_and_writes_to_the_table(synth):
+def test_only_the_worker_reads_the_secret_and_writes_to_the_mirror_table(synth):
     for stack in (CUSTOM_STACK, EXISTING_SECRET_STACK):
         template = synth.templates[stack]
+        table_id, _, _, _ = ids(template)
         for handler in (HANDLER_SCHEDULE, HANDLER_STREAM):
-            actions = {a for a, _ in grants(template, function_role(template, handler))}
+            pairs_ = grants(template, function_role(template, handler))
+            actions = {a for a, _ in pairs_}
             assert not {a for a in actions if a.startswith("secretsmanager:")}
-            assert not actions & TABLE_WRITE
+            assert not {a for a, r in pairs_ if r == f"<{table_id}.Arn>"} & TABLE_WRITE
             assert not {a for a in actions if a.startswith("ecr:")}
+        # the worker writes the mirror table only to remove a legacy status map (UpdateItem), never a whole item
+        worker = {a for a, r in grants(template, function_role(template, HANDLER_WORKER)) if r == f"<{table_id}.Arn>"}
+        assert worker & TABLE_WRITE == {"dynamodb:UpdateItem"}
 
 
 def test_secret_grant_is_get_secret_value_only(synth):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from infra_support import (
     VARIANTS,
     flat,
     function,
+    mirror_table,
     only,
     resources,
+    state_table,
 )
 
 from infra.contract import HANDLER_SCHEDULE, HANDLER_STREAM, HANDLER_WORKER, LAMBDA_DIR, lambda_config
@@ -31,7 +34,7 @@ HANDLERS = (HANDLER_SCHEDULE, HANDLER_WORKER, HANDLER_STREAM)
 
 def test_table_on_demand_pitr_encrypted_streaming_and_retained(synth):
     template = synth.template(DEFAULT_STACK)
-    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.resource_count_is("AWS::DynamoDB::Table", 2)
     template.has_resource(
         "AWS::DynamoDB::Table",
         {
@@ -47,6 +50,24 @@ def test_table_on_demand_pitr_encrypted_streaming_and_retained(synth):
             },
         },
     )
+
+
+def test_state_table_keyed_by_pk_and_sk_with_ttl_and_no_stream(synth):
+    """What the service records: its own table, so no status write can reach the mirror table's stream."""
+    state_id, state = state_table(synth.templates[DEFAULT_STACK])
+    assert state["DeletionPolicy"] == state["UpdateReplacePolicy"] == "Retain"
+    props = state["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"},
+                                             {"AttributeName": "sk", "AttributeType": "S"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert "StreamSpecification" not in props
+    # no event source reads it
+    for mapping in resources(synth.templates[DEFAULT_STACK], "AWS::Lambda::EventSourceMapping").values():
+        assert state_id not in json.dumps(mapping["Properties"]["EventSourceArn"])
 
 
 # -- functions ------------------------------------------------------------------------------------
@@ -138,11 +159,13 @@ def environment(template, handler):
 
 def test_environment_of_each_function(synth):
     template = synth.templates[DEFAULT_STACK]
-    table_id, _ = only(template, "AWS::DynamoDB::Table")
+    table_id, _ = mirror_table(template)
+    state_id, _ = state_table(template)
     queue_id, _ = only(template, "AWS::SQS::Queue", lambda _k, r: "RedrivePolicy" in r["Properties"])
     for handler in HANDLERS:
         env = environment(template, handler)
         assert env[lambda_config.ENV_TABLE] == {"Ref": table_id}
+        assert env[lambda_config.ENV_STATE_TABLE] == {"Ref": state_id}
         assert env[lambda_config.ENV_QUEUE_URL] == {"Ref": queue_id}
         assert env[lambda_config.ENV_METRICS_NAMESPACE] == "EcrMirror"
         assert env[lambda_config.ENV_REPOSITORY_PREFIX] == "mirror"
@@ -156,6 +179,10 @@ def test_environment_of_each_function(synth):
     assert lambda_config.ENV_TARGET_REGISTRY not in worker  # this account's registry
     for handler in (HANDLER_SCHEDULE, HANDLER_STREAM):
         assert lambda_config.ENV_CREDENTIALS_SECRET not in environment(template, handler)
+    # the audit cadence (auditInterval, default 24 h) is the schedule's to apply
+    assert environment(template, HANDLER_SCHEDULE)[lambda_config.ENV_AUDIT_INTERVAL_SECONDS] == "86400"
+    for handler in (HANDLER_WORKER, HANDLER_STREAM):
+        assert lambda_config.ENV_AUDIT_INTERVAL_SECONDS not in environment(template, handler)
 
 
 def test_environment_follows_the_options(synth):
@@ -278,7 +305,9 @@ def test_worker_consumes_the_queue_with_partial_failures_and_capped_concurrency(
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": [work_id, "Arn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert props["BatchSize"] == 1
+    # up to 10 rows per invocation (one progress write per 10 rows), gathered for at most a few seconds
+    assert props["BatchSize"] == 10
+    assert 0 < props["MaximumBatchingWindowInSeconds"] <= 10
     assert props["ScalingConfig"] == {"MaximumConcurrency": synth.props[stack].max_concurrency}
 
 
@@ -295,7 +324,7 @@ def test_default_worker_concurrency_is_five(synth):
 
 def test_stream_trigger_sends_new_and_changed_rows_to_the_stream_function(synth):
     template = synth.templates[DEFAULT_STACK]
-    table_id, _ = only(template, "AWS::DynamoDB::Table")
+    table_id, _ = mirror_table(template)
     stream_id, _ = function(template, HANDLER_STREAM)
     _, mapping = only(
         template,
@@ -305,7 +334,16 @@ def test_stream_trigger_sends_new_and_changed_rows_to_the_stream_function(synth)
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": [table_id, "StreamArn"]}
     assert props["StartingPosition"] == "LATEST"
-    assert props["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName":["INSERT","MODIFY"]}'}]}
+    # Lambda invokes it only for a row added or changed and not disabled, or removed: never for the
+    # migration's or anyone's write of a disabled row (and the service's status writes go to another table)
+    patterns = [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]]
+    changed = {"eventName": ["INSERT", "MODIFY"]}
+    assert patterns == [
+        {**changed, "dynamodb": {"NewImage": {"enabled": [{"exists": False}]}}},
+        {**changed, "dynamodb": {"NewImage": {"enabled": {"BOOL": [True]}}}},
+        {**changed, "dynamodb": {"NewImage": {"enabled": {"BOOL": [{"exists": False}]}}}},
+        {"eventName": ["REMOVE"]},
+    ]
     assert 0 < props["MaximumRetryAttempts"] <= 10, "bounded retries: the schedule is the backstop"
     assert props["BisectBatchOnFunctionError"] is True
 
@@ -328,7 +366,9 @@ def test_secret_created_empty_only_when_asked(synth):
 def test_outputs(synth):
     template = synth.templates[DEFAULT_STACK]
     outputs = template["Outputs"]
-    table_id, _ = only(template, "AWS::DynamoDB::Table")
+    table_id, _ = mirror_table(template)
+    state_id, _ = state_table(template)
+    assert outputs["StateTableName"]["Value"] == {"Ref": state_id}
     (queue_id, _), _ = queues(template)
     topic_id, _ = only(template, "AWS::SNS::Topic")
     dashboard_id, _ = only(template, "AWS::CloudWatch::Dashboard")

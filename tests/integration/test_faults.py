@@ -40,7 +40,8 @@ from ecr_mirror.errors import RegistryError, TransportError
 from ecr_mirror.registry import FAST, RegistryClient, RetryPolicy, StaticCredentials
 from ecr_mirror.registry.client import default_http_client
 from ecr_mirror.runtime import boto3_client, build_syncer
-from ecr_mirror.store import MirrorTable
+from ecr_mirror.status import status_records
+from ecr_mirror.store import MirrorTable, StateTable
 from tests.integration.helpers import ref
 from tests.support import images as im
 
@@ -450,30 +451,33 @@ def test_sigkill_mid_copy_then_rerun(registry_pair, proxy_factory, tmp_path):
 
 
 @pytest.fixture
-def mirror(monkeypatch, aws_env, ecr_registry, registry_factory, proxy_factory):
-    """A mirror table in moto, an upstream registry behind a fault proxy, ECR = ``ecr_registry``."""
+def mirror(monkeypatch, ecr, registry_factory, proxy_factory):
+    """A mirror table and its state table in moto, an upstream registry behind a fault proxy, ECR = the stand-in."""
     upstream = registry_factory()
     proxy = proxy_factory(upstream)
     name = "mirror-" + uuid.uuid4().hex[:8]
-    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr_registry.host)
+    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
     monkeypatch.setenv("ECR_MIRROR_TABLE", name)
     monkeypatch.setenv("ECR_MIRROR_CONCURRENCY", "4")
     table = MirrorTable(boto3_client("dynamodb"), name)
     table.create()
+    state = StateTable(boto3_client("dynamodb"), name + "-state", rows=table)
+    state.create()
 
     class Mirror:
         pass
 
     m = Mirror()
-    m.upstream, m.proxy, m.ecr, m.table = upstream, proxy, ecr_registry, table
+    m.upstream, m.proxy, m.ecr, m.table, m.state = upstream, proxy, ecr, table, state
     m.items = boto3.resource("dynamodb").Table(name)
-    m.auth = ecr_registry.auth
-    m.build = lambda: build_syncer(Settings.from_env(), table, retry=FAST)
+    m.state_items = boto3.resource("dynamodb").Table(name + "-state")
+    m.auth = ecr.auth
+    m.build = lambda: build_syncer(Settings.from_env(), state, retry=FAST)
     return m
 
 
-def _status(table: MirrorTable) -> dict[tuple[str, str | None], dict[str, Any]]:
-    return {(r["id"], r["tag"]): r for r in table.read_status()}
+def _status(state: StateTable) -> dict[tuple[str, str | None], dict[str, Any]]:
+    return {(r["id"], r["tag"]): r for row_id, rs in state.scan_states().items() for r in status_records(row_id, rs)}
 
 
 def test_one_failing_row_never_stops_the_others(mirror, registry_factory):
@@ -507,7 +511,7 @@ def test_one_failing_row_never_stops_the_others(mirror, registry_factory):
     finally:
         syncer.copier.close()
     assert list(results) == [row["id"] for row in rows]  # every row was attempted, in order
-    status = _status(mirror.table)
+    status = _status(mirror.state)
 
     # the good rows and the good tag of a half-failing row are mirrored and in sync
     for row_id in ("good-a", "good-b"):
@@ -534,26 +538,26 @@ class Crash(BaseException):
 
 
 class CrashingTable:
-    """The real table, but the process 'dies' just before status write number ``at``.
+    """The real state table, but the process 'dies' just before status write number ``at``.
 
     Records every write that went through, per row, to compare with what the table holds."""
 
-    def __init__(self, table: MirrorTable, at: int | None) -> None:
+    def __init__(self, table: StateTable, at: int | None) -> None:
         self._table, self._at, self.writes = table, at, 0
         self._lock = threading.Lock()
         self.written: dict[str, list[dict[str, Any]]] = {}
         self.crashed: str | None = None
 
-    def write_status(self, row_id: str, tag: str, entry: dict[str, Any]) -> bool:
+    def put_tag(self, row_id: str, tag: str, status: Any, *, previous: Any) -> bool:
         with self._lock:
             self.writes += 1
             if self.writes == self._at:
                 self.crashed = row_id
-                raise Crash(f"died before status write {self.writes} ({row_id}:{tag} -> {entry['state']})")
-        ok = self._table.write_status(row_id, tag, entry)
+                raise Crash(f"died before status write {self.writes} ({row_id}:{tag} -> {status.state})")
+        ok = self._table.put_tag(row_id, tag, status, previous=previous)
         assert ok, "no other writer here: no write may be dropped"
         with self._lock:
-            self.written.setdefault(row_id, []).append(dict(entry))
+            self.written.setdefault(row_id, []).append(status.to_item())
         return ok
 
     def __getattr__(self, name: str) -> Any:
@@ -572,7 +576,7 @@ def test_interrupted_sync_loses_no_status_update(mirror):
         mirror.items.put_item(Item={"id": row_id, "source": f"{up.host}/app{i}", "tags": ["v1"],
                                     "target_repository": f"mirror/app{i}"})
     syncer = mirror.build()
-    real_table = mirror.table
+    real_table = mirror.state
     real_finish = syncer.client.blob_upload_finish
 
     def sync(table: CrashingTable, crash_upload: bool = False) -> None:
@@ -587,11 +591,11 @@ def test_interrupted_sync_loses_no_status_update(mirror):
                 raise Crash("died in the middle of a blob upload")
             return real_finish(destination, *args, **kwargs)
 
-        syncer.table, syncer.client.blob_upload_finish = table, finish
+        syncer.store, syncer.client.blob_upload_finish = table, finish
         try:
-            syncer.sync_items([real_table.get_row(r) for r in rows])
+            syncer.sync_items([mirror.table.get_row(r) for r in rows])
         finally:
-            syncer.table, syncer.client.blob_upload_finish = real_table, real_finish
+            syncer.store, syncer.client.blob_upload_finish = real_table, real_finish
 
     try:
         sync(CrashingTable(real_table, None))  # everything in sync at generation 0
@@ -625,7 +629,11 @@ def test_interrupted_sync_loses_no_status_update(mirror):
                 assert complete(mirror.ecr, f"mirror/app{i}", dest_digest, mirror.auth)  # never an incomplete image
                 if rec["state"] == "in_sync":  # the status never claims what the target does not hold
                     assert rec["target_digest"] == dest_digest
-            # the next sync completes every row and records it
+            # a dead sync's tag lease lapses (status.LEASE_SECONDS): let that time pass, then the next sync
+            # completes every row and records it
+            for row_id in rows:
+                mirror.state_items.update_item(Key={"pk": row_id, "sk": "tag#v1"}, UpdateExpression="SET lease_expires = :past",
+                                               ExpressionAttributeValues={":past": "2000-01-01T00:00:00.000000Z"})
             sync(CrashingTable(real_table, None))
             final = _status(real_table)
             for i, row_id in enumerate(rows):

@@ -29,7 +29,7 @@ import boto3
 import pytest
 
 from ecr_mirror.runtime import boto3_client
-from ecr_mirror.store import MirrorTable
+from ecr_mirror.store import MirrorTable, StateTable
 from tests.support import images as im
 from tests.support.moto import ecr_credentials
 
@@ -89,6 +89,7 @@ def world(monkeypatch, tmp_path, aws_env, ecr_registry, registry_factory, proxy_
         monkeypatch.setenv(k, v)
     table = MirrorTable(boto3_client("dynamodb"), table_name)
     table.create()
+    StateTable(boto3_client("dynamodb"), table_name + "-state", rows=table).create()
     rows = [
         {"id": "docker-config", "source": f"{docker_up.host}/team/app", "tags": ["v1"], "target_repository": "mirror/dc"},
         {"id": "secrets-manager", "source": f"{sm_front.host}/team/app", "tags": ["v1", "missing"],
@@ -176,8 +177,8 @@ def test_no_output_of_a_run_with_secrets_contains_them(world):
     assert '"message":"row sync failed"' in lambda_out  # Powertools JSON logs
     assert "INFO:httpx:HTTP Request" in worker.stderr  # the libraries' logs, too
     assert im.head_manifest(w.ecr, "mirror/sm", "v1", w.ecr.auth) == moved.digest
-    # ------------------------------------------------ the table's raw items
-    items = boto3.client("dynamodb").scan(TableName=w.table_name)["Items"]
+    # ------------------------------------------------ the tables' raw items (rows, and what the service recorded)
+    items = [i for name in (w.table_name, w.table_name + "-state") for i in boto3.client("dynamodb").scan(TableName=name)["Items"]]
     raw_items = json.dumps(items)
     assert "requires credentials" in raw_items and "in_sync" in raw_items  # errors and states are there
 

@@ -1,8 +1,10 @@
-"""DynamoDB stream (row added or changed by a user) -> enqueue that row, so it syncs within a minute.
+"""DynamoDB stream of the mirror table -> enqueue rows users added or changed (so they sync within a
+minute); forget the recorded state of rows users removed.
 
-The service's own status writes also produce MODIFY records; those are ignored by comparing
-the user's attributes only (:func:`ecr_mirror.rows.user_attributes`), so a status write never
-triggers another sync.
+Only users write the mirror table: the service records everything in the state table, which has no
+stream, so no status write can start a sync. The event source mapping's filter criteria (infra/service.py)
+pass only INSERT and MODIFY records of rows not disabled, and REMOVE records. A MODIFY that leaves the
+user's attributes as they were (the one-time migration removing a legacy status map) is ignored here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..rows import ATTR_ID, is_enabled, user_attributes
-from ._common import enqueue, logger
+from ._common import enqueue, logger, state
+
+
+def _row_id(record: dict[str, Any]) -> str | None:
+    key = ((record.get("dynamodb") or {}).get("Keys") or {}).get(ATTR_ID, {}).get("S")
+    return key if isinstance(key, str) and key else None
 
 
 def rows_to_enqueue(records: list[dict[str, Any]]) -> list[str]:
@@ -22,10 +29,20 @@ def rows_to_enqueue(records: list[dict[str, Any]]) -> list[str]:
         ddb = rec.get("dynamodb") or {}
         new, old = ddb.get("NewImage"), ddb.get("OldImage")
         if rec["eventName"] == "MODIFY" and user_attributes(new) == user_attributes(old):
-            continue  # only status changed
+            continue  # only legacy status changed (the migration)
         if not is_enabled(new or {}):
             continue
-        key = (ddb.get("Keys") or {}).get(ATTR_ID, {}).get("S")
+        key = _row_id(rec)
+        if key and key not in ids:
+            ids.append(key)
+    return ids
+
+
+def rows_removed(records: list[dict[str, Any]]) -> list[str]:
+    """Row ids of REMOVE records, first seen first."""
+    ids: list[str] = []
+    for rec in records:
+        key = _row_id(rec) if rec.get("eventName") == "REMOVE" else None
         if key and key not in ids:
             ids.append(key)
     return ids
@@ -33,8 +50,12 @@ def rows_to_enqueue(records: list[dict[str, Any]]) -> list[str]:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    """Enqueue the rows users added or changed; returns ``{"enqueued": n}``."""
-    ids = rows_to_enqueue(event.get("Records") or [])
-    sent = enqueue(ids) if ids else 0
-    logger.info("rows changed by users enqueued", extra={"rows": ids})
-    return {"enqueued": sent}
+    """Enqueue the rows users added or changed, delete the state of removed rows; returns
+    ``{"enqueued": n, "forgotten": m}`` (state items deleted)."""
+    records = event.get("Records") or []
+    ids = rows_to_enqueue(records)
+    sent = enqueue([{"id": row_id} for row_id in ids]) if ids else 0
+    removed = rows_removed(records)
+    forgotten = sum(state().delete_row_state(row_id) for row_id in removed)
+    logger.info("rows changed by users enqueued", extra={"rows": ids, "removed": removed, "state_items_deleted": forgotten})
+    return {"enqueued": sent, "forgotten": forgotten}

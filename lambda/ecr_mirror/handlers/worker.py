@@ -1,9 +1,16 @@
 """SQS batch -> sync each row, with partial batch failure responses.
 
-A row whose sync fails is reported as a failed item (retried, then the DLQ); an invalid row
-is marked invalid and not retried. When the remaining Lambda time runs low, rows not yet
-started are handed back to the queue untouched. Each invocation has its own time guard and
-results (:class:`Invocation`); only clients are shared across invocations.
+A message is ``{"id": <row id>, "pass": <pass id>, "audit": bool, "peers": [...]}`` (the schedule's) or
+``{"id": <row id>}`` (the stream's). A row whose sync fails is reported as a failed item (retried,
+then the DLQ); an invalid row is marked invalid and not retried. When the remaining Lambda time runs
+low, no more rows or tags are started: a row not started, or stopped after copying something, is sent
+again as a fresh message (its receive count starts over); a row stopped without progress is handed
+back (visibility 0; that receive counts). The next delivery continues where this one stopped (tags
+already in sync cost their one HEAD). A row listed twice in one batch is
+synced once. Each invocation has its own time guard, results, lease owner (its request id) and
+ListImages cache (:class:`Invocation`); only clients are shared across invocations. At its end, one
+write per pass it served: the rows it finished OK (``#pass#<pass id>``), which ``ecr-mirror status``
+reads as their tags' "last verified".
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from .. import drift
 from ..errors import Deadline, MirrorError
 from ..metrics import emit, sync_counts
-from ..sync import RowResult, StopFn, remaining_time_guard
-from ._common import logger, metrics, settings, sqs, syncer, table
+from ..status import now_timestamp
+from ..sync import RowResult, Run, StopFn, remaining_time_guard
+from ._common import enqueue, logger, metrics, settings, sqs, state, syncer, table
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -39,35 +47,89 @@ def _hand_back(record: Any) -> None:
 class Invocation:
     """One invocation's work: its time guard, and the results its metrics are made of."""
 
-    def __init__(self, should_stop: StopFn) -> None:
+    def __init__(self, should_stop: StopFn, owner: str | None = None) -> None:
         self.should_stop = should_stop
+        self.owner = owner
         self.results: list[RowResult] = []
+        self.seen: set[str] = set()
+        #: pass id -> rows this invocation finished OK
+        self.done: dict[str, list[str]] = {}
+        #: (record, body) of rows to send again as fresh messages: not started, or stopped after progress
+        self.deferred: list[tuple[Any, dict[str, Any]]] = []
+        self._run: Run | None = None
+
+    @property
+    def run(self) -> Run:
+        if self._run is None:
+            self._run = syncer().begin(self.owner)
+        return self._run
+
+    def record_progress(self) -> None:
+        """One write per pass served: the rows finished OK (a failed write is logged, never raised)."""
+        finished = now_timestamp()
+        for pass_id, rows in self.done.items():
+            try:
+                state().put_progress(pass_id, self.run.owner, rows, finished)
+            except MirrorError as exc:
+                logger.error("pass progress not recorded: %s", exc)
+
+    def send_deferred(self, response: dict[str, Any]) -> dict[str, Any]:
+        """Send the deferred rows again as fresh messages (their receive count starts over: not starting a row,
+        or stopping one that made progress, is no failure of it). If that fails, they are failed items of
+        ``response`` instead, handed back at once."""
+        if not self.deferred:
+            return response
+        try:
+            enqueue([body for _, body in self.deferred])
+            logger.info("rows sent again for the next invocation", extra={"rows": [b["id"] for _, b in self.deferred]})
+        except MirrorError as exc:
+            logger.error("rows could not be sent again; handed back: %s", exc)
+            failures = response.setdefault("batchItemFailures", [])
+            for record, _ in self.deferred:
+                _hand_back(record)
+                failures.append({"itemIdentifier": record.message_id})
+        return response
 
     def record_handler(self, record: Any) -> dict[str, Any]:
-        """Sync the row a message names (``{"id": "<row id>"}``); raises :class:`RowFailed` for a failed
-        row, :class:`Deadline` (message handed back) when time runs short. A malformed message is dropped."""
+        """Sync the row a message names (``{"id": "<row id>", ...}``); raises :class:`RowFailed` for a failed
+        row, :class:`Deadline` (message handed back) when time ran short in a row that made no progress. A
+        row not started for want of time is deferred (sent again). A malformed message is dropped."""
         try:
             body = json.loads(record.body)
             row_id = body["id"]
             if not isinstance(row_id, str):
                 raise TypeError
+            pass_id = body.get("pass") if isinstance(body.get("pass"), str) else None
+            audit = body.get("audit") is True
         except (ValueError, KeyError, TypeError):
             logger.error("message is not {\"id\": \"<row id>\"}; dropped", extra={"message_id": record.message_id})
             return {"dropped": record.message_id}
+        if row_id in self.seen:
+            logger.info("row delivered twice in one batch: synced once", extra={"row": row_id})
+            return {"id": row_id, "duplicate": True}
+        self.seen.add(row_id)
         if self.should_stop():
-            _hand_back(record)
-            raise Deadline(f"row {row_id}: handed back, too little time left")
+            self.deferred.append((record, body))
+            return {"id": row_id, "deferred": True}
         item = table().get_row(row_id)
         if item is None:
             logger.info("row was removed before it was synced", extra={"row": row_id})
             return {"id": row_id, "removed": True}
         try:
-            result = syncer().sync_item(item, should_stop=self.should_stop)
-        except Deadline:
+            result = syncer().sync_item(item, run=self.run, audit=audit, should_stop=self.should_stop)
+        except Deadline as exc:
+            if exc.progress:
+                logger.info("row stopped for want of time after progress; sent again", extra={"row": row_id, "copied": exc.progress})
+                self.deferred.append((record, body))
+                return {"id": row_id, "deferred": True}
             _hand_back(record)
             raise
         self.results.append(result)
-        log = {"row": row_id, "tags": {t.tag: t.state for t in result.tags}, "invalid": result.invalid, "error": result.error}
+        log = {"row": row_id, "tags": {t.tag: t.state for t in result.tags if not t.settled}, "settled": sum(t.settled for t in result.tags),
+               "invalid": result.invalid, "error": result.error, "audit": audit}
+        skipped = {t.tag: t.skipped for t in result.tags if t.skipped}
+        if skipped:
+            log["skipped"] = skipped
         failed = [t for t in result.tags if t.error and t.state == drift.FAILED]
         if result.invalid:
             logger.warning("row is invalid", extra=log)
@@ -76,6 +138,8 @@ class Invocation:
             raise RowFailed(f"row {row_id}: {result.error or failed[0].error}")
         else:
             logger.info("row synced", extra=log)
+            if pass_id is not None:
+                self.done.setdefault(pass_id, []).append(row_id)
         return {"id": row_id}
 
 
@@ -93,10 +157,12 @@ def time_guard(context: Any) -> StopFn:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The SQS event source's entry point: ``{"batchItemFailures": [...]}`` (Powertools partial batch response)."""
-    invocation = Invocation(time_guard(context))
+    invocation = Invocation(time_guard(context), getattr(context, "aws_request_id", None))
     try:
-        return process_partial_response(event=event, record_handler=invocation.record_handler, processor=processor, context=context)
+        response = process_partial_response(event=event, record_handler=invocation.record_handler, processor=processor, context=context)
+        return invocation.send_deferred(response)
     finally:
+        invocation.record_progress()
         try:
             emit(metrics, sync_counts(invocation.results))
         except MirrorError as exc:  # pragma: no cover - metrics must never fail the batch
