@@ -18,6 +18,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+from tests.support.ecr import EcrStandIn, ReferrersProxy  # noqa: E402
 from tests.support.images import Index, build_image, build_index  # noqa: E402
 from tests.support.moto import MotoServer, boto3_env, ecr_credentials  # noqa: E402
 from tests.support.proxy import RegistryProxy  # noqa: E402
@@ -74,12 +75,14 @@ def auth_registry(registry_factory: Callable[..., RegistryProcess]) -> RegistryP
 def proxy_factory() -> Iterator[Callable[..., RegistryProxy]]:
     """``make(upstream, **RegistryProxy kwargs)`` -> a started proxy, stopped after the test.
 
+    ``make(upstream, referrers=True, ...)`` gives a :class:`ReferrersProxy`: the same proxy that also
+    answers the OCI referrers API from the manifests pushed through it (an upstream that speaks it).
     Teardown fails the test if a proxy hit an internal error (a bug in the proxy, not a fault).
     """
     started: list[RegistryProxy] = []
 
-    def make(upstream: object, **kwargs: Any) -> RegistryProxy:
-        proxy = RegistryProxy(upstream, **kwargs)
+    def make(upstream: object, *, referrers: bool = False, **kwargs: Any) -> RegistryProxy:
+        proxy = (ReferrersProxy if referrers else RegistryProxy)(upstream, **kwargs)
         started.append(proxy)
         return proxy.start()
 
@@ -117,6 +120,41 @@ def ecr_registry(moto_server: MotoServer, registry_factory: Callable[..., Regist
     moto's ``GetAuthorizationToken`` returns (``AWS`` / ``<account>-auth-token``)."""
     user, password = ecr_credentials(moto_server)
     return registry_factory(htpasswd={user: password})
+
+
+@pytest.fixture
+def ecr_factory() -> Iterator[Callable[..., EcrStandIn]]:
+    """``make(**EcrStandIn kwargs)`` -> a started ECR stand-in, stopped after the test.
+
+    Teardown fails the test if a stand-in hit an internal error (a bug in it, not an answer it chose).
+    """
+    started: list[EcrStandIn] = []
+
+    def make(**kwargs: Any) -> EcrStandIn:
+        standin = EcrStandIn(**kwargs)
+        started.append(standin)
+        return standin.start()
+
+    yield make
+    errors = []
+    for standin in reversed(started):
+        errors.extend(standin.errors)
+        standin.stop()
+    assert not errors, f"ECR stand-in internal errors: {errors!r}"
+
+
+@pytest.fixture
+def ecr(aws_env: MotoServer, ecr_factory: Callable[..., EcrStandIn], monkeypatch: pytest.MonkeyPatch) -> EcrStandIn:
+    """A started ECR stand-in (tests/support/ecr): boto3's ``ecr`` client goes to it (``AWS_ENDPOINT_URL_ECR``),
+    every other AWS API to moto (``aws_env``).
+
+    ``ecr.host``/``ecr.url`` is the registry, ``ecr.credentials``/``ecr.auth`` its Basic credentials,
+    ``ecr.client()`` a boto3 client, ``ecr.count(op=...)`` what the ECR side was asked.
+    """
+    standin = ecr_factory()
+    for name, value in standin.env.items():
+        monkeypatch.setenv(name, value)
+    return standin
 
 
 @pytest.fixture

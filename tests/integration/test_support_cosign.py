@@ -1,5 +1,5 @@
 """tests/support/cosign.py signs as cosign does and its verifier accepts exactly the valid signatures,
-against real registries (plain distribution 2.8, and the same behind the ReferrersAPI front)."""
+against real registries (plain distribution 2.8, and the same behind a ReferrersProxy)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from tests.support.images import (
     push_manifest,
     sha256_digest,
 )
-from tests.support.referrers import ReferrersAPI, referrers_tag
+from tests.support.referrers import referrers_tag
 
 REPO = "team/app"
 
@@ -175,8 +175,7 @@ def test_referrer_mode_on_distribution_uses_the_tag_schema(registry, signed_sour
 
 def test_referrer_mode_behind_a_referrers_api(registry, proxy_factory, signed_source, key):
     index = signed_source
-    api = ReferrersAPI()
-    front = proxy_factory(registry, extensions=[api])
+    front = proxy_factory(registry, referrers=True)
     pushed = sign(front, REPO, index.digest, key, mode="referrer")
     assert pushed.oci_subject == index.digest
     assert referrers_tag(index.digest) not in list_tags(registry, REPO)  # no fallback index needed

@@ -174,6 +174,22 @@ def test_drop_headers_removes_content_length_location_and_more(registry, proxy_f
         proxy.add_fault("GET", "", "drop_headers")
 
 
+def test_drop_headers_applies_to_answers_the_proxy_makes_itself(registry, proxy_factory):
+    """An extension's (or a handler subclass's) answer loses the headers too; without Content-Length
+    a body goes chunked and a HEAD goes without."""
+    push_image(registry, "r", build_image(seed=64), tag="t")
+    front = proxy_factory(registry, extensions=[TagPager(page_size=10)])
+    front.add_fault(None, "/tags/list", "drop_headers", drop=["Content-Length", "Content-Type"], times=None)
+    with httpx.Client() as client:
+        listed = client.get(f"{front.url}/v2/r/tags/list")
+        assert listed.json() == {"name": "r", "tags": ["t"]}
+        assert listed.headers.get("transfer-encoding") == "chunked"
+        assert "content-length" not in listed.headers and "content-type" not in listed.headers
+        head = client.head(f"{front.url}/v2/r/tags/list")
+        assert head.status_code == 200 and "content-length" not in head.headers
+        assert client.get(f"{front.url}/v2/").status_code == 200  # the connection is still in step
+
+
 @pytest.mark.parametrize("link", [True, False])
 def test_tag_pager_pages_tag_lists_with_or_without_link(registry, proxy_factory, link):
     image = build_image(seed=63)

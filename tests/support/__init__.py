@@ -10,8 +10,10 @@ Modules:
   requests, can front the registry with bearer-token auth, and injects faults
 - :mod:`tests.support.images` -- build real images/indexes in memory and push/read them with httpx
 - :mod:`tests.support.moto` -- :class:`MotoServer`, ``moto_server`` on loopback, and :func:`boto3_env`
-- :mod:`tests.support.referrers` -- OCI 1.1 artifacts (``artifactType``, ``subject``), the referrers tag schema,
-  and :class:`ReferrersAPI`, a proxy extension answering ``/v2/<name>/referrers/<digest>``
+- :mod:`tests.support.ecr` -- :class:`EcrStandIn`, a faithful ECR (registry API with ECR's rules and
+  the ECR JSON API over one store), and :class:`ReferrersProxy` (referrers API for upstream registries)
+- :mod:`tests.support.referrers` -- OCI 1.1 artifacts (``artifactType``, ``subject``), the referrers tag
+  schema (pushing and reading it), and :func:`list_referrers` as a client finds them
 - :mod:`tests.support.cosign` -- sign as cosign does (``.sig``/``.att``/``.sbom`` tags, OCI 1.1 mode) and an
   independent verifier
 - :mod:`tests.support.ratelimit` -- :class:`PullLimiter`, Docker Hub's pull limit as a proxy extension
@@ -20,9 +22,10 @@ Modules:
 - :mod:`tests.support.quirks` -- registry behaviours distribution 2.8 lacks (:class:`TagPager`), and how
   faults give the others (HEAD 404, missing Content-Length, Location, OCI-Subject)
 
-(Import those modules directly; they are not re-exported here.)
+(Import the last five modules directly; they are not re-exported here.)
 """
 
+from .ecr import EcrStandIn, ReferrersProxy
 from .images import (
     MANIFEST_ACCEPT,
     BearerAuth,
@@ -52,11 +55,13 @@ from .registry import RegistryProcess, find_free_port
 __all__ = [
     "MANIFEST_ACCEPT",
     "BearerAuth",
+    "EcrStandIn",
     "Fault",
     "Image",
     "Index",
     "Layer",
     "MotoServer",
+    "ReferrersProxy",
     "RegistryError",
     "RegistryProcess",
     "RegistryProxy",

@@ -18,9 +18,8 @@ What it does:
 - Injects faults (:meth:`add_fault`); see :data:`ACTIONS`.
 - Takes extensions (``extensions=[...]`` or :meth:`add_extension`): objects that may answer a request
   themselves (``on_request``) and edit the headers of every answer (``on_response``); see
-  :class:`ProxyExtension`. The pull limiter (:mod:`tests.support.ratelimit`), the referrers API
-  (:class:`tests.support.referrers.ReferrersAPI`) and tag-list paging (:class:`tests.support.quirks.TagPager`)
-  are extensions.
+  :class:`ProxyExtension`. The pull limiter (:mod:`tests.support.ratelimit`) and tag-list paging
+  (:class:`tests.support.quirks.TagPager`) are extensions.
 
 It binds 127.0.0.1 port 0 itself, so there is no port race.
 """
@@ -214,9 +213,10 @@ class ProxyExtension(Protocol):
 
     ``on_request(proxy, record)`` runs after faults and bearer auth, before the request goes upstream;
     returning a :class:`Reply` answers it locally (the request body is drained first; the first extension
-    that answers wins). ``on_response(proxy, record, status, headers)`` runs on every answer that went
-    upstream or came from an extension, before the headers are sent; it may edit the ``headers`` list
-    in place. ``record.notes`` carries what ``on_request`` noted to ``on_response``.
+    that answers wins). ``on_response(proxy, record, status, headers)`` runs on every answer, relayed
+    from upstream or made by the proxy (extensions, faults, auth, handler subclasses), before the
+    headers are sent; it may edit the ``headers`` list in place. ``record.notes`` carries what
+    ``on_request`` noted to ``on_response``.
     """
 
     def on_request(self, proxy: RegistryProxy, record: RequestRecord) -> Reply | None: ...
@@ -230,7 +230,15 @@ class ProxyExtension(Protocol):
 
 
 class RegistryProxy:
-    """Reverse proxy on 127.0.0.1:<free port> in front of ``upstream`` (a URL or anything with ``.url``)."""
+    """Reverse proxy on 127.0.0.1:<free port> in front of ``upstream`` (a URL or anything with ``.url``).
+
+    Subclasses may set :attr:`handler_class` to a subclass of the request handler that overrides
+    ``_serve(record, fault)`` (called after faults and bearer auth; the default forwards upstream),
+    as the ECR stand-in does (:mod:`tests.support.ecr`).
+    """
+
+    #: request handler class; None means the plain pass-through handler
+    handler_class: type | None = None
 
     def __init__(
         self,
@@ -301,7 +309,7 @@ class RegistryProxy:
         if self._server is not None:
             raise RuntimeError("proxy already started")
         self._stopping.clear()
-        self._server = _Server((LOOPBACK, 0), _Handler, self)
+        self._server = _Server((LOOPBACK, 0), self.handler_class or _Handler, self)
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"proxy-{self.port}", daemon=True
@@ -601,6 +609,7 @@ class _Abort(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _drop_headers: frozenset[str] = frozenset()  # response headers a drop_headers fault removes (lower case)
 
     # quiet: no access log on stderr
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -638,8 +647,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(target).path
 
         fault = proxy._take_fault(method, target)
+        self._drop_headers = frozenset()
         if fault is not None:
             record.fault = fault.action
+            if fault.action == "drop_headers":  # applies to whatever answers: upstream, an extension, a subclass
+                self._drop_headers = frozenset(name.lower() for name in fault.drop)
             if fault.action == "delay":
                 self._sleep(fault.delay)
                 fault = None
@@ -668,10 +680,12 @@ class _Handler(BaseHTTPRequestHandler):
             reply = proxy._extension_reply(record)
             if reply is not None:
                 self._drain_body()
-                headers = list(reply.headers)
-                proxy._extension_headers(record, reply.status, headers)
-                self._respond(record, reply.status, headers, reply.body)
+                self._respond(record, reply.status, list(reply.headers), reply.body)
                 return
+        self._serve(record, fault)
+
+    def _serve(self, record: RequestRecord, fault: Fault | None) -> None:
+        """Answer a request that passed faults and auth; subclasses add behaviour here."""
         self._forward(record, fault)
 
     def _local_fault(self, fault: Fault, record: RequestRecord, *, drain: bool = True) -> None:
@@ -724,12 +738,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ pass-through
 
-    def _forward(self, record: RequestRecord, fault: Fault | None) -> None:
+    def _forward(self, record: RequestRecord, fault: Fault | None, target: str | None = None) -> None:
+        """Send the request upstream (to ``target``, default: the client's) and relay the answer."""
         proxy = self.server.proxy
         upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=proxy.upstream_timeout)
         try:
             try:
-                response = self._send_upstream(upstream, record)
+                response = self._send_upstream(upstream, record, target)
             except (OSError, http.client.HTTPException) as exc:
                 if self._client_gone(exc):
                     raise _Abort from exc
@@ -740,8 +755,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault is not None and fault.action in _LOCAL_ACTIONS:  # forward=True: upstream saw it, client won't
                 response.read()
-                if proxy.extensions:  # they still learn what upstream did (e.g. a referrer was stored)
-                    proxy._extension_headers(record, response.status, list(response.getheaders()))
                 self._local_fault(fault, record, drain=False)
                 return
             self._relay_response(record, response, fault)
@@ -751,9 +764,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _client_gone(self, exc: BaseException) -> bool:
         return getattr(exc, "_from_client", False)
 
-    def _send_upstream(self, upstream: http.client.HTTPConnection, record: RequestRecord) -> http.client.HTTPResponse:
+    def _send_upstream(
+        self, upstream: http.client.HTTPConnection, record: RequestRecord, target: str | None = None
+    ) -> http.client.HTTPResponse:
         proxy = self.server.proxy
-        upstream.putrequest(record.method, record.target, skip_host=True, skip_accept_encoding=True)
+        upstream.putrequest(record.method, target or record.target, skip_host=True, skip_accept_encoding=True)
         upstream.putheader("Host", proxy.upstream_netloc)
         for name, value in self.headers.items():
             lower = name.lower()
@@ -789,11 +804,7 @@ class _Handler(BaseHTTPRequestHandler):
             if lower == "location":
                 value = proxy._rewrite_location(value)
             headers.append((name, value))
-        if proxy.extensions:
-            proxy._extension_headers(record, response.status, headers)
-        if fault is not None and fault.action == "drop_headers":
-            dropped = {name.lower() for name in fault.drop}
-            headers = [(n, v) for n, v in headers if n.lower() not in dropped]
+        headers = self._final_headers(record, response.status, headers)
         no_body = record.method == "HEAD" or response.status in (204, 304) or response.status < 200
         length_header = next((v for n, v in headers if n.lower() == "content-length"), None)
         length = int(length_header) if length_header is not None and not no_body else None
@@ -857,16 +868,38 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(piece)
 
+    def _final_headers(
+        self, record: RequestRecord, status: int, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Headers of an answer after extensions edited them and a drop_headers fault removed some."""
+        headers = list(headers)
+        if self.server.proxy.extensions:
+            self.server.proxy._extension_headers(record, status, headers)
+        if self._drop_headers:
+            headers = [(n, v) for n, v in headers if n.lower() not in self._drop_headers]
+        return headers
+
     def _respond(self, record: RequestRecord, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        headers = self._final_headers(record, status, headers)
         record.status = status
         self.send_response_only(status)
         for name, value in headers:
             if name.lower() != "content-length":
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        chunked = "content-length" in self._drop_headers and record.method != "HEAD"
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif "content-length" not in self._drop_headers:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if record.method != "HEAD":
+        if record.method == "HEAD":
+            return
+        if not chunked:
             self.wfile.write(body)
+            return
+        if body:
+            self._write_body(body, True)
+        self.wfile.write(b"0\r\n\r\n")
 
     def _body_pieces(self) -> Iterator[bytes]:
         """The request body, de-chunked if needed, in pieces of at most 64 KiB."""

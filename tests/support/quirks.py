@@ -7,9 +7,9 @@ Optional protocol behaviour a client must not take for granted. What the proxy c
 - HEAD without Content-Length: ``add_fault("HEAD", "/manifests/", "drop_headers", drop=["Content-Length"])``
 - HEAD without Docker-Content-Digest: the same with ``drop=["Docker-Content-Digest"]``
 - PUT without Location: ``add_fault("PUT", "", "drop_headers", drop=["Location"], times=None)``
-- manifest PUT without OCI-Subject: distribution never sends it; in front of
-  :class:`tests.support.referrers.ReferrersAPI`: ``add_fault("PUT", "/manifests/", "drop_headers",
-  drop=["OCI-Subject"])``
+- manifest PUT without OCI-Subject: distribution never sends it; behind
+  :class:`tests.support.ecr.ReferrersProxy` or the ECR stand-in: ``add_fault("PUT", "/manifests/",
+  "drop_headers", drop=["OCI-Subject"])`` (drop_headers also applies to answers those fronts make)
 
 And here: :class:`TagPager`, a registry that pages its tag lists (distribution 2.8 ignores ``n`` and always
 answers the whole list), with or without ``Link`` headers.

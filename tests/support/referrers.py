@@ -1,16 +1,16 @@
 """OCI 1.1 artifacts and referrers for tests: artifact manifests with ``artifactType`` and ``subject``, the
-referrers tag schema fallback, and a referrers API answered in front of a registry that has none.
+referrers tag schema fallback, and referrer discovery as a client does it.
 
     sbom = build_sbom(index)                              # an SPDX SBOM whose subject is the index
     push_referrer(registry, "team/app", sbom)             # by digest; distribution 2.8 sends no OCI-Subject,
                                                           # so the sha256-<hex> tag index is updated too
-    front = proxy_factory(registry, extensions=[ReferrersAPI()])   # answers /v2/<name>/referrers/<digest>
-    assert [d["digest"] for d in list_referrers(front, "team/app", index.digest)] == [sbom.digest]
+    assert [d["digest"] for d in list_referrers(registry, "team/app", index.digest)] == [sbom.digest]
 
 Distribution 2.8 stores manifests with ``subject`` but has no referrers API (``/v2/<name>/referrers/<digest>``
-answers 404) and never sends ``OCI-Subject``. :class:`ReferrersAPI` is a :class:`RegistryProxy` extension
-that answers the endpoint from the manifests pushed through the proxy, as a registry implementing
-distribution-spec 1.1 does.
+answers 404) and never sends ``OCI-Subject``. For an upstream that has the API, push through
+:class:`tests.support.ecr.ReferrersProxy` (``proxy_factory(registry, referrers=True)``): it answers the
+endpoint from what was pushed through it and sends ``OCI-Subject``, so :func:`push_referrer` writes no
+tag schema index there.
 
 Sources: image-spec v1.1 ``manifest.md`` (``artifactType``, ``subject``, the empty descriptor) and
 ``descriptor.md``; distribution-spec v1.1 ``spec.md`` ("Listing Referrers", "Referrers Tag Schema",
@@ -22,18 +22,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode
 
 import httpx
 
 from .images import (
     _CREATED,
     IN_TOTO,
-    MANIFEST_ACCEPT,
     OCI_INDEX,
     OCI_MANIFEST,
     Image,
@@ -46,7 +43,6 @@ from .images import (
     push_blob,
     sha256_digest,
 )
-from .proxy import RegistryProxy, Reply, RequestRecord
 
 __all__ = [
     "EMPTY_DESCRIPTOR",
@@ -54,7 +50,6 @@ __all__ = [
     "SPDX_JSON",
     "Artifact",
     "ReferrerPush",
-    "ReferrersAPI",
     "build_artifact",
     "build_in_toto",
     "build_sbom",
@@ -388,106 +383,3 @@ def _tag_schema_entries(http: httpx.Client, base: str, repo: str, digest: str) -
             return []
         raise
     return list(json.loads(body).get("manifests") or [])
-
-
-# ---------------------------------------------------------------------- the referrers API in front of a registry
-
-_REFERRERS_PATH = re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$")
-_MANIFEST_PATH = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$")
-
-
-class ReferrersAPI:
-    """A :class:`RegistryProxy` extension answering ``GET /v2/<name>/referrers/<digest>`` (distribution-spec 1.1).
-
-    It watches manifest PUTs through the proxy: after a ``201``, it reads the stored manifest back from
-    upstream (by its ``Docker-Content-Digest``), and if it has a ``subject`` it lists it for that subject
-    and answers the PUT with ``OCI-Subject: <subject digest>``. A manifest DELETE by digest removes it.
-    The answer is an OCI index (``OCI-Filters-Applied: artifactType`` when filtered); ``page_size``
-    splits it into pages linked with ``Link: <...>; rel="next"``. A subject with no referrers gets an
-    empty index, never a 404 (the spec forbids a 404 from a registry that has the API).
-
-        api = ReferrersAPI(page_size=2)
-        front = proxy_factory(registry, extensions=[api])
-        push_referrer(front, "team/app", build_sbom(index))   # OCI-Subject comes back: no tag index needed
-        assert api.referrers("team/app", index.digest)[0]["artifactType"] == SPDX_JSON
-    """
-
-    def __init__(self, *, page_size: int | None = None, subject_header: bool = True) -> None:
-        if page_size is not None and page_size < 1:
-            raise ValueError("page_size must be >= 1")
-        self.page_size = page_size
-        self.subject_header = subject_header
-        self._lock = threading.Lock()
-        self._lists: dict[tuple[str, str], list[dict[str, Any]]] = {}
-
-    def referrers(self, repo: str, digest: str) -> list[dict[str, Any]]:
-        """Descriptors listed for ``digest`` in ``repo``, in push order."""
-        with self._lock:
-            return [dict(d) for d in self._lists.get((repo, digest), [])]
-
-    def register(self, repo: str, manifest: bytes, media_type: str | None = None) -> dict[str, Any] | None:
-        """List ``manifest`` for its subject (for manifests pushed around the proxy); returns its descriptor."""
-        subject = json.loads(manifest).get("subject")
-        if not isinstance(subject, dict) or "digest" not in subject:
-            return None
-        descriptor = referrer_descriptor(manifest, media_type)
-        with self._lock:
-            entries = self._lists.setdefault((repo, subject["digest"]), [])
-            if all(entry["digest"] != descriptor["digest"] for entry in entries):
-                entries.append(descriptor)
-        return descriptor
-
-    def forget(self, repo: str, digest: str) -> None:
-        with self._lock:
-            for (name, _), entries in self._lists.items():
-                if name == repo:
-                    entries[:] = [entry for entry in entries if entry["digest"] != digest]
-
-    # ------------------------------------------------------------------ extension hooks
-
-    def on_request(self, proxy: RegistryProxy, record: RequestRecord) -> Reply | None:
-        match = _REFERRERS_PATH.match(record.path)
-        if match is None or record.method not in ("GET", "HEAD"):
-            return None
-        name, digest = match.group("name"), match.group("digest")
-        if _DIGEST.match(digest) is None:
-            body = _compact({"errors": [{"code": "DIGEST_INVALID", "message": "invalid digest", "detail": digest}]})
-            return Reply(400, [("Content-Type", "application/json")], body)
-        query = parse_qs(record.query)
-        artifact_type = query.get("artifactType", [None])[0]
-        entries = self.referrers(name, digest)
-        headers = [("Content-Type", OCI_INDEX)]
-        if artifact_type is not None:
-            entries = [entry for entry in entries if entry.get("artifactType") == artifact_type]
-            headers.append(("OCI-Filters-Applied", "artifactType"))
-        if self.page_size is not None:
-            page = int(query.get("page", ["0"])[0] or 0)
-            start = page * self.page_size
-            if start + self.page_size < len(entries):
-                params = {"page": page + 1, **({"artifactType": artifact_type} if artifact_type else {})}
-                headers.append(("Link", f'</v2/{name}/referrers/{digest}?{urlencode(params)}>; rel="next"'))
-            entries = entries[start : start + self.page_size]
-        return Reply(200, headers, referrers_index(entries))
-
-    def on_response(
-        self, proxy: RegistryProxy, record: RequestRecord, status: int, headers: list[tuple[str, str]]
-    ) -> None:
-        match = _MANIFEST_PATH.match(record.path)
-        if match is None:
-            return
-        name, reference = match.group("name"), match.group("reference")
-        if record.method == "DELETE" and status == 202:
-            self.forget(name, reference)
-            return
-        if record.method != "PUT" or status != 201:
-            return
-        digest = next((v for n, v in headers if n.lower() == "docker-content-digest"), None) or reference
-        request_headers = {"Accept": MANIFEST_ACCEPT}
-        if not proxy.bearer and record.authorization:
-            request_headers["Authorization"] = record.authorization
-        fetched, fetched_headers, body = proxy.fetch_upstream("GET", f"/v2/{name}/manifests/{digest}", request_headers)
-        if fetched != 200:
-            return
-        descriptor = self.register(name, body, fetched_headers.get("content-type"))
-        if descriptor is not None and self.subject_header:
-            headers.append(("OCI-Subject", json.loads(body)["subject"]["digest"]))
