@@ -7,6 +7,7 @@ on it, and the stream is what makes the service sync a row).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -377,3 +378,24 @@ def test_add_pins_a_tag_to_a_digest(table):
     assert bad.returncode == 1
     assert bad.stderr == ("ecr-mirror: error: row 'bad': attribute 'tags': entry 1: invalid digest of 'bookworm' "
                           "'sha256:abc': sha256 needs 64 lowercase hex digits, got 3\n")
+
+
+def test_a_file_row_with_a_range_and_deny_patterns_syncs_what_it_selects(table, ecr_registry, registry_factory):
+    """From the file to ECR through today's sync: a version range, a deny pattern and newest-N pick the tags."""
+    from tests.support import images as im
+
+    upstream = registry_factory()
+    for i, tag in enumerate(["1.20.1", "1.21.0", "1.21.3", "1.22.0-rc.1", "1.22.0", "1.22.0-alpine", "2.0", "latest"]):
+        im.push_image(upstream, "app", im.build_image("linux/amd64", seed=300 + i), tag)
+    table.ok("apply", "-f", table.file(f"""\
+        - id: app
+          source: {upstream.host}/app
+          versions: ">=1.21 <2"
+          exclude_patterns: ['.*-alpine']
+          keep_latest: 2
+          target_repository: mirror/app
+    """))
+    table.env["ECR_MIRROR_TARGET_REGISTRY"] = ecr_registry.host
+    synced = table.ok("sync", "--json")
+    assert sorted((r["tag"], r["state"]) for r in json.loads(synced.stdout)) == [("1.21.3", "in_sync"), ("1.22.0", "in_sync")]
+    assert im.list_tags(ecr_registry, "mirror/app", auth=ecr_registry.auth) == ["1.21.3", "1.22.0"]
