@@ -24,7 +24,16 @@ from typing import Any
 
 import httpx
 
-from .errors import CopyError, DigestMismatchError, ManifestError, MirrorError, NotFoundError, RegistryError, TransportError
+from .errors import (
+    CopyError,
+    DigestMismatchError,
+    ManifestError,
+    MirrorError,
+    NotFoundError,
+    RegistryError,
+    TagImmutableError,
+    TransportError,
+)
 from .manifest import (
     ANNOTATION_SOURCE_DIGEST,
     DOCKER_LIST,
@@ -238,13 +247,24 @@ class Copier:
         self._wait_all(futures)
         media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
         index = build_index([(m, p) for _, m, p in resolved], media)
-        self.client.manifest_put(destination, index)
+        self._put_tag(destination, index)
         report.add(manifests_copied=1)
         report.digest, report.media_type = index.digest, index.media_type
         report.platforms = [str(p) for _, _, p in resolved]
         return report
 
     # ------------------------------------------------------------ internals
+
+    def _put_tag(self, ref: Reference, manifest: Manifest) -> None:
+        """PUT ``manifest`` under ``ref``'s tag. An immutable tag that already holds these bytes counts as written:
+        ECR refuses the re-push even with the same digest (TAG_INVALID; aws/containers-roadmap#2179), as on a
+        retry after a PUT whose answer was lost, or a rerun after the arch tags were written."""
+        try:
+            self.client.manifest_put(ref, manifest)
+        except TagImmutableError:
+            head = self.client.manifest_head(ref)
+            if head is None or head.digest != manifest.digest:
+                raise
 
     def _unchanged(self, report: CopyReport, digest: str, media_type: str) -> CopyReport:
         report.unchanged = True
@@ -281,9 +301,9 @@ class Copier:
         self._copy_image_manifest(source, destination, manifest, report, put=False)
         if arch_tags and platform is not None:
             tag = f"{destination.tag}-{platform.architecture}"
-            self.client.manifest_put(destination.with_tag(tag), manifest)
+            self._put_tag(destination.with_tag(tag), manifest)
             report.arch_tags.append(tag)
-        self.client.manifest_put(destination, manifest)
+        self._put_tag(destination, manifest)
         report.add(manifests_copied=1)
         report.digest, report.media_type = manifest.digest, manifest.media_type
         report.platforms = [str(platform)] if platform else []
@@ -303,9 +323,9 @@ class Copier:
             by_digest = {m.digest: m for m in manifests if m is not None}
             for digest, suffix in arch_tag_suffixes(children).items():
                 tag = f"{destination.tag}-{suffix}"
-                self.client.manifest_put(destination.with_tag(tag), by_digest[digest])
+                self._put_tag(destination.with_tag(tag), by_digest[digest])
                 report.arch_tags.append(tag)
-        self.client.manifest_put(destination, out)
+        self._put_tag(destination, out)
         report.add(manifests_copied=1)
         report.digest, report.media_type = out.digest, out.media_type
         report.platforms = [str(c.platform) for c in children if c.platform and not c.is_attestation]

@@ -44,9 +44,13 @@ class EcrTarget:
         registry_host: str = "",
         tag_mutability: str = "MUTABLE",
         repository_tags: dict[str, str] | None = None,
+        registry_id: str = "",
     ) -> None:
         self.ecr = ecr_client
         self.tag_mutability = tag_mutability
+        #: the account whose registry this is (``registryId``); empty: the caller's own
+        self.registry_id = registry_id
+        self._registry = {"registryId": registry_id} if registry_id else {}
         self.repository_tags = repository_tags or {"managed-by": "ecr-mirror"}
         self._host = registry_host
         self._known: set[str] = set()
@@ -61,7 +65,9 @@ class EcrTarget:
                 data = self.ecr.get_authorization_token()["authorizationData"][0]
             except Exception as exc:  # botocore
                 raise aws_error(exc, "ecr:GetAuthorizationToken") from None
-            host = str(data.get("proxyEndpoint", "")).removeprefix("https://").rstrip("/")
+            endpoint = str(data.get("proxyEndpoint", ""))
+            host = endpoint.split("://", 1)[1] if "://" in endpoint else endpoint  # https:// (ECR), http:// (stand-ins)
+            host = host.rstrip("/")
             if not host:
                 raise ConfigError("ecr:GetAuthorizationToken returned no proxyEndpoint; set ECR_MIRROR_TARGET_REGISTRY")
             self._host = host
@@ -76,7 +82,7 @@ class EcrTarget:
                 return self._mutability.get(name, self.tag_mutability)
         mutability = self.tag_mutability
         try:
-            answer = self.ecr.describe_repositories(repositoryNames=[name])
+            answer = self.ecr.describe_repositories(repositoryNames=[name], **self._registry)
             mutability = answer["repositories"][0].get("imageTagMutability", mutability)
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
@@ -89,6 +95,7 @@ class EcrTarget:
                     imageScanningConfiguration={"scanOnPush": True},
                     encryptionConfiguration={"encryptionType": "AES256"},
                     tags=[{"Key": k, "Value": v} for k, v in self.repository_tags.items()],
+                    **self._registry,
                 )
                 log.info("created ECR repository %s (%s)", name, mutability)
             except Exception as exc2:
@@ -99,6 +106,12 @@ class EcrTarget:
             self._known.add(name)
             self._mutability[name] = mutability
         return mutability
+
+    def forget(self, name: str) -> None:
+        """Drop what :meth:`ensure_repository` remembered about ``name`` (it was deleted under us)."""
+        with self._lock:
+            self._known.discard(name)
+            self._mutability.pop(name, None)
 
     def is_immutable(self, name: str) -> bool:
         return self.ensure_repository(name).startswith("IMMUTABLE")

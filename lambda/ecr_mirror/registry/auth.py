@@ -248,11 +248,15 @@ class EcrCredentials:
             self._cache[region] = (cred, expires_at)
             return cred
 
-    def invalidate(self, host: str) -> None:
-        """Forget the cached token for ``host``'s region (after the registry refused it)."""
+    def invalidate(self, host: str, refused: str | None = None) -> bool:
+        """Forget the cached token for ``host``'s region after the registry refused it (``refused``: the
+        ``Authorization`` value sent; a token cached since, by another thread, is kept). True for an ECR host."""
         region = self.region_for(host)
         with self._lock:
-            self._cache.pop(region or "", None)
+            cached = self._cache.get(region or "")
+            if cached is not None and (refused is None or cached[0].basic_header() == refused):
+                del self._cache[region or ""]
+        return region is not None
 
     def secrets(self) -> Iterable[str]:
         return [c.password for c, _ in self._cache.values()]
@@ -261,10 +265,13 @@ class EcrCredentials:
 class ChainCredentials:
     """First provider that knows the host wins."""
 
-    def invalidate(self, host: str) -> None:
+    def invalidate(self, host: str, refused: str | None = None) -> bool:
+        """Drop cached credentials for ``host``; True if a provider will fetch fresh ones (ECR)."""
+        refreshed = False
         for p in self.providers:
             if hasattr(p, "invalidate"):
-                p.invalidate(host)
+                refreshed = bool(p.invalidate(host, refused)) or refreshed
+        return refreshed
 
     def __init__(self, *providers: CredentialProvider) -> None:
         self.providers = [p for p in providers if p is not None]

@@ -239,6 +239,11 @@ class RegistryClient:
             return None
         return f"Bearer {tok.value}"
 
+    def _refresh(self, host: str, refused: str) -> bool:
+        """Drop ``host``'s cached credentials (if still the ``refused`` ones); True if fresh ones will be fetched (ECR)."""
+        invalidate = getattr(self.credentials, "invalidate", None)
+        return bool(invalidate(host, refused)) if invalidate is not None else False
+
     def _authenticate(self, host: str, scope: str, challenge: Challenge | None, what: str) -> None:
         if challenge is None:
             raise AuthError(f"{what}: {host} answered 401 without a usable WWW-Authenticate challenge", status=401, temporary=False)
@@ -344,6 +349,12 @@ class RegistryClient:
                     raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
                 raise
             self._note_ratelimit(resp)
+            if resp.status_code == 403 and round_ == 0 and auth and auth.startswith("Basic ") and self._refresh(host, auth):
+                # ECR answers an expired token with 403 DENIED, not 401 (aws/aws-cli#6580): a fresh one, one more try
+                resp.close()
+                if not replayable:  # a streamed body cannot be sent again: the caller restarts it
+                    raise AuthError(f"{what}: {host} refused an expired token (HTTP 403)", status=403, temporary=True)
+                continue
             if resp.status_code != 401:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))
