@@ -23,6 +23,10 @@ def _counts(d: dict[str, float] | None) -> str:
     return ", ".join(f"{round(v, 1):g} {k}" for k, v in sorted(d.items()))
 
 
+def _per_tag(counts: dict[str, int] | None, tags: int) -> dict[str, float] | None:
+    return {name: n / tags for name, n in counts.items()} if counts else None
+
+
 def render(res: dict[str, Any]) -> str:
     m = res["machine"]
     cfg = res["config"]
@@ -301,12 +305,14 @@ def render(res: dict[str, Any]) -> str:
             "### Unchanged sync of table rows",
             "",
             (
-                f"`ecr-mirror sync` (the worker's code) over {k} rows of one tag each: DynamoDB and ECR APIs from moto, the ECR "
-                "registry endpoint a `docker-registry` behind htpasswd with moto's token, both registries behind counting proxies."
+                f"`ecr-mirror sync` (the worker's code) over {k} rows of one tag each: DynamoDB from moto; ECR (its API and its "
+                "registry endpoint, with ECR's rules, over one store) from the ECR stand-in of `tests/support/ecr`, which counts "
+                "what it is asked; the source behind a counting proxy. The last column gives ECR's side in ECR API actions "
+                "(each registry request counted as the action it is billed and throttled as)."
             ),
             "",
             table(
-                ["sync", "wall (CLI process)", "source, per tag", "ECR registry, per tag", "states"],
+                ["sync", "wall (CLI process)", "source, per tag", "ECR registry, per tag", "states", "ECR actions, per tag"],
                 [
                     [
                         "first (cold)",
@@ -314,6 +320,7 @@ def render(res: dict[str, Any]) -> str:
                         _counts(cold["source"]),
                         _counts(cold["destination"]),
                         "",
+                        _counts(_per_tag(sync["cold"].get("ecr_actions"), k)),
                     ],
                     [
                         "second (unchanged)",
@@ -321,6 +328,7 @@ def render(res: dict[str, Any]) -> str:
                         _counts(per["source"]),
                         _counts(per["destination"]),
                         ", ".join(f"{n} {st}" for st, n in sync.get("states", {}).items()),
+                        _counts(_per_tag(sync["unchanged"].get("ecr_actions"), k)),
                     ],
                 ],
             ),
