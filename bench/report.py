@@ -1,4 +1,4 @@
-"""Markdown rendering for bench/RESULTS.md (and the same text on stdout)."""
+"""Formatting helpers for the bench's printed summary table (Markdown table syntax)."""
 
 from __future__ import annotations
 
@@ -26,15 +26,6 @@ def fmt_ratio(x: float | None) -> str:
 
 def fmt_mib(kib: float | None) -> str:
     return "–" if kib is None else f"{kib / 1024:.0f} MiB"
-
-
-def spread(xs: Sequence[float]) -> str:
-    """``median (min–max, n)`` of seconds."""
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{xs[0]:.2f} s"
-    return f"{median(xs):.2f} s ({min(xs):.2f}–{max(xs):.2f}, n={len(xs)})"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -6,7 +6,9 @@
 
 Starts a source and (per run) a fresh destination `docker-registry` (filesystem storage unless
 BENCH_STORAGE=memory), builds its own images, runs ecr-mirror and skopeo alternately on the same
-work, and writes bench/RESULTS.md (the same text is printed). Measures (see RESULTS.md):
+work, prints a summary table (measures against targets) and writes every number as JSON
+(bench/.work/results.json, or --json FILE). What the numbers mean is written up in
+bench/RESULTS.md, by hand, from such a run. Measures:
 
 1. cold copy of a ~400 MB two-platform image (4 layers per platform): ecr-mirror / skopeo, and
    throughput as a fraction of the loopback ceiling (plain httpx GET piped into a monolithic PUT);
@@ -57,7 +59,7 @@ WHATIF_LARGE = (
     "no-rechunk,read-1m,no-verify",
 )
 WHATIF_SMALL = ("none", "pool-per-host", "small-blob-no-head")
-RESULTS = E.BENCH / "RESULTS.md"
+RESULTS_JSON = E.BENCH / ".work" / "results.json"
 T0 = time.perf_counter()
 
 
@@ -88,11 +90,10 @@ class Config:
     sections: tuple[str, ...] = SECTIONS
     quick: bool = False
     json_out: str | None = None
-    output: str | None = None
 
     @classmethod
     def from_args(cls, argv: list[str] | None) -> Config:
-        ap = argparse.ArgumentParser(description="ecr-mirror vs skopeo benchmark; writes bench/RESULTS.md")
+        ap = argparse.ArgumentParser(description="ecr-mirror vs skopeo benchmark: prints a summary table, writes JSON")
         ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, one round")
         ap.add_argument("--rounds", type=int, help="rounds of the large cold copy (BENCH_ROUNDS)")
         ap.add_argument("--small-rounds", type=int, help="rounds of the many-images runs (BENCH_SMALL_ROUNDS)")
@@ -104,8 +105,7 @@ class Config:
         )
         ap.add_argument("--skip", help="comma-separated sections to skip")
         ap.add_argument("--storage", choices=("filesystem", "memory"), help="registry storage driver (BENCH_STORAGE)")
-        ap.add_argument("--json", metavar="FILE", help="also write the raw results as JSON to FILE")
-        ap.add_argument("--output", metavar="FILE", help="write the Markdown here instead of bench/RESULTS.md")
+        ap.add_argument("--json", metavar="FILE", help=f"write the results as JSON to FILE (default {RESULTS_JSON.relative_to(E.ROOT)})")
         args = ap.parse_args(argv)
         cfg = cls(
             large_layer_mb=_env_int("BENCH_LARGE_LAYER_MB", 50),
@@ -127,7 +127,6 @@ class Config:
             cfg.small_rounds = _env_int("BENCH_SMALL_ROUNDS", 1)
             cfg.unchanged_tags = _env_int("BENCH_UNCHANGED_TAGS", 3)
         cfg.json_out = args.json
-        cfg.output = args.output
         if args.rounds:
             cfg.rounds = args.rounds
         if args.small_rounds:
@@ -800,12 +799,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     from render import render
 
-    text = render(results)
-    target = Path(cfg.output) if cfg.output else RESULTS
-    target.write_text(text)
-    if cfg.json_out:
-        Path(cfg.json_out).write_text(json.dumps(results, indent=1, default=str))
-    print(text)
+    target = Path(cfg.json_out) if cfg.json_out else RESULTS_JSON
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=1, default=str))
+    print(render(results))
     log(f"wrote {target}")
     return 1 if results["errors"] else 0
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ecr_mirror import config  # noqa: E402 - the names only; the package reads the environment later
 from tests.support.ecr import EcrStandIn  # noqa: E402
 from tests.support.moto import MotoServer, boto3_env  # noqa: E402
 from tests.support.proxy import RegistryProxy  # noqa: E402
@@ -285,10 +286,10 @@ class World:
             "AWS_CONFIG_FILE": str(self.tmp / "no-aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.tmp / "no-aws-credentials"),
             "DOCKER_CONFIG": str(self.tmp / "docker"),
-            "ECR_MIRROR_TABLE": TABLE,
-            "ECR_MIRROR_REPOSITORY_PREFIX": PREFIX,
-            "ECR_MIRROR_TARGET_REGISTRY": self.ecr.host,
-            "ECR_MIRROR_LOG_LEVEL": "INFO",
+            config.ENV_TABLE: TABLE,
+            config.ENV_REPOSITORY_PREFIX: PREFIX,
+            config.ENV_TARGET_REGISTRY: self.ecr.host,
+            config.ENV_LOG_LEVEL: "INFO",
         })
 
     def create_queue(self) -> None:
@@ -300,7 +301,7 @@ class World:
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}),
         })["QueueUrl"]
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        os.environ["ECR_MIRROR_QUEUE_URL"] = self.queue_url
+        os.environ[config.ENV_QUEUE_URL] = self.queue_url
 
     def load_handlers(self) -> Any:
         """Import the three handler modules (after the environment is set), stdout routed through a switch."""

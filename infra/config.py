@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .contract import lambda_config
+from .contract import lambda_config, lambda_reference
 
 
 class ConfigurationError(ValueError):
@@ -77,8 +77,6 @@ CONTEXT_KEYS: dict[str, str] = {
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-# ECR repository names: lowercase components separated by "/", each [a-z0-9] runs joined by . _ or -
-_REPOSITORY_PREFIX = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _CRON = re.compile(r"cron\(\s*\S+(?:\s+\S+){5}\s*\)")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -152,7 +150,7 @@ class EcrMirrorProps:
         """Raise :class:`ConfigurationError` naming the context key of the first bad option."""
         self.schedule_period_seconds  # noqa: B018  (parses and checks the schedule)
         self.stale_alarm_window  # noqa: B018
-        if not _REPOSITORY_PREFIX.fullmatch(self.repository_prefix or ""):
+        if not lambda_reference.is_ecr_repository_path(self.repository_prefix or ""):
             raise ConfigurationError(
                 f"repositoryPrefix={self.repository_prefix!r}: must be a non-empty ECR repository name prefix "
                 "(lowercase letters, digits, '.', '_', '-', components separated by '/'); "

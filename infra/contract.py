@@ -1,10 +1,11 @@
 """The contract between the stack and the Lambda package: names imported, never retyped.
 
 The Lambda package (``lambda/ecr_mirror``) defines every environment variable it reads
-(``ecr_mirror.config.ENV_*``, ``ALL_ENV``) and every metric it emits
-(``ecr_mirror.metrics.*``, ``ALL_METRICS``). The stack imports them from the very
-directory it bundles, so the deployed code and the stack cannot disagree, and
-``tests/infra`` fails if a name the stack uses is not one the package defines.
+(``ecr_mirror.config.ENV_*``, ``ALL_ENV``), every metric it emits (``ecr_mirror.metrics.*``,
+``ALL_METRICS``), the mirror table's key (``ecr_mirror.rows.PARTITION_KEY``) and the ECR
+repository-name rule (``ecr_mirror.reference``). The stack imports them from the very directory it
+bundles, so the deployed code and the stack cannot disagree, and ``tests/infra`` fails if a name
+the stack uses is not one the package defines.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if str(LAMBDA_DIR) not in sys.path:
 
 from ecr_mirror import config as lambda_config  # noqa: E402
 from ecr_mirror import metrics as lambda_metrics  # noqa: E402
+from ecr_mirror import reference as lambda_reference  # noqa: E402
+from ecr_mirror import rows as lambda_rows  # noqa: E402
 
 _imported_from = Path(lambda_config.__file__).resolve().parent
 if _imported_from != LAMBDA_DIR / PACKAGE_NAME:
@@ -65,4 +68,6 @@ __all__ = [
     "SERVICE_NAME",
     "lambda_config",
     "lambda_metrics",
+    "lambda_reference",
+    "lambda_rows",
 ]

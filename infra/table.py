@@ -6,8 +6,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-#: partition key of a mirror row (see the mirror service issue: one item per image, key ``id``)
-PARTITION_KEY = "id"
+from .contract import lambda_rows
+
+#: partition key of a mirror row (one item per image), as the Lambda package names it
+PARTITION_KEY: str = lambda_rows.PARTITION_KEY
 
 
 class MirrorTable(Construct):

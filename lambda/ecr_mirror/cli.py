@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import ENV_INSECURE_REGISTRIES, Settings
+from .config import ENV_INSECURE_REGISTRIES, ENV_TABLE, Settings
 from .errors import MirrorError
 from .runtime import Redactor
 
@@ -28,6 +28,8 @@ _redactor = Redactor()
 
 
 class Context:
+    """What the ``ecr-mirror`` group's options give every command; :attr:`settings` read once, on first use."""
+
     def __init__(self, debug: bool, insecure: tuple[str, ...], concurrency: int | None) -> None:
         self.debug = debug
         self.insecure = insecure
@@ -36,6 +38,7 @@ class Context:
 
     @property
     def settings(self) -> Settings:
+        """``ECR_MIRROR_*`` settings, with ``--concurrency`` applied."""
         if self._settings is None:
             s = Settings.from_env()
             if self.concurrency:
@@ -47,11 +50,14 @@ class Context:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
+    """Print ``ecr-mirror: error: <message>`` (secrets redacted) on stderr and exit with ``code``."""
     click.echo(f"ecr-mirror: error: {_redactor(message)}", err=True)
     sys.exit(code)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's errors as one line and an exit status (1 for ecr-mirror errors, 3 for bugs); ``--debug`` re-raises."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
@@ -232,17 +238,17 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
 
 # ---------------------------------------------------------------- the mirror table
 
-table_option = click.option("--table", "table_name", envvar="ECR_MIRROR_TABLE", metavar="NAME",
-                            help="Mirror table name (default: $ECR_MIRROR_TABLE).")
+table_option = click.option("--table", "table_name", envvar=ENV_TABLE, metavar="NAME",
+                            help=f"Mirror table name (default: ${ENV_TABLE}).")
 
 
 def _table(obj: Context, table_name: str | None):
     from .runtime import boto3_client
-    from .table import MirrorTable
+    from .store import MirrorTable
 
     name = table_name or obj.settings.table
     if not name:
-        fail("no table given: pass --table NAME or set ECR_MIRROR_TABLE", EXIT_USAGE)
+        fail(f"no table given: pass --table NAME or set {ENV_TABLE}", EXIT_USAGE)
     return MirrorTable(boto3_client("dynamodb"), name, prefix=obj.settings.repository_prefix)
 
 
@@ -297,7 +303,7 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
     ecr-mirror add app-arm --source ghcr.io/org/app --tag v1 --platform linux/arm64
     ecr-mirror add joined --assemble reg/app:1-amd64 --assemble reg/app:1-arm64 --tag 1
     """
-    from .table import row_to_item
+    from .rows import row_to_item
 
     t = _table(obj, table_name)
     item = row_to_item(
@@ -329,7 +335,7 @@ def remove(obj: Context, row_ids: tuple[str, ...], table_name: str | None) -> No
 @handle_errors
 def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
     """List the rows of the mirror table (what is mirrored, and whether each row is valid)."""
-    from .table import user_attributes
+    from .rows import user_attributes
 
     t = _table(obj, table_name)
     rows = []
@@ -352,14 +358,16 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # cells from data are text, never markup
 
     tbl = Table("id", "source", "tags", "platforms", "target", "enabled", "problem", box=None)
     for r in rows:
-        tags = ", ".join([*(r["tags"] or []), *([f"/{r['tag_pattern']}/"] if r["tag_pattern"] else [])])
+        tags = ", ".join([*map(str, r["tags"] or []), *([f"/{r['tag_pattern']}/"] if r["tag_pattern"] else [])])
         if r["keep_latest"]:
             tags += f" (newest {r['keep_latest']})"
-        tbl.add_row(str(r["id"]), str(r["source"] or " + ".join(r["assemble"] or [])), tags,
-                    ", ".join(r["platforms"] or ["all"]), str(r["target_repository"]), str(r["enabled"]), r["error"] or "")
+        cells = (r["id"], r["source"] or " + ".join(map(str, r["assemble"] or [])), tags, ", ".join(r["platforms"] or ["all"]),
+                 r["target_repository"], r["enabled"], r["error"] or "")
+        tbl.add_row(*(Text(str(c)) for c in cells))
     Console(width=max(120, Console().width)).print(tbl)
 
 
@@ -376,6 +384,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
 
     Exit status: 0 when every row synced, 1 when a row failed or is invalid.
     """
+    from .rows import is_enabled
     from .runtime import build_syncer
 
     t = _table(obj, table_name)
@@ -390,7 +399,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                     fail(f"no such row: {rid}")
                 items.append(item)
         else:
-            items = [i for i in t.scan_rows() if i.get("enabled") is not False]
+            items = [i for i in t.scan_rows() if is_enabled(i)]
         results = syncer.sync_items(items, dry_run=dry_run, check_only=check_only)
     finally:
         _redactor.add(syncer.client.secrets())
@@ -438,15 +447,16 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # cells from data are text, never markup
 
     colours = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
                "failed": "red", "invalid": "magenta"}
     tbl = Table("id", "tag", "state", "upstream", "target", "last success", "error", box=None)
     for r in records:
-        state = r["state"] or ""
-        tbl.add_row(str(r["id"]), str(r["tag"] or "-"), f"[{colours.get(state, 'white')}]{state}[/]",
-                    (r.get("upstream_digest") or "")[:19], (r.get("target_digest") or "")[:19],
-                    (r.get("last_success") or "")[:19], (r.get("error") or "")[:80])
+        state = str(r["state"] or "")
+        tbl.add_row(Text(str(r["id"])), Text(str(r["tag"] or "-")), Text(state, style=colours.get(state, "white")),
+                    *(Text(str(r.get(k) or "")[:n]) for k, n in (("upstream_digest", 19), ("target_digest", 19),
+                                                                    ("last_success", 19), ("error", 80))))
     Console(width=max(140, Console().width)).print(tbl)
 
 

@@ -44,6 +44,7 @@ DEFAULT_TAG_MUTABILITY = "MUTABLE"
 TAG_MUTABILITY_VALUES = ("MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION")
 DEFAULT_CONCURRENCY = 8
 DEFAULT_TIME_RESERVE_SECONDS = 120
+DEFAULT_LOG_LEVEL = "INFO"
 
 
 def _split_hosts(value: str) -> frozenset[str]:
@@ -52,7 +53,15 @@ def _split_hosts(value: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the service reads from its environment. Build it once, at the edge."""
+    """What the service reads from its environment. Build it once, at the edge.
+
+    ``table``/``queue_url``: the mirror table's name and the work queue's URL; ``repository_prefix``:
+    the first path component(s) of default ECR repository names; ``target_registry``: the registry
+    host mirrors go to (empty: the account's ECR registry); ``tag_mutability``: for repositories the
+    service creates; ``credentials_secret``: Secrets Manager id of upstream credentials;
+    ``insecure_registries``: hosts spoken to over plain http; ``concurrency``: blob transfers in
+    flight; ``time_reserve_seconds``: the worker stops starting rows this long before its timeout.
+    """
 
     table: str = ""
     queue_url: str = ""
@@ -64,10 +73,11 @@ class Settings:
     insecure_registries: frozenset[str] = field(default_factory=frozenset)
     concurrency: int = DEFAULT_CONCURRENCY
     time_reserve_seconds: int = DEFAULT_TIME_RESERVE_SECONDS
-    log_level: str = "INFO"
+    log_level: str = DEFAULT_LOG_LEVEL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``ECR_MIRROR_*`` variables of ``environ`` (default ``os.environ``); raises :class:`ConfigError`."""
         env = os.environ if environ is None else environ
 
         def integer(name: str, default: int, minimum: int = 1) -> int:
@@ -76,8 +86,8 @@ class Settings:
                 return default
             try:
                 value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not an integer") from None
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is not an integer") from exc
             if value < minimum:
                 raise ConfigError(f"{name}={value} must be at least {minimum}")
             return value
@@ -99,5 +109,5 @@ class Settings:
             insecure_registries=_split_hosts(env.get(ENV_INSECURE_REGISTRIES, "")),
             concurrency=integer(ENV_CONCURRENCY, DEFAULT_CONCURRENCY),
             time_reserve_seconds=integer(ENV_TIME_RESERVE_SECONDS, DEFAULT_TIME_RESERVE_SECONDS, 0),
-            log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or "INFO",
+            log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or DEFAULT_LOG_LEVEL,
         )

@@ -8,6 +8,11 @@ Guarantees:
 - Blob bytes are hashed and counted while streaming; the final chunk is held back until the
   digest is confirmed, so bytes that do not match their digest are never committed.
 - Memory is bounded by (concurrency x chunk size), whatever the layer size.
+- A blob that fails (source GET, upload session, PUT) is restarted as a whole under the client's
+  retry budget: at most ``RetryPolicy.attempts`` GETs of it at the source.
+
+No HTTP here: the engine talks to a :class:`~ecr_mirror.registry.client.RegistryClient` and sees only
+the package's errors and ``bytes`` (it imports with httpx unavailable).
 """
 
 from __future__ import annotations
@@ -16,13 +21,10 @@ import hashlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CopyError,
@@ -32,7 +34,6 @@ from .errors import (
     NotFoundError,
     RegistryError,
     TagImmutableError,
-    TransportError,
 )
 from .manifest import (
     ANNOTATION_SOURCE_DIGEST,
@@ -48,17 +49,32 @@ from .manifest import (
     select_children,
 )
 from .reference import Reference
-from .registry.client import RegistryClient
+
+if TYPE_CHECKING:  # the engine needs the client's methods, not its module (which imports httpx)
+    from .registry.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
+#: bytes per write of a blob upload (socket reads are joined up to this size)
 CHUNK_SIZE = 1 << 20
+#: largest image config read (to learn its platform), in bytes
 MAX_CONFIG_BYTES = 4 << 20
+#: ``progress(n)``: ``n`` more bytes of blob were sent
 ProgressFn = Callable[[int], None]
 
 
 @dataclass
 class CopyReport:
+    """What one copy (or assemble) did.
+
+    ``source``/``destination``: the references as given; ``digest``/``media_type``: what the
+    destination tag holds now; ``platforms``: the platforms written (``os/arch[/variant]``);
+    ``unchanged``: the destination already held it, nothing was written. Counts: manifests
+    written or found present; blobs uploaded, found present, or mounted from another repository;
+    ``bytes_copied``: blob bytes uploaded. ``arch_tags``: the ``<tag>-<arch>`` tags written;
+    ``requests``: ``{host: {method: count}}``, filled in by the CLI. Thread-safe counters (:meth:`add`).
+    """
+
     source: str
     destination: str
     digest: str = ""
@@ -76,11 +92,13 @@ class CopyReport:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
+        """Add to counters by name, e.g. ``add(blobs_copied=1, bytes_copied=n)``."""
         with self._lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (the CLI's ``--json``)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
@@ -137,7 +155,12 @@ def coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
 
 
 class Copier:
-    """Copies images between registries with bounded concurrency. Reuse one for many copies."""
+    """Copies images between registries with bounded concurrency. Reuse one for many copies.
+
+    ``concurrency``: blob transfers in flight (manifests: as many, at least 2); ``progress``: called
+    with each chunk's size in bytes as it is sent. Close it (or use it as a context manager) to stop
+    its threads.
+    """
 
     def __init__(self, client: RegistryClient, *, concurrency: int = 8, progress: ProgressFn | None = None) -> None:
         self.client = client
@@ -151,6 +174,7 @@ class Copier:
         self._known: dict[tuple[str, str], set[str]] = {}
 
     def close(self) -> None:
+        """Stop the worker threads (waiting for running transfers, dropping queued ones)."""
         self._blob_pool.shutdown(wait=True, cancel_futures=True)
         self._manifest_pool.shutdown(wait=True, cancel_futures=True)
 
@@ -179,6 +203,10 @@ class Copier:
         subsets), so an unchanged subset is recognised without a source GET. ``source_digest``: the source
         digest if the caller already did the HEAD. ``force``: re-check and repair every child and blob even
         if the destination tag already points at the right digest (a ``broken`` image).
+
+        Raises :class:`NotFoundError` (no such source), :class:`CopyError` (no tag, platforms not there),
+        :class:`ManifestError`, :class:`DigestMismatchError`, :class:`RegistryError`. On an error the
+        destination tag is as it was.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -206,7 +234,13 @@ class Copier:
         return report
 
     def assemble(self, destination: Reference, sources: Sequence[Reference]) -> CopyReport:
-        """Join single-platform images (from any registries) into one index at ``destination``."""
+        """Join single-platform images (from any registries) into one index at ``destination`` (a tag).
+
+        Each source's platform comes from its config. The index is a Docker manifest list when every
+        source is a Docker manifest, else an OCI index. Unchanged when the destination index already
+        lists exactly these images. Raises :class:`CopyError` (no sources, an index of several platforms,
+        two sources of one platform) and what :meth:`copy` raises.
+        """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
         if not sources:
@@ -370,12 +404,16 @@ class Copier:
         cfg = m.config
         if cfg.size > MAX_CONFIG_BYTES:
             raise ManifestError(f"config {cfg.digest} of {source} is {cfg.size} bytes, too large")
-        with self.client.blob_open(source, cfg.digest) as resp:
-            data = b"".join(verified_chunks(resp.iter_raw(), cfg))
+
+        def read() -> bytes:
+            with self.client.blob_open(source, cfg.digest) as chunks:
+                return b"".join(verified_chunks(chunks, cfg))
+
+        data = self.client.retrying(read, what=f"read config {cfg.digest} of {source}")
         try:
             doc = json.loads(data)
-        except ValueError:
-            raise ManifestError(f"config {cfg.digest} of {source} is not JSON") from None
+        except ValueError as exc:
+            raise ManifestError(f"config {cfg.digest} of {source} is not JSON") from exc
         if not isinstance(doc, dict):
             raise ManifestError(f"config {cfg.digest} of {source} is not a JSON object")
         return doc
@@ -409,7 +447,7 @@ class Copier:
         if client.blob_head(destination, d.digest) is not None:
             report.add(blobs_skipped=1)
             return "skipped"
-        location = None
+        sessions: list[str] = []  # an upload session a mount attempt opened (202): used by the first try
         with self._lock:
             candidates = sorted(self._known.get((destination.api_host, d.digest), set()) - {destination.repository})
         if not candidates and source.api_host == destination.api_host and source.repository != destination.repository:
@@ -419,35 +457,19 @@ class Copier:
                 location = client.blob_upload_start(destination, mount=d.digest, mount_from=candidates[0])
             except RegistryError as exc:  # a registry that fails the mount: upload normally
                 log.info("mount of %s from %s failed (%s); uploading", d.digest, candidates[0], exc)
-                location = None
             else:
                 if location is None:
                     report.add(blobs_mounted=1)
                     return "mounted"
-        policy = client.retry
-        attempt = 0
-        started = time.monotonic()
-        while True:
-            attempt += 1
-            if location is None:
-                location = client.blob_upload_start(destination)
-            try:
-                with client.blob_open(source, d.digest) as resp:
-                    body = coalesce(verified_chunks(resp.iter_raw(), d, progress=self.progress), CHUNK_SIZE)
-                    client.blob_upload_finish(destination, location, d.digest, d.size, body)
-                break
-            except DigestMismatchError:
-                raise
-            except (httpx.TransportError, TransportError, RegistryError) as exc:
-                temporary = isinstance(exc, httpx.TransportError) or getattr(exc, "temporary", False)
-                location = None  # a broken upload session cannot be resumed (ECR): start again
-                delay = policy.delay(attempt, None)
-                if temporary and policy.should_retry(attempt, started, delay):
-                    log.info("blob %s: %s; starting it again", d.digest, type(exc).__name__)
-                    time.sleep(delay)
-                    continue
-                if isinstance(exc, httpx.TransportError):
-                    raise TransportError(f"copy blob {d.digest}: {type(exc).__name__} after {attempt} attempts") from None
-                raise
+                sessions.append(location)
+
+        def transfer() -> None:
+            with client.blob_open(source, d.digest) as chunks:
+                # a session is used once: a broken upload cannot be resumed (ECR), the next try opens another
+                location = sessions.pop() if sessions else client.blob_upload_start(destination)
+                body = coalesce(verified_chunks(chunks, d, progress=self.progress), CHUNK_SIZE)
+                client.blob_upload_finish(destination, location, d.digest, d.size, body)
+
+        client.retrying(transfer, what=f"copy blob {d.digest}")
         report.add(blobs_copied=1, bytes_copied=d.size)
         return "copied"

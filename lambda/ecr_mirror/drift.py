@@ -33,13 +33,16 @@ Inputs:
 - ``identical`` (keyword, default ``True``): the copy keeps upstream's digest (no platform
   filter, not assembled), so the expected target digest *is* the upstream digest.
 
-First the digest the target should hold now, ``expected_now``, is derived:
+First the digest the target should hold now, ``expected_now``, is derived
+(:func:`expected_target_digest`, the one place this is decided; the sync uses it too):
 
 - with ``recorded_upstream`` known: ``recorded_expected`` if upstream has not moved
   (``upstream_digest`` is ``None`` or equals ``recorded_upstream``), otherwise unknown;
 - without it, for an ``identical`` copy: ``upstream_digest`` (or ``recorded_expected`` when
   upstream is unknown);
-- otherwise (a rewritten index with no record of its source): unknown.
+- otherwise (a rewritten index with no record of its source, e.g. a status written before
+  ``synced_upstream_digest`` existed): unknown. Such a record cannot vouch for the target: only a
+  copy (which reads the target index's recorded source) can tell.
 
 Then the first matching line wins:
 
@@ -94,23 +97,40 @@ def classify(
     recorded_upstream: str | None = None,
     identical: bool = True,
 ) -> str:
-    """The state of one tag; see the module docstring for the truth table."""
+    """The state of one tag (one of ``in_sync``, ``behind``, ``diverged``, ``missing``, ``broken``);
+    see the module docstring for the truth table."""
     if not target_digest:
         return MISSING
     if target_complete is False:
         return BROKEN
-    if recorded_upstream:
-        moved = bool(upstream_digest) and upstream_digest != recorded_upstream
-        expected_now = None if moved else recorded_expected
-    elif identical:
-        expected_now = upstream_digest or recorded_expected
-    else:
-        expected_now = None
+    expected_now = expected_target_digest(
+        upstream_digest, recorded_expected, recorded_upstream=recorded_upstream, identical=identical
+    )
     if expected_now and target_digest == expected_now:
         return IN_SYNC
     if recorded_expected and target_digest != recorded_expected:
         return DIVERGED
     return BEHIND
+
+
+def expected_target_digest(
+    upstream_digest: str | None,
+    recorded_expected: str | None,
+    *,
+    recorded_upstream: str | None = None,
+    identical: bool = True,
+) -> str | None:
+    """The digest the target tag should hold now, or ``None`` when only a copy can tell.
+
+    Inputs as for :func:`classify` (empty strings count as absent); the rule is in the module
+    docstring ("First the digest the target should hold now ...").
+    """
+    if recorded_upstream:
+        moved = bool(upstream_digest) and upstream_digest != recorded_upstream
+        return None if moved else (recorded_expected or None)
+    if identical:
+        return upstream_digest or recorded_expected or None
+    return None
 
 
 def is_drift(state: str | None) -> bool:

@@ -13,7 +13,8 @@ handlers turn them into one clear line (``str(exc)``) without a traceback.
     ├── CopyError                    a copy that cannot be done as asked (no such platform, duplicate platforms, ...)
     ├── RowError                     a mirror-table row that does not validate (names the attribute)
     ├── ConfigError                  bad configuration (environment, CLI flags, credentials file)
-    ├── AwsError                     an AWS API call failed (wraps botocore errors, secrets redacted)
+    ├── Deadline                     too little time left to start more work (the row goes back to the queue)
+    ├── AwsError                     an AWS API call failed (one mapping from botocore: ecr_mirror.aws)
     └── RegistryError                an OCI registry answered with an error or could not be reached
         ├── AuthError                401/403 after authenticating, or the token endpoint failed
         ├── NotFoundError            404 / NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN
@@ -22,12 +23,18 @@ handlers turn them into one clear line (``str(exc)``) without a traceback.
         └── TransportError           connection reset, timeout, truncated body (always temporary)
 
 ``RegistryError.temporary`` says whether retrying may help (like go-containerregistry's
-``transport.Error.Temporary()``); it carries the HTTP status and the OCI error codes.
+``transport.Error.Temporary()``); it carries the HTTP status, the OCI error codes
+(distribution-spec, "Error Codes") and the server's ``Retry-After`` hint in seconds.
+``AwsError.temporary`` says the same for AWS calls (botocore has retried those already).
+
+Errors are raised ``... from exc``: the cause stays attached for ``--debug`` tracebacks;
+secrets are redacted where text leaves the process (the CLI's and the handlers' redactors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class MirrorError(Exception):
@@ -50,7 +57,11 @@ class ManifestError(MirrorError):
 
 
 class DigestMismatchError(MirrorError):
-    """Content whose digest or size differs from what its descriptor promised."""
+    """Content whose digest or size differs from what its descriptor promised.
+
+    ``expected`` is the digest asked for, ``actual`` what the bytes hash to (``""`` when unknown,
+    e.g. a body cut short).
+    """
 
     def __init__(self, message: str, *, expected: str = "", actual: str = "") -> None:
         super().__init__(message)
@@ -63,7 +74,7 @@ class CopyError(MirrorError):
 
 
 class RowError(MirrorError):
-    """A mirror-table row that does not validate; ``attribute`` names the culprit."""
+    """A mirror-table row that does not validate; ``attribute`` names the culprit (``""`` for the row itself)."""
 
     def __init__(self, message: str, *, attribute: str = "") -> None:
         super().__init__(message)
@@ -74,8 +85,12 @@ class ConfigError(MirrorError):
     """Bad configuration: environment variables, flags, credential files."""
 
 
+class Deadline(MirrorError):
+    """The time left is too short to start more work; the row goes back to the queue untouched."""
+
+
 class AwsError(MirrorError):
-    """An AWS API call failed."""
+    """An AWS API call failed. ``code`` is the AWS error code (or the exception's class name)."""
 
     def __init__(self, message: str, *, code: str = "", temporary: bool = False) -> None:
         super().__init__(message)
@@ -84,7 +99,12 @@ class AwsError(MirrorError):
 
 
 class RegistryError(MirrorError):
-    """An OCI registry answered with an error, or could not be reached."""
+    """An OCI registry answered with an error, or could not be reached.
+
+    ``status``: the HTTP status (``None`` when no answer came); ``codes``: OCI error codes from the
+    body; ``url``: the request URL without its query; ``retry_after``: seconds the server asked us to
+    wait (``Retry-After``), if it did. ``temporary`` defaults to true for 429 and 5xx.
+    """
 
     def __init__(
         self,
@@ -94,11 +114,13 @@ class RegistryError(MirrorError):
         codes: Iterable[str] = (),
         temporary: bool | None = None,
         url: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.codes = tuple(codes)
         self.url = url
+        self.retry_after = retry_after
         if temporary is None:
             temporary = status is not None and (status == 429 or status >= 500)
         self.temporary = temporary
@@ -117,9 +139,9 @@ class TagImmutableError(RegistryError):
 
 
 class UnsafeRedirectError(RegistryError):
-    """A redirect to a scheme or address that is never followed."""
+    """A redirect to a scheme or address that is never followed. Never temporary."""
 
-    def __init__(self, message: str, **kwargs) -> None:
+    def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs.setdefault("temporary", False)
         super().__init__(message, **kwargs)
 
@@ -127,6 +149,12 @@ class UnsafeRedirectError(RegistryError):
 class TransportError(RegistryError):
     """Connection reset, timeout, or a body cut short. Retrying may help."""
 
-    def __init__(self, message: str, **kwargs) -> None:
+    def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs.setdefault("temporary", True)
         super().__init__(message, **kwargs)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting data inside a one-line error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

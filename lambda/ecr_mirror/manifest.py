@@ -49,6 +49,7 @@ ANNOTATION_SOURCE_DIGEST = "io.github.ecr-mirror.source.digest"
 
 
 def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data`` (image-spec ``descriptor.md``, "Digests")."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -61,6 +62,9 @@ _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
 
 @dataclass(frozen=True, order=True)
 class Platform:
+    """An image platform as the image-spec names it (``os``, ``architecture``, ``variant``; image-index
+    ``platform`` object); ``str()`` gives ``os/arch[/variant]``."""
+
     os: str
     architecture: str
     variant: str = ""
@@ -77,6 +81,7 @@ class Platform:
 
     @classmethod
     def from_descriptor(cls, descriptor: dict[str, Any]) -> Platform | None:
+        """The ``platform`` of an index entry, or ``None`` if it has none (or a malformed one)."""
         p = descriptor.get("platform")
         if not isinstance(p, dict):
             return None
@@ -88,6 +93,7 @@ class Platform:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Platform:
+        """The platform an image config declares; raises :class:`ManifestError` without ``os``/``architecture``."""
         os_, arch = config.get("os"), config.get("architecture")
         if not isinstance(os_, str) or not isinstance(arch, str) or not os_ or not arch:
             raise ManifestError("image config has no os/architecture")
@@ -96,9 +102,12 @@ class Platform:
 
     @property
     def is_unknown(self) -> bool:
+        """``unknown/unknown``: BuildKit's platform for attestation manifests."""
         return self.os == "unknown" and self.architecture == "unknown"
 
     def normalized_variant(self) -> str:
+        """The variant, or the default one of the architecture (``arm64``: ``v8``, ``arm``: ``v7``; containerd's
+        ``platforms.Normalize``)."""
         return self.variant or _DEFAULT_VARIANT.get(self.architecture, "")
 
     def matches(self, other: Platform) -> bool:
@@ -114,6 +123,7 @@ class Platform:
         return self.normalized_variant() == other.normalized_variant()
 
     def as_dict(self) -> dict[str, str]:
+        """The image-index ``platform`` object."""
         d = {"architecture": self.architecture, "os": self.os}
         if self.variant:
             d["variant"] = self.variant
@@ -124,6 +134,7 @@ class Platform:
 
 
 def parse_platforms(values: Iterable[str]) -> list[Platform]:
+    """:meth:`Platform.parse` of each value; raises :class:`PlatformError` for the first bad one."""
     return [Platform.parse(v) for v in values]
 
 
@@ -132,6 +143,8 @@ def parse_platforms(values: Iterable[str]) -> list[Platform]:
 
 @dataclass(frozen=True)
 class Descriptor:
+    """An OCI content descriptor (image-spec ``descriptor.md``): ``size`` in bytes, ``raw`` the JSON object it came from."""
+
     media_type: str
     digest: str
     size: int
@@ -141,6 +154,7 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, obj: Any, *, where: str) -> Descriptor:
+        """Validate a descriptor object; raises :class:`ManifestError` naming ``where`` it was found."""
         if not isinstance(obj, dict):
             raise ManifestError(f"{where}: descriptor is not an object")
         media_type, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
@@ -149,7 +163,7 @@ class Descriptor:
         try:
             validate_digest(digest, what=f"descriptor digest in {where}")
         except ReferenceError_ as exc:
-            raise ManifestError(str(exc)) from None
+            raise ManifestError(str(exc)) from exc
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ManifestError(f"{where}: descriptor {digest} has invalid size {size!r}")
         annotations = obj.get("annotations") or {}
@@ -159,6 +173,7 @@ class Descriptor:
 
     @property
     def is_attestation(self) -> bool:
+        """A BuildKit attestation manifest (``vnd.docker.reference.type: attestation-manifest``)."""
         return self.annotations.get(ATTESTATION_TYPE_KEY) == ATTESTATION_TYPE
 
     @property
@@ -179,10 +194,12 @@ class Manifest:
 
     @property
     def is_index(self) -> bool:
+        """An OCI image index or a Docker manifest list."""
         return self.media_type in INDEX_TYPES
 
     @property
     def children(self) -> list[Descriptor]:
+        """An index's ``manifests`` entries (``[]`` for an image manifest)."""
         if not self.is_index:
             return []
         where = f"index {self.digest}"
@@ -190,12 +207,14 @@ class Manifest:
 
     @property
     def config(self) -> Descriptor:
+        """An image manifest's config descriptor; raises :class:`ManifestError` for an index."""
         if self.is_index:
             raise ManifestError(f"{self.digest} is an index, it has no config")
         return Descriptor.from_json(self.data["config"], where=f"manifest {self.digest}")
 
     @property
     def layers(self) -> list[Descriptor]:
+        """An image manifest's layer descriptors (``[]`` for an index)."""
         if self.is_index:
             return []
         return [Descriptor.from_json(d, where=f"manifest {self.digest}") for d in self.data.get("layers", [])]
@@ -213,10 +232,12 @@ class Manifest:
 
     @property
     def subject(self) -> Descriptor | None:
+        """The ``subject`` (OCI 1.1: the manifest this one refers to), or ``None``."""
         s = self.data.get("subject")
         return Descriptor.from_json(s, where=f"manifest {self.digest}") if s else None
 
     def descriptor(self, platform: Platform | None = None) -> dict[str, Any]:
+        """A descriptor object of this manifest (for an index's ``manifests``), with ``platform`` if given."""
         d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": len(self.raw)}
         if platform is not None:
             d["platform"] = platform.as_dict()
@@ -271,10 +292,10 @@ def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_dige
         )
     try:
         data = json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise ManifestError(f"manifest {digest} is nested too deeply") from None
+    except RecursionError as exc:
+        raise ManifestError(f"manifest {digest} is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest {digest} is not valid JSON: {exc}") from None
+        raise ManifestError(f"manifest {digest} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {digest} is not a JSON object")
     if _json_depth_exceeds(data, MAX_JSON_DEPTH):

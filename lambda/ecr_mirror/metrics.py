@@ -44,13 +44,19 @@ SERVICE = "ecr-mirror"  # Powertools' default `service` dimension on every metri
 
 
 def sync_counts(results: Any) -> dict[str, float]:
-    """Metric values for a list of :class:`ecr_mirror.sync.RowResult` (pure; easy to test)."""
+    """Metric values for a list of :class:`ecr_mirror.sync.RowResult` (pure; easy to test).
+
+    Tag counts by state after the sync (:func:`drift.count_states`), tags that drifted before or after
+    the copy (:func:`drift.count_drift`), bytes and blob counts summed, the lowest upstream
+    ``ratelimit-remaining`` seen (only when one was).
+    """
     from . import drift
 
     counts = dict.fromkeys(
         (TAGS_IN_SYNC, TAGS_DRIFTED, TAGS_BEHIND, TAGS_MISSING, TAGS_FAILED, TAGS_COPIED, ROWS_INVALID,
          SYNC_SUCCEEDED, BYTES_COPIED, BLOBS_COPIED, BLOBS_SKIPPED, BLOBS_MOUNTED), 0.0)
     remaining: list[int] = []
+    tags = []
     for row in results:
         if row.invalid:
             counts[ROWS_INVALID] += 1
@@ -61,23 +67,19 @@ def sync_counts(results: Any) -> dict[str, float]:
             counts[SYNC_SUCCEEDED] += 1
         if row.ratelimit_remaining is not None:
             remaining.append(row.ratelimit_remaining)
-        for t in row.tags:
-            if t.state == drift.IN_SYNC:
-                counts[TAGS_IN_SYNC] += 1
-            elif t.state == drift.FAILED:
-                counts[TAGS_FAILED] += 1
-            elif t.state == drift.BEHIND:
-                counts[TAGS_BEHIND] += 1
-            elif t.state == drift.MISSING:
-                counts[TAGS_MISSING] += 1
-            if t.drifted:
-                counts[TAGS_DRIFTED] += 1
-            if t.copied:
-                counts[TAGS_COPIED] += 1
-            counts[BYTES_COPIED] += t.bytes_copied
-            counts[BLOBS_COPIED] += t.blobs_copied
-            counts[BLOBS_SKIPPED] += t.blobs_skipped
-            counts[BLOBS_MOUNTED] += t.blobs_mounted
+        tags.extend(row.tags)
+    states = drift.count_states(t.state for t in tags)
+    for name, state in ((TAGS_IN_SYNC, drift.IN_SYNC), (TAGS_FAILED, drift.FAILED), (TAGS_BEHIND, drift.BEHIND),
+                        (TAGS_MISSING, drift.MISSING)):
+        counts[name] = float(states[state])
+    counts[TAGS_DRIFTED] = float(drift.count_drift(t.drift_state for t in tags))
+    for t in tags:
+        if t.copied:
+            counts[TAGS_COPIED] += 1
+        counts[BYTES_COPIED] += t.bytes_copied
+        counts[BLOBS_COPIED] += t.blobs_copied
+        counts[BLOBS_SKIPPED] += t.blobs_skipped
+        counts[BLOBS_MOUNTED] += t.blobs_mounted
     if remaining:
         counts[UPSTREAM_RATELIMIT_REMAINING] = float(min(remaining))
     return counts

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from .errors import ReferenceError_
+from .errors import ReferenceError_, shown
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -21,7 +21,9 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*\Z")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST_RE = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?\Z")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}\Z", re.ASCII)
+#: the longest tag the OCI distribution spec allows ("Pulling manifests": ``[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}``)
+MAX_TAG_LENGTH = 128
+_TAG_RE = re.compile(rf"^[\w][\w.-]{{0,{MAX_TAG_LENGTH - 1}}}\Z", re.ASCII)
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\Z")
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 MAX_NAME_LENGTH = 255
@@ -45,11 +47,29 @@ def validate_digest(digest: str, *, what: str = "digest") -> str:
 
 
 def validate_tag(tag: str) -> str:
+    """Return ``tag`` if it is a valid OCI tag; raises :class:`ReferenceError_` otherwise."""
     if not isinstance(tag, str) or not _TAG_RE.match(tag):
         raise ReferenceError_(
             f"invalid tag {tag!r}: up to 128 of letters, digits, '_', '.', '-', not starting with '.' or '-'"
         )
     return tag
+
+
+def check_tag(tag: object) -> str:
+    """:func:`validate_tag` for a tag from data of any size: a long or blank-holding value is named
+    shortened (a row's ``tags``, a registry's tag list). Raises :class:`ReferenceError_`."""
+    if not isinstance(tag, str) or len(tag) > MAX_TAG_LENGTH or any(c.isspace() for c in tag):
+        raise ReferenceError_(f"invalid tag {shown(tag)}: up to 128 of letters, digits, '_', '.', '-'")
+    return validate_tag(tag)
+
+
+def is_valid_tag(tag: object) -> bool:
+    """Whether ``tag`` is a valid OCI tag (up to 128 of ``[A-Za-z0-9_.-]``, not starting with ``.``/``-``)."""
+    try:
+        check_tag(tag)
+    except ReferenceError_:
+        return False
+    return True
 
 
 def _split_domain(name: str) -> tuple[str, str]:
@@ -98,6 +118,7 @@ class Reference:
 
     @property
     def name(self) -> str:
+        """``registry/repository``, without tag or digest."""
         return f"{self.registry}/{self.repository}"
 
     @property
@@ -106,12 +127,15 @@ class Reference:
         return self.digest or self.tag or "latest"
 
     def with_tag(self, tag: str) -> Reference:
+        """The same repository at ``tag`` (no digest); raises :class:`ReferenceError_` for a bad tag."""
         return replace(self, tag=validate_tag(tag), digest=None)
 
     def with_digest(self, digest: str) -> Reference:
+        """The same repository pinned to ``digest`` (no tag); raises :class:`ReferenceError_` for a bad digest."""
         return replace(self, tag=None, digest=validate_digest(digest))
 
     def in_repository(self, repository: str) -> Reference:
+        """The same registry, tag and digest in another repository (not validated: callers pass known names)."""
         return replace(self, repository=repository)
 
     def __str__(self) -> str:
@@ -144,7 +168,7 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
         try:
             validate_tag(tag)
         except ReferenceError_ as exc:
-            raise ReferenceError_(f"invalid reference {original!r}: {exc}") from None
+            raise ReferenceError_(f"invalid reference {original!r}: {exc}") from exc
     registry, repository = _normalise(original, text)
     if tag is None and digest is None:
         tag = default_tag
@@ -171,6 +195,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def host_without_port(host: str) -> str:
+    """``host:port`` -> ``host``; ``[::1]:5000`` -> ``::1``; a bare IPv6 address is returned as is."""
     if host.startswith("["):
         return host[1:].split("]", 1)[0]
     if host.count(":") == 1:
@@ -189,6 +214,26 @@ def ecr_host_region(host: str) -> tuple[str, str] | None:
     return (m["account"], m["region"]) if m else None
 
 
-def ecr_registry_host(account: str, region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{suffix}"
+# ---------------------------------------------------------------- ECR repository names
+
+#: one path component of an ECR repository name
+_ECR_COMPONENT = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
+#: the ``repositoryName`` pattern of ECR's CreateRepository
+#: (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreateRepository.html)
+ECR_REPOSITORY_RE = re.compile(rf"(?:{_ECR_COMPONENT}/)*{_ECR_COMPONENT}")
+ECR_REPOSITORY_MIN, ECR_REPOSITORY_MAX = 2, 256
+
+
+def is_ecr_repository_path(text: object) -> bool:
+    """Whether ``text`` is made of valid ECR path components (any length): a repository prefix, say."""
+    return isinstance(text, str) and ECR_REPOSITORY_RE.fullmatch(text) is not None
+
+
+def is_valid_ecr_repository(name: object) -> bool:
+    """Whether ``name`` is a valid ECR repository name: lowercase ``/``-separated components of
+    ``[a-z0-9]`` joined by single ``.``, ``_`` or ``-``, 2-256 characters in all (API_CreateRepository)."""
+    return (
+        isinstance(name, str)
+        and ECR_REPOSITORY_MIN <= len(name) <= ECR_REPOSITORY_MAX
+        and ECR_REPOSITORY_RE.fullmatch(name) is not None
+    )

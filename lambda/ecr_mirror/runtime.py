@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
+from .aws import aws_error
 from .config import Settings
-from .errors import AwsError, ConfigError
-from .registry import ChainCredentials, DockerConfigCredentials, EcrCredentials, RegistryClient, StaticCredentials
+from .errors import ConfigError
+from .ecr import EcrCredentials
+from .registry import ChainCredentials, DockerConfigCredentials, RegistryClient, StaticCredentials
 from .registry.client import default_http_client
 from .registry.retry import RetryPolicy
 
@@ -21,6 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def boto3_client(service: str, region: str | None = None) -> Any:
+    """A boto3 client for ``service`` with botocore's standard retry mode (5 attempts, which
+    ecr-mirror does not repeat) and a pool for 32 concurrent calls; region from the environment
+    unless given."""
     import boto3
     from botocore.config import Config
 
@@ -29,18 +35,20 @@ def boto3_client(service: str, region: str | None = None) -> Any:
 
 
 def load_secret_credentials(secret_id: str, secrets_client: Any) -> StaticCredentials:
-    """Upstream credentials from a Secrets Manager secret: ``{"docker.io": {"username": …, "password": …}}``."""
+    """Upstream credentials from a Secrets Manager secret: ``{"docker.io": {"username": …, "password": …}}``.
+
+    Raises :class:`~ecr_mirror.errors.AwsError` when the secret cannot be read, :class:`ConfigError`
+    when it is not that shape.
+    """
     try:
         answer = secrets_client.get_secret_value(SecretId=secret_id)
-    except Exception as exc:
-        from .ecr import aws_error
-
-        raise aws_error(exc, f"secretsmanager:GetSecretValue {secret_id}") from None
+    except Exception as exc:  # botocore errors, malformed answers
+        raise aws_error(exc, f"secretsmanager:GetSecretValue {secret_id}") from exc
     text = answer.get("SecretString") or "{}"
     try:
         doc = json.loads(text)
-    except ValueError:
-        raise ConfigError(f"secret {secret_id} is not JSON (expected {{\"host\": {{\"username\": …, \"password\": …}}}})") from None
+    except ValueError as exc:  # the message says where it failed, never the secret's text
+        raise ConfigError(f"secret {secret_id} is not JSON (expected {{\"host\": {{\"username\": …, \"password\": …}}}})") from exc
     if not isinstance(doc, dict):
         raise ConfigError(f"secret {secret_id} must be a JSON object keyed by registry host")
     return StaticCredentials(doc, source=f"secret {secret_id}")
@@ -56,6 +64,13 @@ def build_registry_client(
     target_region: str | None = None,
     retry: RetryPolicy | None = None,
 ) -> RegistryClient:
+    """The registry client of the CLI and the worker, from ``settings``.
+
+    Credentials, first match wins: ``static`` (CLI flags, the Secrets Manager secret), the Docker
+    config file (``docker_config``), ECR tokens for ECR hosts and for ``settings.target_registry``
+    (``ecr``; a stand-in's region is ``target_region``, else boto3's, else ``us-east-1``). Plain
+    http for ``settings.insecure_registries`` and ``insecure``. Nothing is contacted here.
+    """
     providers: list[Any] = []
     if static is not None:
         providers.append(static)
@@ -77,7 +92,13 @@ def build_registry_client(
 
 
 class Redactor:
-    """Replaces known secret values in text (logs, errors, JSON) with ``<redacted>``."""
+    """Replaces known secret values in text (logs, errors, JSON) with ``<redacted>``.
+
+    The edge (CLI output, handler logs) passes text through one of these; errors inside the
+    package keep their causes (``raise ... from exc``) and are redacted here, on the way out.
+    Values shorter than 4 characters are not treated as secrets. ``Authorization: Basic|Bearer``
+    values are redacted whatever they are.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
@@ -85,6 +106,7 @@ class Redactor:
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
+        """Redact these values from now on."""
         self._secrets.update(s for s in secrets if s and len(s) >= 4)
 
     def watch(self, source: Any) -> None:
@@ -101,14 +123,27 @@ class Redactor:
 
 
 class RedactingFilter(logging.Filter):
+    """A logging filter (for handlers) that passes every record's message and traceback through a :class:`Redactor`."""
+
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops it."""
         record.msg = self.redactor(record.getMessage())
         record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # formatters use exc_text when set: a traceback (with its chained causes) redacted once, here
+            record.exc_text = self.redactor("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
         return True
+
+
+def redact_logs(redactor: Redactor, handlers: Iterable[logging.Handler] = ()) -> None:
+    """Put a :class:`RedactingFilter` on every handler of the root logger and on ``handlers`` (once each)."""
+    for handler in (*logging.getLogger().handlers, *handlers):
+        if not any(isinstance(f, RedactingFilter) and f.redactor is redactor for f in handler.filters):
+            handler.addFilter(RedactingFilter(redactor))
 
 
 #: loggers that print raw AWS request and response bodies at DEBUG (tokens, secret strings): never below INFO
@@ -116,13 +151,11 @@ CHATTY_AWS_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 
 
 def quiet_aws_loggers() -> None:
+    """Raise :data:`CHATTY_AWS_LOGGERS` to INFO if they would log below it."""
     for name in CHATTY_AWS_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:
             logger.setLevel(logging.INFO)
-
-
-__all__ = ["AwsError", "Redactor", "RedactingFilter", "boto3_client", "build_registry_client", "load_secret_credentials"]
 
 
 def ecr_target_for(settings: Settings, host: str) -> Any | None:
@@ -146,11 +179,15 @@ def ecr_target_for(settings: Settings, host: str) -> Any | None:
 def build_syncer(
     settings: Settings, table: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False
 ) -> Any:
-    """The worker's object graph: registry client (with upstream secret + ECR token), copier, ECR target, syncer."""
+    """The worker's object graph: registry client (with upstream secret + ECR token), copier, ECR target, syncer.
+
+    ``table`` is the status store (:class:`~ecr_mirror.store.MirrorTable`). Reads the Secrets Manager
+    secret when ``settings.credentials_secret`` names one (raises :class:`~ecr_mirror.errors.AwsError`
+    or :class:`ConfigError` if it cannot). Close ``syncer.copier`` and ``syncer.client.http`` when done.
+    """
     from .copy import Copier
     from .ecr import EcrTarget
     from .sync import Syncer
-    from .table import parse_row, select_tags
 
     static = None
     if settings.credentials_secret:
@@ -161,11 +198,17 @@ def build_syncer(
     )
     target = EcrTarget(ecr_client, registry_host=settings.target_registry, tag_mutability=settings.tag_mutability)
     copier = Copier(client, concurrency=settings.concurrency)
-    return Syncer(
-        table=table,
-        copier=copier,
-        target=target,
-        repository_prefix=settings.repository_prefix,
-        row_parser=parse_row,
-        tag_selector=select_tags,
-    )
+    return Syncer(table=table, copier=copier, target=target, repository_prefix=settings.repository_prefix)
+
+
+__all__ = [
+    "CHATTY_AWS_LOGGERS",
+    "Redactor",
+    "RedactingFilter",
+    "boto3_client",
+    "build_registry_client",
+    "build_syncer",
+    "load_secret_credentials",
+    "quiet_aws_loggers",
+    "redact_logs",
+]

@@ -3,12 +3,17 @@
 For each tag of a row:
 
 1. one HEAD upstream (the only upstream request for an unchanged tag) and one HEAD at the target;
-2. if the target holds what the service put there, a completeness check at the target only
-   (every child manifest and blob still there, else ``broken``);
+2. if the target holds what it should (:func:`drift.expected_target_digest`), or, for a
+   digest-identical copy, upstream's own digest, a completeness check at the target only (every
+   child manifest and blob still there, else ``broken``): those are the cases where no copy would
+   look at the target's children;
 3. :func:`drift.classify` gives the state; ``behind``/``missing``/``diverged``/``broken`` are copied
    (where tag mutability allows), the state before the copy written first so an interrupted sync
    still shows it;
 4. the final status is written (conditionally: never backwards when two workers race).
+
+The Syncer works against small protocols: a :class:`StatusStore` (``ecr_mirror.store.MirrorTable``),
+a :class:`Target` (``ecr_mirror.ecr.EcrTarget``) and a :class:`~ecr_mirror.copy.Copier`.
 """
 
 from __future__ import annotations
@@ -18,24 +23,81 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import drift
 from .copy import Copier, CopyReport
-from .errors import MirrorError, NotFoundError, RowError
+from .errors import Deadline, MirrorError, NotFoundError, RowError
 from .manifest import Manifest
 from .reference import Reference
-from .table import now_timestamp
+from .rows import Row, parse_row
+from .status import now_timestamp, status_entry
+from .tags import select_tags
 
 log = logging.getLogger(__name__)
 
+#: ``should_stop()``: true once there is too little time left to start more work
+StopFn = Callable[[], bool]
 
-class Deadline(MirrorError):
-    """The time left is too short to start more work; the row goes back to the queue."""
+
+def never_stop() -> bool:
+    """A ``should_stop`` that never asks to stop (the CLI, tests)."""
+    return False
+
+
+class StatusStore(Protocol):
+    """What a sync writes back: per-tag status entries (:mod:`ecr_mirror.status`) and row validity."""
+
+    def write_status(self, row_id: str, tag: str, entry: Mapping[str, Any]) -> bool:
+        """Record ``tag``'s status; False if dropped (an as-new record exists, or the row is gone)."""
+        ...
+
+    def prune_status(self, row_id: str, keep_tags: Iterable[str]) -> list[str]:
+        """Forget the status of tags not in ``keep_tags``; returns those removed."""
+        ...
+
+    def write_invalid(self, row_id: str, message: str) -> bool:
+        """Mark the row invalid with ``message``."""
+        ...
+
+    def clear_invalid(self, row_id: str) -> bool:
+        """Unmark a row that validates again."""
+        ...
+
+
+class Target(Protocol):
+    """Where mirrors are written: a registry host whose repositories can be created and inspected."""
+
+    @property
+    def host(self) -> str:
+        """The registry host (``host[:port]``)."""
+        ...
+
+    def ensure_repository(self, name: str) -> str:
+        """Create repository ``name`` if missing; returns its tag mutability."""
+        ...
+
+    def is_immutable(self, name: str) -> bool:
+        """Whether repository ``name`` refuses to overwrite tags."""
+        ...
+
+    def forget(self, name: str) -> None:
+        """Forget what :meth:`ensure_repository` remembered about ``name`` (deleted since)."""
+        ...
 
 
 @dataclass
 class TagResult:
+    """The outcome for one tag of one row.
+
+    ``state``: the state now (:data:`drift.STATES`); ``state_before``: what detection found before
+    any copy. Digests: ``upstream_digest`` what upstream points at (for an assemble row, a hash of
+    its sources' digests), ``expected_digest`` what the target should hold (``None``: only a copy
+    could tell), ``target_digest`` what it holds. Counts as in :class:`~ecr_mirror.copy.CopyReport`;
+    ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
+    identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
+    """
+
     row_id: str
     tag: str
     state: str
@@ -53,12 +115,22 @@ class TagResult:
     fingerprint: str = ""
 
     @property
+    def drift_state(self) -> str:
+        """The drift this tag showed in this sync (``state_before`` if it was drift, else ``state``)."""
+        return self.state_before if drift.is_drift(self.state_before) else self.state
+
+    @property
     def drifted(self) -> bool:
-        return drift.is_drift(self.state_before) or drift.is_drift(self.state)
+        """Whether the tag was found drifted (``diverged``/``broken``), before or after the copy."""
+        return drift.is_drift(self.drift_state)
 
 
 @dataclass
 class RowResult:
+    """The outcome for one row: ``invalid`` (why it does not validate) or ``skipped`` (``"disabled"``),
+    else a :class:`TagResult` per tag; ``error`` for a failure of the whole row (tag list, repository);
+    ``ratelimit_remaining``: upstream pulls left as its registry last said (``None`` if it did not)."""
+
     row_id: str
     invalid: str | None = None
     skipped: str | None = None
@@ -68,22 +140,26 @@ class RowResult:
 
     @property
     def ok(self) -> bool:
+        """Whether the row validated and no tag failed."""
         return self.invalid is None and self.error is None and all(t.state != drift.FAILED for t in self.tags)
 
 
 class Syncer:
-    """Brings rows of the mirror table in step with upstream. Build once per process; reuse."""
+    """Brings rows of the mirror table in step with upstream. Build once per process; reuse.
+
+    ``table``: the :class:`StatusStore`; ``copier``: the copy engine (its client is used for HEADs);
+    ``target``: the :class:`Target`; ``repository_prefix``: for default target repositories;
+    ``tag_concurrency``: tags of one row synced at once; ``verify_blobs``: the completeness check
+    HEADs every blob too (not just the child manifests).
+    """
 
     def __init__(
         self,
         *,
-        table: Any,
+        table: StatusStore,
         copier: Copier,
-        target: Any,
+        target: Target,
         repository_prefix: str,
-        row_parser: Callable[..., Any],
-        tag_selector: Callable[[Any, list[str]], list[str]],
-        should_stop: Callable[[], bool] = lambda: False,
         tag_concurrency: int = 4,
         verify_blobs: bool = True,
     ) -> None:
@@ -92,20 +168,23 @@ class Syncer:
         self.client = copier.client
         self.target = target
         self.prefix = repository_prefix
-        self.parse_row = row_parser
-        self.select_tags = tag_selector
-        self.should_stop = should_stop
         self.tag_concurrency = max(1, tag_concurrency)
         self.verify_blobs = verify_blobs
 
     # ------------------------------------------------------------ rows
 
-    def sync_item(self, item: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False) -> RowResult:
-        """Sync one raw table item. Never raises for a bad row or a failed tag: it is in the result."""
+    def sync_item(
+        self, item: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False, should_stop: StopFn = never_stop,
+    ) -> RowResult:
+        """Sync one raw table item. Never raises for a bad row or a failed tag: it is in the result.
+
+        ``dry_run``: detect only, write nothing; ``check_only``: detect and record, copy nothing.
+        Raises :class:`~ecr_mirror.errors.Deadline` when ``should_stop()`` says so before the row or a tag starts.
+        """
         row_id = str(item.get("id", "?"))
         result = RowResult(row_id)
         try:
-            row = self.parse_row(dict(item), prefix=self.prefix)
+            row = parse_row(dict(item), prefix=self.prefix)
         except RowError as exc:
             result.invalid = str(exc)
             if not dry_run and isinstance(item.get("id"), str) and item.get("id"):
@@ -116,17 +195,17 @@ class Syncer:
         if not row.enabled:
             result.skipped = "disabled"
             return result
-        if self.should_stop():
+        if should_stop():
             raise Deadline(f"row {row_id}: not started, too little time left")
         statuses: Mapping[str, Any] = item.get("status") or {}
         try:
             if not dry_run and not check_only:
                 self.target.ensure_repository(row.target_repository)
-            if row.assemble:
+            if row.is_assemble:
                 tags = [row.tags[0]]
             else:
-                available = self.client.tags_list(row.source) if row.tag_pattern else []
-                tags = self.select_tags(row, available)
+                available = self.client.tags_list(row.source) if row.needs_tag_list else []
+                tags = select_tags(row, available)
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
             # every tag the row names or was last seen with gets the failure, so `status` shows it
@@ -141,7 +220,7 @@ class Syncer:
         verified: set[str] = set()  # blobs seen present at the target during this row's sync
 
         def one(tag: str) -> TagResult:
-            if self.should_stop():
+            if should_stop():
                 raise Deadline(f"row {row_id}: stopped before tag {tag}, too little time left")
             return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only, verified=verified)
 
@@ -163,19 +242,22 @@ class Syncer:
             # tags no longer selected (keep_latest moved on, a tag removed from the row): forget them
             self.table.prune_status(row_id, tags)
         if row.source is not None:
-            result.ratelimit_remaining = self.client.ratelimit_remaining.get(row.source.api_host)
+            seen = self.client.ratelimit(row.source.api_host)
+            result.ratelimit_remaining = seen.remaining if seen else None
         return result
 
     # ------------------------------------------------------------ tags
 
-    def _dest(self, row: Any, tag: str) -> Reference:
+    def _dest(self, row: Row, tag: str) -> Reference:
         return Reference(self.target.host, row.target_repository, tag)
 
     def sync_tag(
-        self, row: Any, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False,
+        self, row: Row, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False,
         verified: set[str] | None = None,
     ) -> TagResult:
-        res = TagResult(row.id, tag, drift.FAILED, fingerprint=getattr(row, "fingerprint", ""))
+        """Detect, copy if needed, and record one tag of a parsed row; ``previous``: its last status entry.
+        Failures end up in the result (``failed``); only :class:`~ecr_mirror.errors.Deadline` is raised."""
+        res = TagResult(row.id, tag, drift.FAILED, fingerprint=row.fingerprint)
         if previous and previous.get("fingerprint") and previous.get("fingerprint") != res.fingerprint:
             # the row changed (other platforms, another source): what was recorded no longer applies
             previous = {k: v for k, v in previous.items() if k in ("last_success",)}
@@ -197,15 +279,8 @@ class Syncer:
             self._write(row.id, tag, res, previous)
         return res
 
-    def _detect_and_copy(
-        self, row: Any, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool,
-        verified: set[str],
-    ) -> None:
-        dest = self._dest(row, tag)
-        recorded_expected = previous.get("expected_digest") or None
-        # the upstream digest that recorded_expected was copied from (written on success only)
-        recorded_upstream = previous.get("synced_upstream_digest") or None
-        identical = row.platforms is None and not row.assemble
+    def _upstream_digest(self, row: Row, tag: str) -> tuple[str, str | None]:
+        """``(upstream digest, source digest for the copier)``: one HEAD per source."""
         if row.assemble:
             heads = []
             for ref in row.assemble:
@@ -213,30 +288,39 @@ class Syncer:
                 if head is None:
                     raise NotFoundError(f"assemble source {ref} not found upstream")
                 heads.append(head.digest)
-            upstream = "sha256:" + hashlib.sha256("\n".join(heads).encode()).hexdigest()
-            source_digest = None
-        else:
-            head = self.client.manifest_head(row.source.with_tag(tag))
-            if head is None:
-                raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
-            upstream = source_digest = head.digest
+            return "sha256:" + hashlib.sha256("\n".join(heads).encode()).hexdigest(), None
+        assert row.source is not None
+        head = self.client.manifest_head(row.source.with_tag(tag))
+        if head is None:
+            raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
+        return head.digest, head.digest
+
+    def _detect_and_copy(
+        self, row: Row, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool,
+        verified: set[str],
+    ) -> None:
+        dest = self._dest(row, tag)
+        recorded_expected = previous.get("expected_digest") or None
+        # the upstream digest that recorded_expected was copied from (written on success only)
+        recorded_upstream = previous.get("synced_upstream_digest") or None
+        upstream, source_digest = self._upstream_digest(row, tag)
         res.upstream_digest = upstream
+        res.expected_digest = drift.expected_target_digest(
+            upstream, recorded_expected, recorded_upstream=recorded_upstream, identical=row.identical
+        )
         target_head = self.client.manifest_head(dest)
         res.target_digest = target_head.digest if target_head else None
         complete: bool | None = None
-        if target_head is not None:
-            expected_now = recorded_expected if (recorded_upstream == upstream or not recorded_upstream) else None
-            if identical and not recorded_upstream:
-                expected_now = upstream
-            if target_head.digest in (expected_now, upstream if identical else None):
-                complete = self._complete(dest.with_digest(target_head.digest), verified)
+        if target_head is not None and (
+            target_head.digest == res.expected_digest or (row.identical and target_head.digest == upstream)
+        ):
+            complete = self._complete(dest.with_digest(target_head.digest), verified)
         state = drift.classify(
             upstream, recorded_expected, res.target_digest, complete,
-            recorded_upstream=recorded_upstream, identical=identical,
+            recorded_upstream=recorded_upstream, identical=row.identical,
         )
         res.state_before = state
-        res.expected_digest = upstream if identical else (recorded_expected if recorded_upstream == upstream else None)
-        if state == drift.IN_SYNC:
+        if not drift.needs_copy(state):
             res.state = drift.IN_SYNC
             res.expected_digest = res.target_digest
             res.reason = "target holds the upstream image"
@@ -259,11 +343,12 @@ class Syncer:
             return
         # show the detected state while copying (an interrupted sync keeps it)
         self._write(row.id, tag, res, previous, interim=True)
-        force = state in (drift.BROKEN,)
+        force = state == drift.BROKEN
 
         def copy() -> CopyReport:
             if row.assemble:
                 return self.copier.assemble(dest, list(row.assemble))
+            assert row.source is not None
             return self.copier.copy(
                 row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
@@ -272,7 +357,7 @@ class Syncer:
         try:
             report = copy()
         except NotFoundError as exc:
-            # the repository was deleted since this process checked it: ECR does not create on push (NAME_UNKNOWN)
+            # the repository was deleted since this process checked it; ECR does not create on push (NAME_UNKNOWN)
             if "NAME_UNKNOWN" not in exc.codes or f"://{dest.api_host}/v2/{dest.repository}/" not in exc.url:
                 raise
             self.target.forget(row.target_repository)
@@ -319,24 +404,22 @@ class Syncer:
         now = now_timestamp()
         previous = previous or {}
         success = res.state == drift.IN_SYNC and not interim
-        entry: dict[str, Any] = {
-            "state": res.state_before if interim else res.state,
-            "upstream_digest": res.upstream_digest,
+        entry = status_entry(
+            res.state_before if interim else res.state,
+            upstream_digest=res.upstream_digest,
             # what the service put at the target, and from which upstream digest: changed on success only
-            "expected_digest": res.expected_digest if success else previous.get("expected_digest"),
-            "synced_upstream_digest": res.upstream_digest if success else previous.get("synced_upstream_digest"),
-            "target_digest": res.target_digest,
-            "last_attempt": now,
-            "bytes_copied": res.bytes_copied,
-            "error": res.error if not interim else None,
-        }
-        if success:
-            entry["last_success"] = now
+            expected_digest=res.expected_digest if success else previous.get("expected_digest"),
+            synced_upstream_digest=res.upstream_digest if success else previous.get("synced_upstream_digest"),
+            target_digest=res.target_digest,
+            last_attempt=now,
+            last_success=now if success else None,
+            bytes_copied=res.bytes_copied,
+            error=res.error if not interim else None,
+            fingerprint=res.fingerprint or None,
+        )
         if res.drifted:
-            entry["last_drift_state"] = res.state_before if drift.is_drift(res.state_before) else res.state
+            entry["last_drift_state"] = res.drift_state
             entry["last_drift_at"] = now
-        if res.fingerprint:
-            entry["fingerprint"] = res.fingerprint
         try:
             self.table.write_status(row_id, tag, entry)
         except MirrorError as exc:  # a status write that fails must not hide the copy's outcome
@@ -347,21 +430,27 @@ class Syncer:
     # ------------------------------------------------------------ all rows
 
     def sync_items(
-        self, items: Iterable[Mapping[str, Any]], *, dry_run: bool = False, check_only: bool = False, row_concurrency: int = 4
+        self, items: Iterable[Mapping[str, Any]], *, dry_run: bool = False, check_only: bool = False, row_concurrency: int = 4,
+        should_stop: StopFn = never_stop,
     ) -> list[RowResult]:
-        """Sync many rows, a few at a time (results in input order)."""
+        """Sync many rows, ``row_concurrency`` at a time (results in input order); see :meth:`sync_item`."""
         items = list(items)
+
+        def one(item: Mapping[str, Any]) -> RowResult:
+            return self.sync_item(item, dry_run=dry_run, check_only=check_only, should_stop=should_stop)
+
         if row_concurrency <= 1 or len(items) <= 1:
-            return [self.sync_item(item, dry_run=dry_run, check_only=check_only) for item in items]
+            return [one(item) for item in items]
         with ThreadPoolExecutor(min(row_concurrency, len(items)), thread_name_prefix="row") as pool:
-            return list(pool.map(lambda item: self.sync_item(item, dry_run=dry_run, check_only=check_only), items))
+            return list(pool.map(one, items))
 
 
-def remaining_time_guard(context: Any, reserve_seconds: float) -> Callable[[], bool]:
-    """``should_stop`` for a Lambda context: true once less than ``reserve_seconds`` remain."""
+def remaining_time_guard(context: Any, reserve_seconds: float) -> StopFn:
+    """``should_stop`` for a Lambda context: true once less than ``reserve_seconds`` remain
+    (``context.get_remaining_time_in_millis()``); never true without a context."""
     if context is None or not hasattr(context, "get_remaining_time_in_millis"):
-        return lambda: False
+        return never_stop
     return lambda: context.get_remaining_time_in_millis() < reserve_seconds * 1000
 
 
-__all__ = ["Deadline", "RowResult", "Syncer", "TagResult", "remaining_time_guard"]
+__all__ = ["RowResult", "StatusStore", "Syncer", "TagResult", "Target", "never_stop", "remaining_time_guard"]

@@ -1,4 +1,4 @@
-"""The copy engine against real docker-registry processes (issue 2)."""
+"""The copy engine against real docker-registry processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile or broken upstreams (issue 7): each gets a clear error for that image, nothing is written.
+"""Hostile or broken upstreams: each gets a clear error for that image, nothing is written.
 
 The upstream here is a purpose-built HTTP server (stdlib ``http.server`` on a free loopback port)
 that serves exactly the bytes and headers a test gives it, lies included. The destination is a

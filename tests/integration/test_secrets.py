@@ -1,4 +1,4 @@
-"""Secrets never leak (issue 7): a run that used known fake secrets, every output scanned for them.
+"""Secrets never leak: a run that used known fake secrets, every output scanned for them.
 
 The secrets:
 
@@ -29,7 +29,7 @@ import boto3
 import pytest
 
 from ecr_mirror.runtime import boto3_client
-from ecr_mirror.table import MirrorTable
+from ecr_mirror.store import MirrorTable
 from tests.support import images as im
 
 ECR_MIRROR = str(Path(sys.executable).with_name("ecr-mirror"))

@@ -1,4 +1,4 @@
-"""The mirror service end to end (issue 3): rows -> schedule handler -> SQS -> worker handler -> ECR + status.
+"""The mirror service end to end: rows -> schedule handler -> SQS -> worker handler -> ECR + status.
 
 AWS APIs are moto (server mode), except ECR: the ECR stand-in (tests/support/ecr) serves both ECR's API
 (boto3 ``ecr`` via ``AWS_ENDPOINT_URL_ECR``) and its registry face, with ECR's rules, over one store.
@@ -16,7 +16,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from ecr_mirror import metrics
+from ecr_mirror import drift, metrics
 from ecr_mirror.cli import main as cli
 from ecr_mirror.handlers import _common, schedule, stream, worker
 from tests.support import images as im
@@ -303,6 +303,61 @@ def test_worker_hands_back_rows_when_time_runs_low(service):
     # handed back at once (visibility 0), not after the visibility timeout: nothing is lost
     again = service.sqs.receive_message(QueueUrl=service.queue_url, MaxNumberOfMessages=10)["Messages"]
     assert sorted(json.loads(m["Body"])["id"] for m in again) == ["a", "b"]
+
+
+def test_time_guard_belongs_to_one_invocation(service):
+    """A worker invocation short of time hands its rows back; the next one, with time, syncs them:
+    the guard of one invocation never sticks to the syncer the container keeps."""
+    index = golang_index()
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("a", "--source", service.source("app"), "--tag", "v1")
+    service.run_schedule()
+    assert len(service.drain(Ctx(remaining_ms=5_000))["batchItemFailures"]) == 1
+    assert service.drain(Ctx(remaining_ms=600_000)) == {"batchItemFailures": []}
+    assert service.state("a", "v1")["state"] == "in_sync"
+    repo = f"mirror/{service.proxy.host.replace(':', '-')}/app"
+    assert im.head_manifest(service.ecr, repo, "v1", auth=service.ecr.auth) == index.digest
+
+
+def test_subset_row_with_a_record_lacking_its_upstream_digest(service, monkeypatch, proxy_factory):
+    """A platform-subset row whose status records what it wrote (``expected_digest``) but not from which
+    upstream digest (a record from before ``synced_upstream_digest`` existed) cannot vouch for the target:
+    the target is not taken as in sync nor checked for completeness on that record's word
+    (:func:`drift.expected_target_digest` says unknown). The copy then recognises its own index by the
+    source digest recorded in it: no upstream GET, one manifest GET at ECR and no blob HEAD, and the
+    record gets its upstream digest back, so the next sync trusts it again."""
+    index = golang_index()
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("sub", "--source", service.source("app"), "--tag", "v1", "--platform", "linux/arm64")
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    first = service.state("sub", "v1")
+    written = first["target_digest"]
+    assert first["state"] == "in_sync" and written != index.digest  # a rewritten index of one platform
+    boto3.client("dynamodb").update_item(
+        TableName=service.table_name, Key={"id": {"S": "sub"}},
+        UpdateExpression="REMOVE #s.#t.synced_upstream_digest", ExpressionAttributeNames={"#s": "status", "#t": "v1"},
+    )
+    stored = boto3.resource("dynamodb").Table(service.table_name).get_item(Key={"id": "sub"})["Item"]["status"]["v1"]
+    assert stored["expected_digest"] == written and "synced_upstream_digest" not in stored
+    assert drift.expected_target_digest(index.digest, written, recorded_upstream=None, identical=False) is None
+    ecr = proxy_factory(service.ecr)
+    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
+    service.proxy.reset()
+
+    result = json.loads(service.cli("sync", "--json").output)
+    assert [(r["tag"], r["before"], r["state"], r["action"]) for r in result] == [("v1", "behind", "in_sync", "")]
+    assert service.proxy.requests == [("HEAD", "/v2/app/manifests/v1")]
+    assert ecr.count("GET", "/manifests/") == 1 and ecr.count("HEAD", "/blobs/") == 0
+    assert ecr.count("PUT") == 0 and ecr.count("POST") == 0
+    stored = boto3.resource("dynamodb").Table(service.table_name).get_item(Key={"id": "sub"})["Item"]["status"]["v1"]
+    assert stored["synced_upstream_digest"] == index.digest and stored["expected_digest"] == written
+
+    # with the pair recorded again, the target is what it should be: in sync, its completeness checked
+    ecr.reset()
+    result = json.loads(service.cli("sync", "--json").output)
+    assert [(r["before"], r["state"]) for r in result] == [("in_sync", "in_sync")]
+    assert ecr.count("HEAD", "/blobs/") > 0
 
 
 def test_immutable_repository_holding_other_digest_is_diverged(service):

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from ecr_mirror.errors import AwsError, ConfigError, MirrorError, RowError
-from ecr_mirror.table import STATUS_RECORD_FIELDS, MirrorTable, format_timestamp, status_entry
+from ecr_mirror.status import STATUS_RECORD_FIELDS, format_timestamp, status_entry
+from ecr_mirror.store import MirrorTable
 
 REGION = "us-east-1"
 TABLE = "ecr-mirror-test"

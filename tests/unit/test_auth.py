@@ -11,19 +11,19 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from ecr_mirror.ecr import EcrCredentials
 from ecr_mirror.errors import AuthError, ConfigError
 from ecr_mirror.reference import parse_reference
 from ecr_mirror.registry import (
     FAST,
     ChainCredentials,
     DockerConfigCredentials,
-    EcrCredentials,
     RegistryClient,
     StaticCredentials,
     parse_challenge,
 )
 from ecr_mirror.registry.auth import TokenCache, token_from_response
-from ecr_mirror.registry.client import _realm_may_get_credentials
+from ecr_mirror.registry.safety import realm_may_get_credentials
 from ecr_mirror.registry.retry import RetryPolicy, parse_retry_after
 
 
@@ -147,7 +147,7 @@ def test_token_response_defaults_and_errors():
     ],
 )
 def test_credentials_go_only_to_the_registrys_own_realm(registry, realm, allowed):
-    assert _realm_may_get_credentials(registry, httpx.URL(realm)) is allowed
+    assert realm_may_get_credentials(registry, httpx.URL(realm)) is allowed
 
 
 def test_retry_after_and_backoff():
@@ -181,7 +181,7 @@ def test_ratelimit_remaining_is_read():
 
     client = RegistryClient(httpx.Client(transport=httpx.MockTransport(handle)), retry=FAST)
     client.manifest_head(parse_reference("golang:1.22"))
-    assert client.ratelimit_remaining == {"registry-1.docker.io": 76}
+    assert {host: seen.remaining for host, seen in client.ratelimits.snapshot().items()} == {"registry-1.docker.io": 76}
 
 
 def test_every_manifest_request_sends_the_full_accept_list():

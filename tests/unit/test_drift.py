@@ -22,6 +22,7 @@ from ecr_mirror.drift import (
     classify,
     count_drift,
     count_states,
+    expected_target_digest,
     is_drift,
     needs_copy,
 )
@@ -102,6 +103,37 @@ def test_rewritten_copy_without_a_record_is_behind_until_copied():
     # a legacy record without its upstream digest cannot vouch for the target
     assert classify(U1, E1, E1, True, identical=False) == BEHIND
     assert classify(U1, E1, X, True, identical=False) == DIVERGED
+
+
+@pytest.mark.parametrize(
+    ("case", "upstream", "recorded", "recorded_upstream", "identical", "expected"),
+    [
+        ("identical, never synced", U1, None, None, True, U1),
+        ("identical, upstream unknown", None, U1, None, True, U1),
+        ("identical, pair recorded, not moved", U1, U1, U1, True, U1),
+        ("identical, pair recorded, moved", U2, U1, U1, True, None),
+        ("subset, pair recorded, not moved", U1, E1, U1, False, E1),
+        ("subset, pair recorded, upstream unknown", None, E1, U1, False, E1),
+        ("subset, pair recorded, moved", U2, E1, U1, False, None),
+        ("subset, record without its upstream digest", U1, E1, None, False, None),
+        ("subset, never synced", U1, None, None, False, None),
+    ],
+    ids=lambda v: v if isinstance(v, str) and not v.startswith("sha256") else None,
+)
+def test_the_digest_the_target_should_hold(case, upstream, recorded, recorded_upstream, identical, expected):
+    assert expected_target_digest(upstream, recorded, recorded_upstream=recorded_upstream, identical=identical) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.sampled_from(["sha256:" + c * 64 for c in "12ef"])),
+       st.one_of(st.none(), st.sampled_from(["sha256:" + c * 64 for c in "12ef"])),
+       st.one_of(st.none(), st.sampled_from(["sha256:" + c * 64 for c in "12ef"])),
+       st.one_of(st.none(), st.sampled_from(["sha256:" + c * 64 for c in "12ef"])), st.booleans())
+def test_classify_is_in_sync_exactly_when_the_target_holds_the_expected_digest(upstream, recorded, target, recorded_upstream, identical):
+    """classify and the sync share one answer to "what should the target hold"."""
+    expected = expected_target_digest(upstream, recorded, recorded_upstream=recorded_upstream, identical=identical)
+    state = classify(upstream, recorded, target, None, recorded_upstream=recorded_upstream, identical=identical)
+    assert (state == IN_SYNC) == (target is not None and target == expected)
 
 
 def test_identical_record_with_upstream_pair():

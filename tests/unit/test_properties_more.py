@@ -1,4 +1,4 @@
-"""Property-based tests for the parsers that read what an upstream sends in headers (issue 7).
+"""Property-based tests for the parsers that read what an upstream sends in headers.
 
 ``tests/unit/test_properties.py`` covers references, platforms, manifests and index rewriting;
 this adds the header and token parsers a hostile registry feeds: ``WWW-Authenticate`` challenges,

@@ -1,4 +1,4 @@
-"""Redirects, upload locations, pagination links and token realms that must be refused (issue 7).
+"""Redirects, upload locations, pagination links and token realms that must be refused.
 
 Everything here runs over an in-process ``httpx.MockTransport``: the client under test is real,
 the network is not, so no packet is ever sent to a metadata or link-local address even if a
@@ -142,7 +142,7 @@ def test_upload_location_refused_before_any_connection(location):
     net.routes[REGISTRY] = lambda request: httpx.Response(202, headers={"Location": location})
     client = make_client(net)
     with pytest.raises(RegistryError, match="upload Location"):  # UnsafeRedirectError, or unparseable
-        client.blob_put(parse_reference(f"{REGISTRY}/team/app:v1"), DIGEST, b"x")
+        client.blob_upload_start(parse_reference(f"{REGISTRY}/team/app:v1"))
     assert [r.method for r in net.sent] == ["POST"]
     _assert_only_registry_contacted(net)
 
@@ -180,8 +180,8 @@ def test_ordinary_redirects_are_followed_without_credentials(location):
     if target != REGISTRY:
         net.routes[target] = lambda request: httpx.Response(200, content=body)
     client = make_client(net, {REGISTRY: {"username": USER, "password": PASSWORD}})
-    with client.blob_open(parse_reference(f"{REGISTRY}/team/app:v1"), DIGEST) as resp:
-        assert resp.read() == body
+    with client.blob_open(parse_reference(f"{REGISTRY}/team/app:v1"), DIGEST) as chunks:
+        assert b"".join(chunks) == body
     assert net.hosts()[-1] == target
     for request in net.sent:
         if request.url.host != REGISTRY:

@@ -10,7 +10,6 @@ from ecr_mirror.reference import (
     DOCKER_HUB_API,
     Reference,
     ecr_host_region,
-    ecr_registry_host,
     host_without_port,
     is_loopback_host,
     parse_reference,
@@ -262,11 +261,9 @@ def test_not_ecr_hosts(host):
     assert ecr_host_region(host) is None
 
 
-def test_ecr_registry_host():
-    assert ecr_registry_host("123456789012", "us-east-1") == "123456789012.dkr.ecr.us-east-1.amazonaws.com"
-    assert ecr_registry_host("123456789012", "cn-north-1") == "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
-    for region in ("us-east-1", "cn-north-1"):
-        assert ecr_host_region(ecr_registry_host("123456789012", region)) == ("123456789012", region)
+def test_standard_ecr_hosts_in_each_partition():
+    assert ecr_host_region("123456789012.dkr.ecr.us-east-1.amazonaws.com") == ("123456789012", "us-east-1")
+    assert ecr_host_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn") == ("123456789012", "cn-north-1")
 
 
 def test_ecr_reference_parses():

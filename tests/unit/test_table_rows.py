@@ -1,4 +1,4 @@
-"""Mirror-table rows: schema, validation, defaults, and the malformed-row corpus of issue 7.
+"""Mirror-table rows: schema, validation, defaults, and a corpus of malformed rows.
 
 Every malformed row must raise :class:`RowError` naming the row and the attribute at fault,
 and nothing else: ``parse_row`` is fed whatever a user (or any DynamoDB client) wrote.
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from ecr_mirror.config import DEFAULT_REPOSITORY_PREFIX
 from ecr_mirror.errors import ConfigError, MirrorError, RowError
 from ecr_mirror.manifest import Platform
-from ecr_mirror.reference import Reference
-from ecr_mirror.table import (
+from ecr_mirror.reference import Reference, is_valid_ecr_repository
+from ecr_mirror.rows import (
     MAX_ASSEMBLE,
     MAX_PLATFORMS,
     MAX_SELECTED_TAGS,
@@ -25,7 +25,7 @@ from ecr_mirror.table import (
     USER_ATTRIBUTES,
     Row,
     default_target_repository,
-    is_valid_ecr_repository,
+    is_enabled,
     parse_row,
     row_to_item,
     user_attributes,
@@ -192,7 +192,7 @@ def test_platform_variants_normalise():
     assert [str(p) for p in row.platforms] == ["linux/arm/v6", "linux/arm", "linux/arm64"]
 
 
-# ---------------------------------------------------------------- the malformed-row corpus (issue 7)
+# ---------------------------------------------------------------- the malformed-row corpus
 
 HUGE_TAGS = [f"t{i}" for i in range(MAX_TAGS + 1)]
 HUGE_PLATFORMS = [f"linux/arch{i}" for i in range(MAX_PLATFORMS + 1)]
@@ -517,3 +517,29 @@ def test_ecr_repository_check_agrees_with_aws_pattern(name):
 
     aws = re.fullmatch(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*", name)
     assert is_valid_ecr_repository(name) == (aws is not None and 2 <= len(name) <= 256)
+
+
+# ---------------------------------------------------------------- rules on raw items (schedule, stream, CLI)
+
+
+@pytest.mark.parametrize(("item", "enabled"), [
+    ({"id": "a"}, True),
+    ({"id": "a", "enabled": True}, True),
+    ({"id": "a", "enabled": False}, False),
+    ({"id": "a", "enabled": "false"}, True),  # malformed: synced, to be marked invalid
+    ({"id": "a", "enabled": None}, True),
+    ({"id": {"S": "a"}, "enabled": {"BOOL": False}}, False),  # a stream image (DynamoDB JSON)
+    ({"id": {"S": "a"}, "enabled": {"BOOL": True}}, True),
+    ({"id": {"S": "a"}, "enabled": {"NULL": True}}, True),
+    ({"id": {"S": "a"}, "enabled": {"S": "false"}}, True),
+])
+def test_a_row_is_enabled_unless_enabled_is_exactly_false(item, enabled):
+    assert is_enabled(item) is enabled
+
+
+def test_user_attributes_of_plain_items_and_stream_images():
+    plain = {"id": "a", "source": "golang", "status": {"1": {"state": "in_sync"}}, "row_error": "x", "row_error_at": "t"}
+    typed = {"id": {"S": "a"}, "source": {"S": "golang"}, "status": {"M": {}}, "row_error": {"S": "x"}}
+    assert user_attributes(plain) == {"id": "a", "source": "golang"}
+    assert user_attributes(typed) == {"id": {"S": "a"}, "source": {"S": "golang"}}
+    assert user_attributes(None) == {}

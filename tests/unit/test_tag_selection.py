@@ -12,14 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecr_mirror.errors import RowError
-from ecr_mirror.table import (
-    MAX_SELECTED_TAGS,
-    compile_tag_pattern,
-    is_valid_tag,
-    parse_row,
-    select_tags,
-    version_key,
-)
+from ecr_mirror.reference import is_valid_tag
+from ecr_mirror.rows import MAX_SELECTED_TAGS, parse_row
+from ecr_mirror.tagpattern import compile_tag_pattern
+from ecr_mirror.tags import select_tags, version_key
 
 
 def row(tags=(), pattern=None, keep=None):

@@ -1,4 +1,9 @@
-"""What the three handlers share: settings, Powertools logger/metrics, lazily built clients."""
+"""What the three handlers share: settings, Powertools logger and metrics, clients built once per container.
+
+Clients are built lazily, on first use, and cached for the container's life (Lambda reuses it
+across invocations); nothing here holds per-invocation state. Every log line leaves through a
+:class:`~ecr_mirror.runtime.Redactor` that knows the registry client's secrets.
+"""
 
 from __future__ import annotations
 
@@ -9,50 +14,54 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-from ..config import ENV_METRICS_NAMESPACE, DEFAULT_METRICS_NAMESPACE, Settings
+from ..config import DEFAULT_LOG_LEVEL, DEFAULT_METRICS_NAMESPACE, ENV_LOG_LEVEL, ENV_METRICS_NAMESPACE, ENV_QUEUE_URL, Settings
+from ..errors import AwsError
 from ..metrics import SERVICE
+from ..runtime import Redactor, boto3_client, build_syncer, quiet_aws_loggers, redact_logs
+from ..store import MirrorTable
+from ..sync import Syncer
 
-logger = Logger(service=SERVICE, level=os.environ.get("ECR_MIRROR_LOG_LEVEL", "INFO"))
-
-
-def _quiet() -> None:
-    from ..runtime import quiet_aws_loggers
-
-    quiet_aws_loggers()  # botocore at DEBUG prints ECR tokens and secret strings
-
-
-_quiet()
+# read before Settings: a logger must exist even when the rest of the configuration is bad
+logger = Logger(service=SERVICE, level=os.environ.get(ENV_LOG_LEVEL) or DEFAULT_LOG_LEVEL)
 metrics = Metrics(namespace=os.environ.get(ENV_METRICS_NAMESPACE) or DEFAULT_METRICS_NAMESPACE, service=SERVICE)
+redactor = Redactor()
+quiet_aws_loggers()  # botocore at DEBUG prints ECR tokens and secret strings
+redact_logs(redactor, [logger.registered_handler])
 
 
 @cache
 def settings() -> Settings:
+    """The ``ECR_MIRROR_*`` settings (raises :class:`~ecr_mirror.errors.ConfigError`)."""
     return Settings.from_env()
 
 
 @cache
 def sqs() -> Any:
-    from ..runtime import boto3_client
-
+    """The SQS client."""
     return boto3_client("sqs")
 
 
 @cache
-def table() -> Any:
-    from ..runtime import boto3_client
-    from ..table import MirrorTable
+def table() -> MirrorTable:
+    """The mirror table."""
+    return MirrorTable(boto3_client("dynamodb"), settings().table)
 
-    s = settings()
-    return MirrorTable(boto3_client("dynamodb"), s.table)
+
+@cache
+def syncer() -> Syncer:
+    """The worker's syncer (registry client, copier, ECR target); its secrets are redacted from logs."""
+    built = build_syncer(settings(), table())
+    redactor.watch(built.client.secrets)
+    redact_logs(redactor, [logger.registered_handler])  # and root handlers added since import
+    return built
 
 
 def enqueue(row_ids: list[str]) -> int:
-    """One SQS message per row id, sent in batches of 10. Returns how many were sent."""
-    from ..errors import AwsError
-
+    """One SQS message ``{"id": <row id>}`` per row id, sent in batches of 10 (SendMessageBatch's limit),
+    each failed entry sent once more. Returns how many were sent; raises :class:`AwsError`."""
     queue_url = settings().queue_url
     if not queue_url:
-        raise AwsError("ECR_MIRROR_QUEUE_URL is not set")
+        raise AwsError(f"{ENV_QUEUE_URL} is not set")
     sent = 0
     for i in range(0, len(row_ids), 10):
         batch = row_ids[i : i + 10]
@@ -70,8 +79,5 @@ def enqueue(row_ids: list[str]) -> int:
 
 def reset() -> None:
     """Forget the cached settings and clients (tests; a Lambda container never needs this)."""
-    for fn in (settings, sqs, table):
+    for fn in (settings, sqs, table, syncer):
         fn.cache_clear()
-    from . import worker
-
-    worker.syncer_factory.cache_clear()

@@ -1,17 +1,25 @@
-"""OCI distribution client: auth, retries, safe redirects, manifests and blobs over httpx."""
+"""OCI distribution client over httpx: the only part of ecr-mirror that speaks HTTP.
+
+- :mod:`.client`: :class:`RegistryClient`, the endpoints (manifests, tags, blobs);
+- :mod:`.auth`: credential providers, challenges, bearer tokens (:class:`~.auth.Authenticator`);
+- :mod:`.retry`: :class:`RetryPolicy` and the one :func:`~.retry.retry` helper;
+- :mod:`.safety`: redirect, address and scheme checks (SSRF guards);
+- :mod:`.transport`: httpx calls, httpx errors translated, per-host rate limits.
+"""
 
 from .auth import (
     ChainCredentials,
     Challenge,
     Credential,
     DockerConfigCredentials,
-    EcrCredentials,
     NoCredentials,
     StaticCredentials,
     parse_challenge,
 )
-from .client import ManifestHead, RegistryClient, check_redirect_target, default_http_client
-from .retry import FAST, RetryPolicy
+from .client import ManifestHead, RegistryClient, default_http_client
+from .retry import FAST, RetryPolicy, retry
+from .safety import check_redirect_target
+from .transport import RateLimit
 
 __all__ = [
     "FAST",
@@ -19,13 +27,14 @@ __all__ = [
     "Challenge",
     "Credential",
     "DockerConfigCredentials",
-    "EcrCredentials",
     "ManifestHead",
     "NoCredentials",
+    "RateLimit",
     "RegistryClient",
     "RetryPolicy",
     "StaticCredentials",
     "check_redirect_target",
     "default_http_client",
     "parse_challenge",
+    "retry",
 ]

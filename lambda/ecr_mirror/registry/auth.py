@@ -1,8 +1,15 @@
-"""Registry authentication: challenge parsing, credentials, token cache.
+"""Registry authentication: challenges, credential providers, bearer tokens, and the token flow.
 
 Credentials come from a chain of providers: explicit ones (CLI, Secrets Manager),
-the Docker config file, and for ECR hosts ``ecr:GetAuthorizationToken`` via boto3.
+the Docker config file, and for ECR hosts ``ecr:GetAuthorizationToken``
+(:class:`ecr_mirror.ecr.EcrCredentials`: registry/ itself knows no AWS API).
 Secret values are held in :class:`Credential` whose ``repr`` never shows them.
+
+:class:`Authenticator` answers a registry's ``401`` challenge (RFC 7235 ``WWW-Authenticate``):
+``Basic`` with the host's credential (ECR: ``AWS:<token>``), or ``Bearer`` by fetching a token
+from the challenge's realm (distribution's token authentication spec, ``docs/spec/auth/token.md``),
+cached per (host, scope) until shortly before it expires. Credentials go to a realm only on the
+registry's own domain (:func:`~.safety.realm_may_get_credentials`).
 """
 
 from __future__ import annotations
@@ -18,21 +25,35 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
-from ..errors import AuthError, AwsError, ConfigError
-from ..reference import DOCKER_HUB, DOCKER_HUB_API, ecr_host_region
+import httpx
+
+from ..errors import AuthError, ConfigError, ManifestError, TransportError
+from ..reference import DOCKER_HUB, DOCKER_HUB_API
+from .retry import RETRY_STATUSES, RetryPolicy, parse_retry_after, retry
+from .safety import check_target, realm_may_get_credentials, scheme_for
+from .transport import Transport
 
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
 _PARAM_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*(?:,|$)')
 
 
+#: a token endpoint's answer is a small JSON object; anything larger is refused while reading
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
+
+
 @dataclass(frozen=True)
 class Challenge:
-    scheme: str  # lower-case: "bearer" or "basic"
+    """One ``WWW-Authenticate`` challenge: ``scheme`` lower-case (``bearer``, ``basic``), ``params``
+    with lower-case keys (``realm``, ``service``, ``scope``)."""
+
+    scheme: str
     params: dict[str, str] = field(default_factory=dict)
 
     @property
     def realm(self) -> str:
+        """The ``realm`` parameter (for Bearer: the token endpoint URL), ``""`` if absent."""
         return self.params.get("realm", "")
 
 
@@ -69,6 +90,7 @@ class Credential:
         self.token_kind = token_kind  # "basic", or "identitytoken" (OAuth2 refresh token)
 
     def basic_header(self) -> str:
+        """``Basic <base64(username:password)>`` (RFC 7617)."""
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
@@ -85,7 +107,11 @@ class Credential:
 
 
 class CredentialProvider(Protocol):
-    def credential_for(self, host: str) -> Credential | None: ...
+    """Where credentials come from: one per registry host, or ``None``."""
+
+    def credential_for(self, host: str) -> Credential | None:
+        """The credential for ``host`` (``host[:port]``), or ``None`` if this provider has none."""
+        ...
 
     def secrets(self) -> Iterable[str]:
         """Every secret value this provider knows (for redaction)."""
@@ -117,6 +143,7 @@ class StaticCredentials:
             self._by_host[key] = Credential(username, password)
 
     def credential_for(self, host: str) -> Credential | None:
+        """The entry for ``host`` (Docker Hub under any of its names), or ``None``."""
         for key in _host_keys(host):
             key = key.removeprefix("https://").removeprefix("http://").rstrip("/")
             if key in self._by_host:
@@ -124,6 +151,7 @@ class StaticCredentials:
         return None
 
     def secrets(self) -> Iterable[str]:
+        """The passwords held."""
         return [c.password for c in self._by_host.values()]
 
 
@@ -156,7 +184,7 @@ class DockerConfigCredentials:
             try:
                 doc = json.loads(text)
             except ValueError as exc:
-                raise ConfigError(f"Docker config {self.path} is not valid JSON (line {getattr(exc, 'lineno', '?')})") from None
+                raise ConfigError(f"Docker config {self.path} is not valid JSON (line {getattr(exc, 'lineno', '?')})") from exc
             auths = doc.get("auths") if isinstance(doc, dict) else None
             for key, value in (auths or {}).items():
                 if not isinstance(value, dict):
@@ -167,8 +195,8 @@ class DockerConfigCredentials:
                 elif value.get("auth"):
                     try:
                         user, _, pw = base64.b64decode(value["auth"]).decode().partition(":")
-                    except (ValueError, UnicodeDecodeError):
-                        raise ConfigError(f"Docker config {self.path}: 'auth' for {key!r} is not base64 user:password") from None
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        raise ConfigError(f"Docker config {self.path}: 'auth' for {key!r} is not base64 user:password") from exc
                     cred = Credential(user, pw)
                 elif value.get("username") and value.get("password"):
                     cred = Credential(str(value["username"]), str(value["password"]))
@@ -180,6 +208,7 @@ class DockerConfigCredentials:
             return entries
 
     def credential_for(self, host: str) -> Credential | None:
+        """The ``auths`` entry for ``host`` (read on first use), or ``None``. Raises :class:`ConfigError` for a bad file."""
         entries = self._load()
         for key in _host_keys(host):
             key = key.removeprefix("https://").removeprefix("http://").rstrip("/").removesuffix("/v1").removesuffix("/v2")
@@ -188,95 +217,27 @@ class DockerConfigCredentials:
         return None
 
     def secrets(self) -> Iterable[str]:
+        """The passwords and identity tokens in the file."""
         return [c.password for c in self._load().values()]
-
-
-class EcrCredentials:
-    """ECR registry hosts get Basic ``AWS:<password>`` from ``GetAuthorizationToken``, cached per region.
-
-    ``client_factory(region)`` returns a boto3 ECR client; it is called lazily, at most once per region.
-    Also serves ``extra_hosts`` (e.g. ``ECR_MIRROR_TARGET_REGISTRY`` pointing at a stand-in).
-    """
-
-    REFRESH_MARGIN = 15 * 60  # refresh this long before expiresAt
-
-    def __init__(
-        self,
-        client_factory: Callable[[str], Any],
-        *,
-        extra_hosts: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._factory = client_factory
-        self._extra = {h.lower(): region for h, region in (extra_hosts or {}).items()}
-        self._cache: dict[str, tuple[Credential, float]] = {}
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
-
-    def region_for(self, host: str) -> str | None:
-        if host.lower() in self._extra:
-            return self._extra[host.lower()]
-        found = ecr_host_region(host)
-        return found[1] if found else None
-
-    def credential_for(self, host: str) -> Credential | None:
-        region = self.region_for(host)
-        if region is None:
-            return None
-        with self._lock:
-            cached = self._cache.get(region)
-            if cached and cached[1] - self.REFRESH_MARGIN > self._clock():
-                return cached[0]
-            try:
-                client = self._clients.get(region)
-                if client is None:
-                    client = self._clients[region] = self._factory(region)
-                answer = client.get_authorization_token()
-                data = answer["authorizationData"][0]
-                user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-            except Exception as exc:  # botocore errors, malformed answers
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-                raise AwsError(f"ecr:GetAuthorizationToken failed in {region}: {code}", code=str(code)) from None
-            expires = data.get("expiresAt")
-            now = self._clock()
-            expires_at = expires.timestamp() if hasattr(expires, "timestamp") else now + 12 * 3600
-            if expires_at - self.REFRESH_MARGIN <= now:
-                # an expiry already inside the margin (emulators report odd ones): reuse for a short while
-                expires_at = now + self.REFRESH_MARGIN + 300
-            cred = Credential(user, password)
-            self._cache[region] = (cred, expires_at)
-            return cred
-
-    def invalidate(self, host: str, refused: str | None = None) -> bool:
-        """Forget the cached token for ``host``'s region after the registry refused it (``refused``: the
-        ``Authorization`` value sent; a token cached since, by another thread, is kept). True for an ECR host."""
-        region = self.region_for(host)
-        with self._lock:
-            cached = self._cache.get(region or "")
-            if cached is not None and (refused is None or cached[0].basic_header() == refused):
-                del self._cache[region or ""]
-        return region is not None
-
-    def secrets(self) -> Iterable[str]:
-        return [c.password for c, _ in self._cache.values()]
 
 
 class ChainCredentials:
     """First provider that knows the host wins."""
 
-    def invalidate(self, host: str, refused: str | None = None) -> bool:
-        """Drop cached credentials for ``host``; True if a provider will fetch fresh ones (ECR)."""
-        refreshed = False
-        for p in self.providers:
-            if hasattr(p, "invalidate"):
-                refreshed = bool(p.invalidate(host, refused)) or refreshed
-        return refreshed
-
     def __init__(self, *providers: CredentialProvider) -> None:
         self.providers = [p for p in providers if p is not None]
 
+    def invalidate(self, host: str, refused: str | None = None) -> bool:
+        """Let every provider that caches (ECR tokens) forget what it holds for ``host`` (if still the
+        ``refused`` ``Authorization`` value). True if one of them will fetch a fresh credential."""
+        fresh = False
+        for p in self.providers:
+            if hasattr(p, "invalidate"):
+                fresh = bool(p.invalidate(host, refused)) or fresh
+        return fresh
+
     def credential_for(self, host: str) -> Credential | None:
+        """The first provider's credential for ``host``, or ``None``."""
         for p in self.providers:
             cred = p.credential_for(host)
             if cred is not None:
@@ -284,6 +245,7 @@ class ChainCredentials:
         return None
 
     def secrets(self) -> Iterable[str]:
+        """Every provider's secrets."""
         out: list[str] = []
         for p in self.providers:
             out.extend(p.secrets())
@@ -291,18 +253,24 @@ class ChainCredentials:
 
 
 class NoCredentials:
+    """Anonymous: no credential for any host."""
+
     def credential_for(self, host: str) -> Credential | None:
+        """Always ``None``."""
         return None
 
     def secrets(self) -> Iterable[str]:
+        """None."""
         return []
 
 
 @dataclass
 class Token:
+    """A bearer token; ``expires_at`` on the cache's clock (seconds), treated as expired ``margin`` seconds early."""
+
     value: str
     expires_at: float
-    margin: float = 0.0  # treated as expired this long before expires_at
+    margin: float = 0.0
 
     def __repr__(self) -> str:
         return f"Token(<redacted>, expires_at={self.expires_at})"
@@ -319,6 +287,7 @@ class TokenCache:
         self._clock = clock
 
     def get(self, host: str, scope: str) -> Token | None:
+        """The cached token for ``host`` and ``scope`` if it is still good, else ``None``."""
         with self._lock:
             tok = self._tokens.get((host, scope))
             if tok and tok.expires_at - tok.margin > self._clock():
@@ -326,6 +295,7 @@ class TokenCache:
             return None
 
     def put(self, host: str, scope: str, value: str, expires_in: float) -> Token:
+        """Cache ``value`` for ``expires_in`` seconds (at least 1)."""
         lifetime = max(expires_in, 1.0)
         # refresh MARGIN seconds early, but a short-lived token (expires_in of a few seconds) must still be used
         tok = Token(value, self._clock() + lifetime, min(self.MARGIN, lifetime / 4))
@@ -334,15 +304,19 @@ class TokenCache:
         return tok
 
     def drop(self, host: str, scope: str) -> None:
+        """Forget the token for ``host`` and ``scope`` (the registry refused it)."""
         with self._lock:
             self._tokens.pop((host, scope), None)
 
     def values(self) -> list[str]:
+        """Every cached token value (for redaction)."""
         with self._lock:
             return [t.value for t in self._tokens.values()]
 
 
 def token_from_response(doc: Any) -> tuple[str, float]:
+    """``(token, lifetime in seconds)`` from a token endpoint's JSON answer (``token`` or ``access_token``;
+    ``expires_in``, default 60 s per the token spec). Raises :class:`AuthError` for anything else."""
     if not isinstance(doc, dict):
         raise AuthError("token endpoint answered something that is not a JSON object", temporary=False)
     token = doc.get("token") or doc.get("access_token")
@@ -358,3 +332,132 @@ def token_from_response(doc: Any) -> tuple[str, float]:
     if not math.isfinite(lifetime) or lifetime <= 0:
         lifetime = 60.0  # distribution's token spec default
     return token, lifetime
+
+
+class Authenticator:
+    """Answers 401 challenges and supplies the ``Authorization`` header per (host, scope).
+
+    ``scope`` is the token scope a request needs (``repository:<name>:pull`` or ``...:pull,push``,
+    several separated by spaces). Token requests go through ``transport`` and are retried under
+    ``policy`` (inside a request's own retry they are tried once: see :mod:`.retry`).
+    """
+
+    def __init__(
+        self,
+        credentials: CredentialProvider,
+        transport: Transport,
+        *,
+        insecure: frozenset[str],
+        policy: RetryPolicy,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.credentials = credentials
+        self.transport = transport
+        self.insecure = insecure
+        self.policy = policy
+        self.sleep = sleep
+        self.tokens = TokenCache()
+        self._challenges: dict[str, Challenge] = {}
+
+    def secrets(self) -> list[str]:
+        """Every secret held: credentials and bearer tokens (for redaction of output)."""
+        return [s for s in [*self.credentials.secrets(), *self.tokens.values()] if s]
+
+    def header(self, host: str, scope: str) -> str | None:
+        """The ``Authorization`` value for a request to ``host`` needing ``scope``; ``None`` before a
+        challenge, or when the token for this scope is not fetched yet (or expired)."""
+        challenge = self._challenges.get(host)
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            cred = self.credentials.credential_for(host)
+            return cred.basic_header() if cred else None
+        tok = self.tokens.get(host, scope)
+        return f"Bearer {tok.value}" if tok else None
+
+    def refused(self, host: str, scope: str, sent: str | None) -> None:
+        """``host`` answered 401 to ``sent``: forget the bearer token, and a cached Basic credential
+        (an expired ECR token) so the next round fetches a fresh one."""
+        if sent and sent.startswith("Basic ") and hasattr(self.credentials, "invalidate"):
+            self.credentials.invalidate(host)
+        self.tokens.drop(host, scope)
+
+    def expired(self, host: str, sent: str | None) -> bool:
+        """``host`` answered 403 to Basic ``sent``, as ECR answers a token that expired or was revoked before
+        its ``expiresAt`` (403 DENIED, aws/aws-cli#6580): forget the cached credential if it is still
+        ``sent``. True if a fresh one will be fetched (an ECR host), so one more try can help."""
+        invalidate = getattr(self.credentials, "invalidate", None)
+        if not sent or not sent.startswith("Basic ") or invalidate is None:
+            return False
+        return bool(invalidate(host, sent))
+
+    def authenticate(self, host: str, scope: str, challenge: Challenge | None, what: str) -> None:
+        """Take up ``host``'s challenge: remember Basic (if a credential exists), or fetch a Bearer token.
+
+        Raises :class:`AuthError` for a missing or unsupported challenge, missing credentials, or a
+        token endpoint that refuses.
+        """
+        if challenge is None:
+            raise AuthError(f"{what}: {host} answered 401 without a usable WWW-Authenticate challenge", status=401, temporary=False)
+        if challenge.scheme == "basic":
+            if self.credentials.credential_for(host) is None:
+                raise AuthError(f"{what}: {host} requires credentials and none are configured for it", status=401, temporary=False)
+            self._challenges[host] = challenge
+            return
+        if challenge.scheme != "bearer":
+            raise AuthError(f"{what}: {host} asks for unsupported auth scheme {challenge.scheme!r}", status=401, temporary=False)
+        self._challenges[host] = challenge
+        self._fetch_token(host, scope, challenge, what)
+
+    def _fetch_token(self, host: str, scope: str, challenge: Challenge, what: str) -> None:
+        realm = challenge.realm
+        try:
+            realm_url = httpx.URL(realm)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise AuthError(f"{what}: {host} named an invalid token realm", status=401, temporary=False) from exc
+        realm_host = realm_url.netloc.decode("ascii") if realm_url.host else ""
+        if realm_url.scheme not in ("http", "https") or not realm_host:
+            raise AuthError(f"{what}: {host} named a token realm that is not an http(s) URL", status=401, temporary=False)
+        origin = httpx.URL(f"{scheme_for(host, self.insecure)}://{host}/")
+        check_target(realm_url, origin=origin, insecure=self.insecure, what=f"{what}: token realm")
+        if realm_url.scheme == "http" and scheme_for(realm_host, self.insecure) != "http":
+            raise AuthError(f"{what}: {host} named a plain-http token realm on {realm_host}; refusing", status=401, temporary=False)
+        params = {}
+        if challenge.params.get("service"):
+            params["service"] = challenge.params["service"]
+        want_scope = scope or challenge.params.get("scope", "")
+        headers = {}
+        cred = self.credentials.credential_for(host)
+        if cred is not None and realm_may_get_credentials(host, realm_url):
+            headers["Authorization"] = cred.basic_header()
+        query = urlencode(params)
+        if want_scope:
+            # several scopes are separate scope= parameters
+            query = "&".join(filter(None, [query, *(urlencode({"scope": s}) for s in want_scope.split(" ") if s)]))
+        url = realm_url.copy_with(query=query.encode() if query else None)
+        endpoint = f"{what}: token endpoint {realm_host}"
+
+        def fetch() -> Any:
+            try:
+                resp = self.transport.send("GET", url, headers=headers, what=endpoint)
+                self.transport.read(resp, MAX_TOKEN_RESPONSE_BYTES, endpoint)
+            except ManifestError as exc:
+                raise AuthError(f"{endpoint} answered more than {MAX_TOKEN_RESPONSE_BYTES} bytes; refused", temporary=False) from exc
+            except TransportError as exc:
+                name = type(exc.__cause__ or exc).__name__
+                raise AuthError(f"{endpoint} unreachable: {name}", temporary=True) from exc
+            if resp.status_code != 200:
+                who = "with" if "Authorization" in headers else "without"
+                temporary = resp.status_code in RETRY_STATUSES
+                raise AuthError(
+                    f"{endpoint} refused {who} credentials (HTTP {resp.status_code})", status=resp.status_code,
+                    temporary=temporary, retry_after=parse_retry_after(resp.headers.get("retry-after")) if temporary else None,
+                )
+            try:
+                return resp.json()
+            except (ValueError, RecursionError) as exc:
+                raise AuthError(f"{endpoint} answered invalid JSON", temporary=False) from exc
+
+        doc = retry(self.policy, fetch, what=endpoint, sleep=self.sleep)
+        value, expires_in = token_from_response(doc)
+        self.tokens.put(host, scope, value, expires_in)

@@ -1,55 +1,59 @@
-"""An OCI distribution client over httpx.
+"""An OCI distribution client over httpx: manifests, tags and blobs (distribution-spec ``spec.md``).
 
-One :class:`RegistryClient` serves every registry host: it keeps the auth state per host
-(challenge, bearer tokens per scope), retries what can be retried, follows redirects safely,
-and counts requests per host and method. Build it once, at the edge, and pass it in.
+One :class:`RegistryClient` serves every registry host. Underneath each endpoint method, one
+request goes through, outermost first:
+
+- :func:`~.retry.retry`: repeats the whole request on a temporary error (429, 5xx, a reset), within
+  the client's :class:`~.retry.RetryPolicy`;
+- redirects (GET/HEAD only), each target checked by :mod:`.safety` before it is contacted;
+- auth: the host's ``Authorization`` (:class:`~.auth.Authenticator`), one new round after a 401
+  (or a 403 to an ECR token that expired early);
+- :class:`~.transport.Transport`: httpx, counting, response observers, httpx errors translated.
+
+Build it once, at the edge, and pass it in. Endpoints are methods named noun then verb
+(``manifest_get``, ``blob_head``); a new endpoint (``referrers_list(ref, digest)`` for
+``GET /v2/<name>/referrers/<digest>``, OCI distribution-spec 1.1) is one more method over
+:meth:`RegistryClient._request`, whose ``not_found_ok`` serves the spec's 404 fallback to tags.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
 import logging
-import re
-import socket
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
 
-from ..errors import (
-    AuthError,
-    DigestMismatchError,
-    ManifestError,
-    NotFoundError,
-    RegistryError,
-    TagImmutableError,
-    TransportError,
-    UnsafeRedirectError,
-)
+from ..errors import AuthError, DigestMismatchError, ManifestError, RegistryError, UnsafeRedirectError
 from ..manifest import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from ..reference import Reference, host_without_port, is_loopback_host
-from .auth import Challenge, CredentialProvider, NoCredentials, TokenCache, parse_challenge, token_from_response
-from .retry import RETRY_STATUSES, RetryPolicy
+from ..reference import Reference
+from .auth import Authenticator, CredentialProvider, NoCredentials, parse_challenge
+from .retry import RetryPolicy, retry
+from .safety import check_target, scheme_for
+from .transport import RateLimit, RateLimits, Transport, error_for_response, netloc
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 USER_AGENT = "ecr-mirror/0.1 (+https://github.com/ecr-mirror)"
 MAX_REDIRECTS = 5
-#: a token endpoint's answer is a small JSON object; anything larger is refused while reading
-MAX_TOKEN_RESPONSE_BYTES = 1 << 20
-_NOT_FOUND_CODES = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NOT_FOUND"}
-_BLOCKED_HOSTNAMES = {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"}
+#: an upload's answer is a status and headers; its body is read (and dropped) up to this many bytes
+MAX_UPLOAD_ANSWER_BYTES = 1 << 20
 
 
 def default_http_client(concurrency: int = 8, *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    """An httpx client sized for ``concurrency`` parallel transfers; short keep-alive (Lambda freezes)."""
+    """An httpx client sized for ``concurrency`` parallel transfers (``2 * concurrency + 4`` connections).
+
+    Timeouts in seconds: connect 10, read and write 60, waiting for a pooled connection 120.
+    Keep-alive 15 s, short because Lambda freezes the process between invocations and pooled
+    sockets go stale (ecr-facts.md, "Connection reuse"). Redirects are never followed by httpx:
+    :class:`RegistryClient` follows them itself, checked.
+    """
     limits = httpx.Limits(max_connections=concurrency * 2 + 4, max_keepalive_connections=concurrency * 2 + 4, keepalive_expiry=15.0)
     timeout = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=120.0)
     return httpx.Client(limits=limits, timeout=timeout, follow_redirects=False, transport=transport, headers={"User-Agent": USER_AGENT})
@@ -57,115 +61,28 @@ def default_http_client(concurrency: int = 8, *, transport: httpx.BaseTransport 
 
 @dataclass(frozen=True)
 class ManifestHead:
+    """What a manifest HEAD tells: ``digest`` (``Docker-Content-Digest``), ``media_type``, ``size`` in
+    bytes (``None`` when the registry sent no ``Content-Length``)."""
+
     digest: str
     media_type: str
     size: int | None
 
 
-def _oci_errors(resp: httpx.Response) -> tuple[list[str], str]:
-    """Error codes and a short message from an OCI error body (already read)."""
-    try:
-        doc = json.loads(resp.content[:65536]) if resp.content else None
-    except (ValueError, RecursionError, httpx.ResponseNotRead):  # a hostile body may nest deeper than Python recurses
-        doc = None
-    codes, messages = [], []
-    if isinstance(doc, dict) and isinstance(doc.get("errors"), list):
-        for e in doc["errors"][:5]:
-            if isinstance(e, dict):
-                codes.append(str(e.get("code", "")))
-                msg = str(e.get("message", ""))[:300]
-                if msg:
-                    messages.append(msg)
-    if not messages:
-        try:
-            text = resp.text.strip()
-        except (httpx.ResponseNotRead, UnicodeDecodeError):
-            text = ""
-        if text and len(text) < 300 and "<" not in text:
-            messages.append(text)
-    return codes, "; ".join(messages)
-
-
-#: instance metadata services reachable on addresses that are not link-local (AWS IMDS and EKS Pod Identity over IPv6)
-_BLOCKED_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("fd00:ec2::23")})
-#: what the system resolver also takes as an IPv4 address: 2852039166, 0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518
-_NUMERIC_HOST_RE = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
-
-
-def _host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The IP address ``host`` names literally, in any notation a resolver accepts; ``None`` for a DNS name."""
-    bare = host.strip("[]").rstrip(".")
-    try:
-        return ipaddress.ip_address(bare)
-    except ValueError:
-        pass
-    if _NUMERIC_HOST_RE.fullmatch(bare):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(bare))
-        except OSError:
-            raise UnsafeRedirectError(f"refused a URL with the ambiguous numeric host {host}") from None
-    return None
-
-
-def check_redirect_target(url: httpx.URL, *, origin: httpx.URL, insecure: frozenset[str]) -> None:
-    """Refuse redirects to other schemes, to link-local/metadata addresses, or https->http downgrades.
-
-    Checked on the URL alone, before any connection: IP literals in every notation the resolver
-    accepts (decimal, hex, octal, short forms, IPv4-mapped IPv6) count as the address they name.
-    A DNS name that resolves to such an address is not caught here.
-    """
-    if url.scheme not in ("http", "https"):
-        raise UnsafeRedirectError(f"refused redirect from {origin.host} to a {url.scheme or 'schemeless'}: URL")
-    host = url.host or ""
-    if not host:
-        raise UnsafeRedirectError(f"refused redirect from {origin.host} to a URL without a host")
-    name = host.lower().rstrip(".")
-    if name in _BLOCKED_HOSTNAMES:
-        raise UnsafeRedirectError(f"refused redirect from {origin.host} to metadata host {host}")
-    ip = _host_address(host)
-    if ip is not None:
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip in _BLOCKED_ADDRESSES:
-            raise UnsafeRedirectError(f"refused redirect from {origin.host} to address {ip} (link-local/reserved/metadata)")
-    if (ip.is_loopback if ip is not None else is_loopback_host(name)) and not is_loopback_host(origin.host or ""):
-        raise UnsafeRedirectError(f"refused redirect from {origin.host} to loopback {host}")
-    if url.scheme == "http" and origin.scheme == "https":
-        hostport = f"{host}:{url.port}" if url.port else host
-        if not is_loopback_host(hostport) and hostport.lower() not in insecure and host.lower() not in insecure:
-            raise UnsafeRedirectError(f"refused redirect from https://{origin.host} down to plain http://{host}")
-
-
-#: second-level labels under country TLDs that are public suffixes (co.uk, com.au, co.jp, ...), no domain of anyone's own
-_SECOND_LEVEL_SUFFIXES = frozenset({"ac", "co", "com", "edu", "gov", "go", "ne", "net", "or", "org"})
-
-
-def _realm_may_get_credentials(registry_host: str, realm: httpx.URL) -> bool:
-    """Credentials for a registry go only to a realm on that host or under its parent domain.
-
-    ``registry-1.docker.io`` -> ``auth.docker.io`` and ``registry.gitlab.com`` -> ``gitlab.com`` qualify;
-    a sibling that merely shares a public suffix (``registry.foo.co.uk`` -> ``evil.co.uk``) does not,
-    nor does any host when the registry's parent would be a bare top-level domain (``ghcr.io``).
-    """
-    reg = host_without_port(registry_host).lower().rstrip(".")
-    realm_host = (realm.host or "").lower().rstrip(".")
-    if realm_host == reg:
-        return True
-    if is_loopback_host(reg) and is_loopback_host(realm_host):
-        return True
-    try:
-        ipaddress.ip_address(reg)
-        return False  # an IP address has no parent domain
-    except ValueError:
-        pass
-    parent = reg.split(".", 1)[1] if "." in reg else ""
-    labels = parent.split(".")
-    if len(labels) < 2 or (len(labels) == 2 and len(labels[1]) == 2 and labels[0] in _SECOND_LEVEL_SUFFIXES):
-        return False  # a bare TLD, or a public suffix such as co.uk / com.au: no parent to share
-    return realm_host == parent or realm_host.endswith("." + parent)
-
-
 class RegistryClient:
+    """The OCI distribution API of every registry host, with auth, retries and safe redirects.
+
+    ``http``: the httpx client (:func:`default_http_client` if omitted); ``credentials``: where
+    credentials come from (anonymous if omitted); ``insecure``: hosts (``host`` or ``host:port``)
+    spoken to over plain http (loopback always is); ``retry``: the budget of every retried
+    operation; ``sleep``: waits between tries (injectable for tests).
+
+    ``requests`` counts requests per ``(host, method)``; :meth:`ratelimit` gives a host's last stated
+    pull allowance. Methods raise :class:`~ecr_mirror.errors.RegistryError` subclasses (and
+    :class:`~ecr_mirror.errors.ManifestError`/:class:`~ecr_mirror.errors.DigestMismatchError` for
+    content), never httpx's exceptions. Thread-safe.
+    """
+
     def __init__(
         self,
         http: httpx.Client | None = None,
@@ -180,177 +97,52 @@ class RegistryClient:
         self.insecure = frozenset(h.lower() for h in insecure)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self.tokens = TokenCache()
-        self._challenges: dict[str, Challenge] = {}
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, str]] = Counter()
-        self.ratelimit_remaining: dict[str, int] = {}
+        self.ratelimits = RateLimits()
+        self.transport = Transport(self.http, observers=(self.ratelimits,))
+        self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=sleep)
 
     # ------------------------------------------------------------ plumbing
 
+    @property
+    def requests(self) -> Any:
+        """Requests made so far, per ``(host, method)`` (a :class:`collections.Counter`)."""
+        return self.transport.requests
+
+    def ratelimit(self, host: str) -> RateLimit | None:
+        """``host``'s pull allowance as its last response stated it (``ratelimit-*`` headers), or ``None``."""
+        return self.ratelimits.get(host)
+
     def scheme(self, host: str) -> str:
-        h = host.lower()
-        if is_loopback_host(h) or h in self.insecure or host_without_port(h) in self.insecure:
-            return "http"
-        return "https"
+        """``http`` for loopback and insecure hosts, else ``https``."""
+        return scheme_for(host, self.insecure)
 
     def url(self, host: str, path: str) -> str:
+        """``scheme://host/path`` for a registry API path."""
         return f"{self.scheme(host)}://{host}{path}"
-
-    def request_count(self, host: str | None = None, method: str | None = None) -> int:
-        with self._lock:
-            return sum(n for (h, m), n in self.requests.items() if (host is None or h == host) and (method is None or m == method))
 
     def secrets(self) -> list[str]:
         """Every secret this client holds (credentials and tokens), for redaction of output."""
-        return [s for s in [*self.credentials.secrets(), *self.tokens.values()] if s]
+        return self.auth.secrets()
 
-    def _count(self, url: httpx.URL, method: str) -> None:
-        host = url.netloc.decode("ascii")
-        with self._lock:
-            self.requests[(host, method)] += 1
-
-    def _check_target(self, url: httpx.URL, origin: httpx.URL, what: str) -> None:
-        """:func:`check_redirect_target`, its error naming what was being done (so, the image)."""
-        try:
-            check_redirect_target(url, origin=origin, insecure=self.insecure)
-        except UnsafeRedirectError as exc:
-            raise UnsafeRedirectError(f"{what}: {exc}") from None
-
-    def _note_ratelimit(self, resp: httpx.Response) -> None:
-        value = resp.headers.get("ratelimit-remaining")
-        if value:
-            try:
-                n = int(value.split(";", 1)[0].strip())
-            except ValueError:
-                return
-            with self._lock:
-                self.ratelimit_remaining[resp.url.netloc.decode("ascii")] = n
-
-    def _auth_header(self, host: str, scope: str) -> str | None:
-        ch = self._challenges.get(host)
-        if ch is None:
-            return None
-        if ch.scheme == "basic":
-            cred = self.credentials.credential_for(host)
-            return cred.basic_header() if cred else None
-        tok = self.tokens.get(host, scope)
-        if tok is None:
-            return None
-        return f"Bearer {tok.value}"
-
-    def _refresh(self, host: str, refused: str) -> bool:
-        """Drop ``host``'s cached credentials (if still the ``refused`` ones); True if fresh ones will be fetched (ECR)."""
-        invalidate = getattr(self.credentials, "invalidate", None)
-        return bool(invalidate(host, refused)) if invalidate is not None else False
-
-    def _authenticate(self, host: str, scope: str, challenge: Challenge | None, what: str) -> None:
-        if challenge is None:
-            raise AuthError(f"{what}: {host} answered 401 without a usable WWW-Authenticate challenge", status=401, temporary=False)
-        if challenge.scheme == "basic":
-            if self.credentials.credential_for(host) is None:
-                raise AuthError(f"{what}: {host} requires credentials and none are configured for it", status=401, temporary=False)
-            self._challenges[host] = challenge
-            return
-        if challenge.scheme != "bearer":
-            raise AuthError(f"{what}: {host} asks for unsupported auth scheme {challenge.scheme!r}", status=401, temporary=False)
-        self._challenges[host] = challenge
-        self._fetch_token(host, scope, challenge, what)
-
-    def _fetch_token(self, host: str, scope: str, challenge: Challenge, what: str) -> None:
-        realm = challenge.realm
-        try:
-            realm_url = httpx.URL(realm)
-        except (httpx.InvalidURL, TypeError):
-            raise AuthError(f"{what}: {host} named an invalid token realm", status=401, temporary=False) from None
-        realm_host = realm_url.netloc.decode("ascii") if realm_url.host else ""
-        if realm_url.scheme not in ("http", "https") or not realm_host:
-            raise AuthError(f"{what}: {host} named a token realm that is not an http(s) URL", status=401, temporary=False)
-        self._check_target(realm_url, httpx.URL(self.url(host, "/")), f"{what}: token realm")
-        if realm_url.scheme == "http" and self.scheme(realm_host) != "http":
-            raise AuthError(f"{what}: {host} named a plain-http token realm on {realm_host}; refusing", status=401, temporary=False)
-        params = {}
-        if challenge.params.get("service"):
-            params["service"] = challenge.params["service"]
-        want_scope = scope or challenge.params.get("scope", "")
-        headers = {}
-        cred = self.credentials.credential_for(host)
-        if cred is not None and _realm_may_get_credentials(host, realm_url):
-            headers["Authorization"] = cred.basic_header()
-        query = urlencode(params)
-        if want_scope:
-            # several scopes are separate scope= parameters
-            query = "&".join(filter(None, [query, *(urlencode({"scope": s}) for s in want_scope.split(" ") if s)]))
-        url = realm_url.copy_with(query=query.encode() if query else None)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._count(url, "GET")
-                resp = self.http.send(self.http.build_request("GET", url, headers=headers), stream=True)
-                self._read_limited(resp, MAX_TOKEN_RESPONSE_BYTES, f"{what}: token endpoint {realm_host}")
-            except ManifestError:
-                raise AuthError(
-                    f"{what}: token endpoint {realm_host} answered more than {MAX_TOKEN_RESPONSE_BYTES} bytes; refused", temporary=False
-                ) from None
-            except httpx.TransportError as exc:
-                delay = self.retry.delay(attempt)
-                if self.retry.should_retry(attempt, started, delay):
-                    self._sleep(delay)
-                    continue
-                raise AuthError(f"{what}: token endpoint {realm_host} unreachable: {type(exc).__name__}", temporary=True) from None
-            if resp.status_code in RETRY_STATUSES:
-                delay = self.retry.delay(attempt, resp.headers.get("retry-after"))
-                if self.retry.should_retry(attempt, started, delay):
-                    self._sleep(delay)
-                    continue
-            break
-        if resp.status_code != 200:
-            who = "with" if "Authorization" in headers else "without"
-            raise AuthError(
-                f"{what}: token endpoint {realm_host} refused {who} credentials (HTTP {resp.status_code})",
-                status=resp.status_code,
-                temporary=resp.status_code in RETRY_STATUSES,
-            )
-        try:
-            doc = resp.json()
-        except (ValueError, RecursionError):
-            raise AuthError(f"{what}: token endpoint {realm_host} answered invalid JSON", temporary=False) from None
-        value, expires_in = token_from_response(doc)
-        self.tokens.put(host, scope, value, expires_in)
+    def retrying(self, operation: Callable[[], T], *, what: str) -> T:
+        """``operation()`` under this client's retry policy (:func:`~.retry.retry`): for work made of
+        several requests that must be restarted as a whole, such as a blob's GET piped into its upload."""
+        return retry(self.retry, operation, what=what, sleep=self._sleep)
 
     def _exchange(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        scope: str,
-        headers: dict[str, str],
-        content: Any,
-        replayable: bool,
-        what: str,
+        self, method: str, url: httpx.URL, *, scope: str, headers: dict[str, str], content: Any, replayable: bool, what: str,
     ) -> httpx.Response:
-        """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once."""
-        host = url.netloc.decode("ascii")
+        """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once, and
+        ECR's 403 to an expired token with a fresh token (:meth:`~.auth.Authenticator.expired`)."""
+        host = netloc(url)
         for round_ in range(2):
             h = dict(headers)
-            auth = self._auth_header(host, scope)
+            auth = self.auth.header(host, scope)
             if auth:
                 h["Authorization"] = auth
-            req = self.http.build_request(method, url, headers=h, content=content)
-            self._count(url, method)
-            try:
-                resp = self.http.send(req, stream=True)
-            except httpx.InvalidURL:  # httpx builds the redirect request itself, even when not following
-                raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
-            except httpx.RemoteProtocolError as exc:
-                if "location header" in str(exc).lower():
-                    raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
-                raise
-            self._note_ratelimit(resp)
-            if resp.status_code == 403 and round_ == 0 and auth and auth.startswith("Basic ") and self._refresh(host, auth):
-                # ECR answers an expired token with 403 DENIED, not 401 (aws/aws-cli#6580): a fresh one, one more try
+            resp = self.transport.send(method, url, headers=h, content=content, what=what)
+            if resp.status_code == 403 and round_ == 0 and self.auth.expired(host, auth):
+                # ECR answers an expired token with 403 DENIED, not 401: a fresh token, one more try
                 resp.close()
                 if not replayable:  # a streamed body cannot be sent again: the caller restarts it
                     raise AuthError(f"{what}: {host} refused an expired token (HTTP 403)", status=403, temporary=True)
@@ -359,10 +151,8 @@ class RegistryClient:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))
             resp.close()
-            if auth and auth.startswith("Basic ") and hasattr(self.credentials, "invalidate"):
-                self.credentials.invalidate(host)  # e.g. an ECR token that expired: fetch a fresh one
+            self.auth.refused(host, scope, auth)
             if round_ == 1 or not replayable:
-                self.tokens.drop(host, scope)
                 # temporary: a streamed body met an expired token (restart it), or a fresh bearer token was
                 # refused (tokens expiring or revoked while others were in flight): retrying with a new one helps
                 fresh_token_refused = round_ == 1 and challenge is not None and challenge.scheme == "bearer"
@@ -370,21 +160,12 @@ class RegistryClient:
                     f"{what}: {host} refused our credentials (HTTP 401)", status=401,
                     temporary=(not replayable and round_ == 0) or fresh_token_refused,
                 )
-            self.tokens.drop(host, scope)
-            self._authenticate(host, scope, challenge, what)
+            self.auth.authenticate(host, scope, challenge, what)
         raise AssertionError("unreachable")
 
     def _send(
-        self,
-        method: str,
-        url: str | httpx.URL,
-        *,
-        scope: str,
-        what: str,
-        headers: dict[str, str] | None = None,
-        content: Any = None,
-        replayable: bool = True,
-        follow: bool = False,
+        self, method: str, url: str | httpx.URL, *, scope: str, what: str, headers: dict[str, str] | None = None,
+        content: Any = None, replayable: bool = True, follow: bool = False,
     ) -> httpx.Response:
         """A request with auth and safe redirect following (streamed response: caller closes)."""
         url = httpx.URL(url)
@@ -397,100 +178,45 @@ class RegistryClient:
             resp.close()
             try:
                 nxt = url.join(location)
-            except (httpx.InvalidURL, ValueError):
-                raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from None
-            self._check_target(nxt, url, what)
+            except (httpx.InvalidURL, ValueError) as exc:
+                raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from exc
+            check_target(nxt, origin=url, insecure=self.insecure, what=what)
             url = nxt
         raise UnsafeRedirectError(f"{what}: more than {MAX_REDIRECTS} redirects (a redirect loop?)")
 
     def _request(
-        self,
-        method: str,
-        url: str | httpx.URL,
-        *,
-        scope: str,
-        what: str,
-        headers: dict[str, str] | None = None,
-        content: bytes | None = None,
-        follow: bool = False,
-        ok: Iterable[int] = (200,),
-        read: bool = True,
+        self, method: str, url: str | httpx.URL, *, scope: str, what: str, headers: dict[str, str] | None = None,
+        content: bytes | None = None, follow: bool = False, ok: Iterable[int] = (200,), read: bool = True,
         not_found_ok: bool = False,
     ) -> httpx.Response | None:
-        """A replayable request, retried on 429/5xx/transport errors; raises on a non-``ok`` status."""
+        """A replayable request, retried while temporary; the response, ``None`` for a 404 when
+        ``not_found_ok``. Raises the :class:`RegistryError` a non-``ok`` status means. The body is read
+        (up to :data:`~ecr_mirror.manifest.MAX_MANIFEST_BYTES`) unless ``read=False``: then the caller
+        streams and closes it."""
         ok = tuple(ok)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                resp = self._send(method, url, scope=scope, what=what, headers=headers, content=content, follow=follow)
-                if read or resp.status_code not in ok:
-                    self._read_limited(resp, MAX_MANIFEST_BYTES, what)
-            except httpx.TransportError as exc:
-                delay = self.retry.delay(attempt)
-                if self.retry.should_retry(attempt, started, delay):
-                    log.debug("retrying %s after %s", what, type(exc).__name__)
-                    self._sleep(delay)
-                    continue
-                raise TransportError(f"{what}: {_describe_transport(exc)} after {attempt} attempts") from None
-            except AuthError as exc:
-                if exc.temporary:
-                    delay = self.retry.delay(attempt)
-                    if self.retry.should_retry(attempt, started, delay):
-                        self._sleep(delay)
-                        continue
-                raise
-            if resp.status_code in RETRY_STATUSES and resp.status_code not in ok:
-                delay = self.retry.delay(attempt, resp.headers.get("retry-after"))
-                if self.retry.should_retry(attempt, started, delay):
-                    log.debug("retrying %s after HTTP %s (wait %.2fs)", what, resp.status_code, delay)
-                    self._sleep(delay)
-                    continue
+
+        def attempt() -> httpx.Response | None:
+            resp = self._send(method, url, scope=scope, what=what, headers=headers, content=content, follow=follow)
+            if read or resp.status_code not in ok:
+                self.transport.read(resp, MAX_MANIFEST_BYTES, what)
             if resp.status_code in ok:
                 return resp
             if resp.status_code == 404 and not_found_ok:
                 return None
-            raise self._error(resp, what)
+            raise error_for_response(resp, what)
 
-    def _read_limited(self, resp: httpx.Response, limit: int, what: str) -> bytes:
-        """Read the body, refusing more than ``limit`` bytes whatever Content-Length says."""
-        if resp.is_closed and hasattr(resp, "_content"):
-            return resp.content
-        chunks, total = [], 0
-        try:
-            for chunk in resp.iter_raw():
-                total += len(chunk)
-                if total > limit:
-                    raise ManifestError(f"{what}: response larger than {limit} bytes, refused")
-                chunks.append(chunk)
-        finally:
-            resp.close()
-        body = b"".join(chunks)
-        resp._content = body  # noqa: SLF001 - make .content/.json() work on the drained stream
-        return body
-
-    def _error(self, resp: httpx.Response, what: str) -> RegistryError:
-        codes, message = _oci_errors(resp)
-        status = resp.status_code
-        text = f"{what}: HTTP {status}" + (f" {','.join(c for c in codes if c)}" if any(codes) else "") + (f": {message}" if message else "")
-        kwargs = dict(status=status, codes=codes, url=str(resp.url.copy_with(query=None)))
-        if status == 404 or _NOT_FOUND_CODES & set(codes):
-            return NotFoundError(text, **kwargs)
-        if "TAG_INVALID" in codes and "immutable" in message.lower() or "ImageTagAlreadyExistsException" in message:
-            return TagImmutableError(text, temporary=False, **kwargs)
-        if status in (401, 403):
-            return AuthError(text, temporary=False, **kwargs)
-        return RegistryError(text, **kwargs)
+        return retry(self.retry, attempt, what=what, sleep=self._sleep)
 
     # ------------------------------------------------------------ scopes
 
     @staticmethod
     def pull_scope(ref: Reference) -> str:
+        """The token scope to read ``ref``'s repository."""
         return f"repository:{ref.repository}:pull"
 
     @staticmethod
     def push_scope(ref: Reference, mount_from: str | None = None) -> str:
+        """The token scope to write ``ref``'s repository (and read ``mount_from``, for a cross-repository mount)."""
         scope = f"repository:{ref.repository}:pull,push"
         if mount_from and mount_from != ref.repository:
             scope += f" repository:{mount_from}:pull"
@@ -499,7 +225,11 @@ class RegistryClient:
     # ------------------------------------------------------------ manifests
 
     def manifest_head(self, ref: Reference) -> ManifestHead | None:
-        """Digest and media type of ``ref`` (tag or digest) with one HEAD; ``None`` if absent."""
+        """Digest, media type and size of ``ref`` (tag or digest) with one HEAD; ``None`` if absent.
+
+        A registry that omits ``Docker-Content-Digest`` costs a GET instead (verified). Raises
+        :class:`DigestMismatchError` when a digest reference answers another digest.
+        """
         what = f"HEAD manifest {ref}"
         resp = self._request(
             "HEAD", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
@@ -511,7 +241,6 @@ class RegistryClient:
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         size = resp.headers.get("content-length")
         if not digest:
-            # some registries omit the header on HEAD: fall back to a GET (counted, verified)
             m = self.manifest_get(ref)
             return ManifestHead(m.digest, m.media_type, len(m.raw))
         if ref.digest and digest != ref.digest:
@@ -519,22 +248,23 @@ class RegistryClient:
         return ManifestHead(digest, media_type, int(size) if size and size.isdigit() else None)
 
     def manifest_get(self, ref: Reference, *, expected_digest: str | None = None) -> Manifest:
-        """GET a manifest and verify its bytes against the digest asked for and ``Docker-Content-Digest``."""
+        """GET a manifest, its bytes verified against the digest asked for (``ref``'s or ``expected_digest``)
+        and ``Docker-Content-Digest``. Raises :class:`NotFoundError`, :class:`ManifestError` (malformed,
+        over 4 MiB), :class:`DigestMismatchError`."""
         what = f"GET manifest {ref}"
         resp = self._request(
             "GET", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
             scope=self.pull_scope(ref), what=what, headers={"Accept": ACCEPT}, follow=True,
         )
         assert resp is not None
-        raw = resp.content
         expected = expected_digest or ref.digest
         header = resp.headers.get("docker-content-digest")
         try:
-            manifest = parse_manifest(raw, resp.headers.get("content-type"), expected_digest=expected)
+            manifest = parse_manifest(resp.content, resp.headers.get("content-type"), expected_digest=expected)
         except DigestMismatchError as exc:
-            raise DigestMismatchError(f"{what}: {exc}", expected=exc.expected, actual=exc.actual) from None
+            raise DigestMismatchError(f"{what}: {exc}", expected=exc.expected, actual=exc.actual) from exc
         except ManifestError as exc:
-            raise ManifestError(f"{what}: {exc}") from None
+            raise ManifestError(f"{what}: {exc}") from exc
         if header and header.startswith("sha256:") and header != manifest.digest:
             raise DigestMismatchError(
                 f"{what}: body hashes to {manifest.digest} but Docker-Content-Digest says {header}",
@@ -543,7 +273,8 @@ class RegistryClient:
         return manifest
 
     def manifest_put(self, ref: Reference, manifest: Manifest) -> str:
-        """PUT the exact bytes under ``ref``'s tag or digest; returns the digest."""
+        """PUT the exact bytes under ``ref``'s tag or digest, with their media type; returns the digest.
+        Raises :class:`TagImmutableError` where the tag may not be overwritten."""
         what = f"PUT manifest {ref}"
         resp = self._request(
             "PUT", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
@@ -558,14 +289,11 @@ class RegistryClient:
             )
         return manifest.digest
 
-    def manifest_delete(self, ref: Reference) -> None:
-        self._request(
-            "DELETE", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
-            scope=f"repository:{ref.repository}:*", what=f"DELETE manifest {ref}", ok=(200, 202),
-        )
+    # ------------------------------------------------------------ tags
 
     def tags_list(self, ref: Reference, *, page_size: int = 1000, limit: int = 100_000) -> list[str]:
-        """Every tag of ``ref``'s repository, following ``Link`` pagination."""
+        """Every tag of ``ref``'s repository, following ``Link`` pagination (RFC 8288), at most ``limit``.
+        Raises :class:`RegistryError` for an answer without a list of tags, or a pagination loop."""
         what = f"list tags of {ref.name}"
         url: str | httpx.URL = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
         tags: list[str] = []
@@ -578,8 +306,8 @@ class RegistryClient:
             assert resp is not None
             try:
                 doc = resp.json()
-            except (ValueError, RecursionError):
-                raise RegistryError(f"{what}: answer is not JSON") from None
+            except (ValueError, RecursionError) as exc:
+                raise RegistryError(f"{what}: answer is not JSON") from exc
             page = doc.get("tags") if isinstance(doc, dict) else None
             if page is None:
                 page = []
@@ -593,15 +321,19 @@ class RegistryClient:
             if link:
                 try:
                     url = resp.url.join(link)
-                except (httpx.InvalidURL, ValueError):
-                    raise RegistryError(f"{what}: invalid Link to the next page") from None
-                self._check_target(url, resp.url, f"{what}: next page")
+                except (httpx.InvalidURL, ValueError) as exc:
+                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
+                check_target(url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
         return tags
 
     # ------------------------------------------------------------ blobs
 
     def blob_head(self, ref: Reference, digest: str) -> int | None:
-        """Size of the blob in ``ref``'s repository, or ``None`` if it is not there."""
+        """The size in bytes of blob ``digest`` in ``ref``'s repository, ``None`` if it is not there,
+        ``-1`` if it is there but the registry sent no ``Content-Length``.
+
+        A ``ref`` with a tag is a destination: its token scope includes push (one token for the copy).
+        """
         resp = self._request(
             "HEAD", self.url(ref.api_host, f"/v2/{ref.repository}/blobs/{digest}"),
             scope=self.pull_scope(ref) if not ref.tag else self.push_scope(ref), what=f"HEAD blob {digest} in {ref.name}",
@@ -613,8 +345,14 @@ class RegistryClient:
         return int(size) if size.isdigit() else -1
 
     @contextlib.contextmanager
-    def blob_open(self, ref: Reference, digest: str) -> Iterator[httpx.Response]:
-        """Open a streaming GET of a blob (redirects followed; no credentials to other hosts)."""
+    def blob_open(self, ref: Reference, digest: str) -> Iterator[Iterator[bytes]]:
+        """A streaming GET of blob ``digest``: yields an iterator of ``bytes`` chunks as the socket delivers them.
+
+        Redirects are followed (no credentials to other hosts). Getting the answer is retried; reading
+        the body is not (restart the whole transfer: :meth:`retrying`). The chunks are unverified: check
+        them against the descriptor (``ecr_mirror.copy.verified_chunks``). Iterating raises
+        :class:`TransportError` when the body is cut short or stalls.
+        """
         what = f"GET blob {digest} from {ref.name}"
         resp = self._request(
             "GET", self.url(ref.api_host, f"/v2/{ref.repository}/blobs/{digest}"),
@@ -622,13 +360,17 @@ class RegistryClient:
         )
         assert resp is not None
         try:
-            yield resp
+            yield self.transport.chunks(resp, what)
         finally:
             resp.close()
 
     def blob_upload_start(self, ref: Reference, *, mount: str | None = None, mount_from: str | None = None) -> str | None:
-        """POST an upload session. With ``mount``/``mount_from`` try a cross-repository mount first:
-        returns ``None`` when mounted (201), else the upload ``Location`` (a 202 means upload normally)."""
+        """POST an upload session; returns its ``Location`` URL (checked like a redirect target).
+
+        With ``mount`` (a digest) and ``mount_from`` (a repository on the same registry), try a
+        cross-repository mount first: ``None`` when mounted (201); a 202 opens a session to upload
+        normally (distribution-spec, "Mounting a blob from another repository").
+        """
         path = f"/v2/{ref.repository}/blobs/uploads/"
         if mount and mount_from:
             path += "?" + urlencode({"mount": mount, "from": mount_from})
@@ -645,59 +387,30 @@ class RegistryClient:
             raise RegistryError(f"{what}: HTTP {resp.status_code} without a Location header", status=resp.status_code)
         try:
             upload = resp.url.join(location)
-        except (httpx.InvalidURL, ValueError):
-            raise RegistryError(f"{what}: invalid upload Location", status=resp.status_code) from None
-        self._check_target(upload, resp.url, f"{what}: upload Location")
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise RegistryError(f"{what}: invalid upload Location", status=resp.status_code) from exc
+        check_target(upload, origin=resp.url, insecure=self.insecure, what=f"{what}: upload Location")
         return str(upload)
 
     def blob_upload_finish(self, ref: Reference, location: str, digest: str, size: int, body: Iterable[bytes] | bytes) -> None:
-        """One monolithic PUT of the whole blob to the upload session (streamed when ``body`` is an iterator).
+        """One monolithic PUT of the whole blob (``size`` bytes) to the upload session at ``location``.
 
-        Not retried here: a streamed body cannot be replayed. The caller restarts the blob.
+        ``body`` is streamed when it is an iterator. Not retried here: a streamed body cannot be
+        replayed, and ECR cannot resume a session (ecr-facts.md, section 2): the caller restarts the
+        blob from a new session. ``Authorization`` goes only to the registry's own host.
         """
         url = httpx.URL(location).copy_add_param("digest", digest)
-        same_host = url.netloc.decode("ascii") == ref.api_host
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         what = f"upload blob {digest} to {ref.name}"
-        scope = self.push_scope(ref)
-        replayable = isinstance(body, bytes)
-        if same_host:
-            resp = self._send("PUT", url, scope=scope, what=what, headers=headers, content=body, replayable=replayable)
+        if netloc(url) == ref.api_host:
+            resp = self._send("PUT", url, scope=self.push_scope(ref), what=what, headers=headers, content=body,
+                              replayable=isinstance(body, bytes))
         else:  # never send our Authorization to a host that did not ask for it
-            self._count(url, "PUT")
-            resp = self.http.send(self.http.build_request("PUT", url, headers=headers, content=body), stream=True)
-        try:
-            self._read_limited(resp, 1 << 20, what)
-        except ManifestError:
-            pass
+            resp = self.transport.send("PUT", url, headers=headers, content=body, what=what)
+        with contextlib.suppress(ManifestError):
+            self.transport.read(resp, MAX_UPLOAD_ANSWER_BYTES, what)
         if resp.status_code not in (201, 202, 204):
-            raise self._error(resp, what)
+            raise error_for_response(resp, what)
         returned = resp.headers.get("docker-content-digest")
         if returned and returned.startswith("sha256:") and returned != digest:
             raise DigestMismatchError(f"{what}: registry stored {returned}", expected=digest, actual=returned)
-
-    def blob_put(self, ref: Reference, digest: str, data: bytes) -> None:
-        """Upload a small blob held in memory (POST + PUT), retried as a whole."""
-        started, attempt = time.monotonic(), 0
-        while True:
-            attempt += 1
-            location = self.blob_upload_start(ref)
-            assert location is not None
-            try:
-                self.blob_upload_finish(ref, location, digest, len(data), data)
-                return
-            except (RegistryError, httpx.TransportError) as exc:
-                temporary = isinstance(exc, httpx.TransportError) or exc.temporary
-                delay = self.retry.delay(attempt)
-                if temporary and self.retry.should_retry(attempt, started, delay):
-                    self._sleep(delay)
-                    continue
-                if isinstance(exc, httpx.TransportError):
-                    raise TransportError(f"upload blob {digest} to {ref.name}: {_describe_transport(exc)}") from None
-                raise
-
-
-def _describe_transport(exc: BaseException) -> str:
-    name = type(exc).__name__
-    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"{name}" + (f" ({detail})" if detail else "")

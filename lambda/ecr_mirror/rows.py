@@ -1,0 +1,504 @@
+"""Mirror-table rows: the schema users write, its validation and defaults. Pure: no I/O.
+
+One DynamoDB item per mirrored image, partition key ``id`` (S). What users write::
+
+    id                 S        required; 1-256 of letters, digits and ._:@/+- (starting with a letter or digit)
+    source             S        upstream repository without tag/digest: docker.io/library/golang, golang
+    assemble           L of S   instead of source: image references (each with a tag or digest) joined into one index
+    tags               L of S   explicit tags (max 100); for assemble rows exactly one: the tag to write
+    tag_pattern        S        regular expression the WHOLE tag must match (max 256 chars, must not backtrack badly)
+    keep_latest        N        with tag_pattern: only the newest N matches (version order, 1.10 after 1.9)
+    platforms          L of S   os/arch[/variant], e.g. linux/amd64 (max 16); absent: every platform, digest-identical
+    target_repository  S        ECR repository name; default below
+    arch_tags          BOOL     also write <tag>-<arch> tags
+    enabled            BOOL     default true
+
+``null`` (DynamoDB ``NULL``) counts as absent. ``tags`` and ``platforms`` may also be string
+sets (SS); they are then taken in sorted order. Any other attribute is rejected, except the
+ones the service writes itself (:data:`SERVICE_ATTRIBUTES`; see :mod:`ecr_mirror.status`).
+
+Default ``target_repository``:
+
+- source rows: ``<prefix>/<registry>/<repository>``, e.g. ``mirror/docker.io/library/golang``;
+  a registry port becomes ``-<port>`` (``localhost:5000`` -> ``localhost-5000``), since ECR
+  names allow no ``:``.
+- assemble rows whose references all come from one repository: that repository, as for a
+  source row (``docker.io/me/app:1.0-amd64`` + ``:1.0-arm64`` -> ``mirror/docker.io/me/app``);
+  otherwise ``<prefix>/assembled/<id>`` (the id must then be a valid ECR name, or the row must
+  give ``target_repository``).
+
+The rules that read raw items (:func:`is_enabled`, :func:`user_attributes`) work on plain
+items and on the top level of DynamoDB's typed JSON alike, so the schedule handler, the stream
+handler and the CLI share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .config import DEFAULT_REPOSITORY_PREFIX
+from .errors import ConfigError, PlatformError, ReferenceError_, RowError, shown
+from .manifest import Platform
+from .reference import (
+    ECR_REPOSITORY_MAX,
+    Reference,
+    check_tag,
+    is_ecr_repository_path,
+    is_valid_ecr_repository,
+    parse_reference,
+    parse_repository,
+)
+from .tagpattern import ATTR_TAG_PATTERN, MAX_TAG_PATTERN_LENGTH, compile_tag_pattern
+
+# ---------------------------------------------------------------- schema constants
+
+ATTR_ID = "id"
+ATTR_SOURCE = "source"
+ATTR_ASSEMBLE = "assemble"
+ATTR_TAGS = "tags"
+ATTR_KEEP_LATEST = "keep_latest"
+ATTR_PLATFORMS = "platforms"
+ATTR_TARGET_REPOSITORY = "target_repository"
+ATTR_ARCH_TAGS = "arch_tags"
+ATTR_ENABLED = "enabled"
+ATTR_STATUS = "status"
+ATTR_ROW_ERROR = "row_error"
+ATTR_ROW_ERROR_AT = "row_error_at"
+
+#: the partition key of the mirror table (infra/table.py imports it)
+PARTITION_KEY = ATTR_ID
+#: attributes a user may write
+USER_ATTRIBUTES = (ATTR_ID, ATTR_SOURCE, ATTR_ASSEMBLE, ATTR_TAGS, ATTR_TAG_PATTERN, ATTR_KEEP_LATEST, ATTR_PLATFORMS,
+                   ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ENABLED)
+#: attributes the service writes into the same item; ignored by :func:`parse_row`
+SERVICE_ATTRIBUTES = frozenset({ATTR_STATUS, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT})
+
+MAX_ID_LENGTH = 256
+MAX_TAGS = 100
+MAX_PLATFORMS = 16
+MAX_ASSEMBLE = 16
+#: upper bound for keep_latest, and for how many tags one pattern selects (the status of every
+#: selected tag lives in the row's item, which DynamoDB caps at 400 KB)
+MAX_SELECTED_TAGS = 200
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
+
+
+# ---------------------------------------------------------------- the row
+
+
+@dataclass(frozen=True)
+class Row:
+    """A validated mirror-table row. Build it with :func:`parse_row`.
+
+    ``source`` is ``None`` for an assemble row, ``assemble`` ``None`` for a source row; ``platforms``
+    ``None`` means every platform, digest-identical; ``target_repository`` is always filled in
+    (explicit, or the default from the prefix).
+    """
+
+    id: str
+    source: Reference | None
+    tags: tuple[str, ...]
+    tag_pattern: str | None
+    keep_latest: int | None
+    platforms: tuple[Platform, ...] | None
+    target_repository: str
+    arch_tags: bool
+    assemble: tuple[Reference, ...] | None
+    enabled: bool
+
+    @property
+    def is_assemble(self) -> bool:
+        """Whether the row joins single-platform images (``assemble``) instead of mirroring a source."""
+        return self.assemble is not None
+
+    @property
+    def needs_tag_list(self) -> bool:
+        """Whether :func:`ecr_mirror.tags.select_tags` needs the upstream tag list (only for ``tag_pattern``)."""
+        return self.tag_pattern is not None
+
+    @property
+    def identical(self) -> bool:
+        """Whether copies keep upstream's digest (no platform filter, not assembled)."""
+        return self.platforms is None and self.assemble is None
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of what determines the expected target digest (source, platforms, assemble).
+
+        Recorded in each status entry: when the row changes (a platform added, another
+        source), the recorded ``expected_digest`` no longer applies and the record should be
+        ignored.
+        """
+        parts = [
+            str(self.source or ""),
+            ",".join(str(p) for p in self.platforms) if self.platforms is not None else "*",
+            ",".join(str(r) for r in self.assemble or ()),
+        ]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+class _Invalid(Exception):
+    """Internal: an attribute that does not validate (turned into :class:`RowError`)."""
+
+    def __init__(self, attribute: str, message: str) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+        self.message = message
+
+
+def type_name(value: Any) -> str:
+    """The DynamoDB-ish name of a value's type (string, number, boolean, list, set, map, binary), for messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, (set, frozenset)):
+        return "set"
+    if isinstance(value, Mapping):
+        return "map"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary"
+    return type(value).__name__
+
+
+def _want_string(attribute: str, value: Any, *, max_length: int = 1024) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(attribute, f"must be a string, not a {type_name(value)}")
+    if not value:
+        raise _Invalid(attribute, "must not be empty")
+    if len(value) > max_length:
+        raise _Invalid(attribute, f"is {len(value)} characters long, over the limit of {max_length}")
+    return value
+
+
+def _want_string_list(attribute: str, value: Any, *, max_items: int, allow_set: bool) -> list[str]:
+    if isinstance(value, (set, frozenset)) and allow_set:
+        items = list(value)
+        if not all(isinstance(v, str) for v in items):
+            raise _Invalid(attribute, "must be a list of strings")
+        items.sort()
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid(attribute, f"must be a list of strings, not a {type_name(value)}")
+    if not items:
+        raise _Invalid(attribute, "must not be empty (leave the attribute out instead)")
+    if len(items) > max_items:
+        raise _Invalid(attribute, f"has {len(items)} entries, over the limit of {max_items}")
+    for i, v in enumerate(items):
+        if not isinstance(v, str):
+            raise _Invalid(attribute, f"entry {i + 1} must be a string, not a {type_name(v)}")
+    return items
+
+
+def _want_bool(attribute: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(attribute, f"must be a boolean (true/false), not a {type_name(value)} {shown(value)}")
+    return value
+
+
+def _want_int(attribute: str, value: Any, *, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise _Invalid(attribute, f"must be a whole number, not a {type_name(value)} {shown(value)}")
+    if isinstance(value, Decimal):
+        try:
+            if not value.is_finite() or value != value.to_integral_value():
+                raise _Invalid(attribute, f"must be a whole number, not {shown(value)}")
+        except InvalidOperation as exc:
+            raise _Invalid(attribute, f"must be a whole number, not {shown(value)}") from exc
+    if value < minimum or value > maximum:
+        raise _Invalid(attribute, f"must be between {minimum} and {maximum}, not {shown(value)}")
+    return int(value)
+
+
+def _ecr_component(text: str) -> str:
+    """``localhost:5000`` -> ``localhost-5000``: one valid ECR path component, or ''."""
+    text = re.sub(r"[^a-z0-9._-]", "-", text.lower())
+    text = re.sub(r"[._-]{2,}", "-", text)
+    return text.strip("._-")
+
+
+def check_prefix(prefix: str) -> str:
+    """The repository prefix without surrounding ``/`` and blanks; raises :class:`ConfigError` if it is
+    not made of valid ECR path components (``""`` is allowed: no prefix)."""
+    if not isinstance(prefix, str):
+        raise ConfigError(f"repository prefix {shown(prefix)} is not a string")
+    prefix = prefix.strip().strip("/")
+    if prefix and not is_ecr_repository_path(prefix):
+        raise ConfigError(
+            f"repository prefix {prefix!r} is not a valid ECR repository path (lowercase a-z, 0-9, '._-', '/')"
+        )
+    return prefix
+
+
+def default_target_repository(ref: Reference, prefix: str = DEFAULT_REPOSITORY_PREFIX) -> str:
+    """``<prefix>/<registry>/<repository>``, e.g. ``mirror/docker.io/library/golang``.
+
+    Raises :class:`RowError` (attribute ``target_repository``) if that is not a valid ECR name.
+    """
+    prefix = check_prefix(prefix)
+    registry = _ecr_component(ref.registry)
+    name = "/".join(p for p in (prefix, registry, ref.repository) if p)
+    if not registry or not is_valid_ecr_repository(name):
+        raise RowError(
+            f"the default target repository {name!r} for {ref.name} is not a valid ECR repository name; "
+            "set target_repository",
+            attribute=ATTR_TARGET_REPOSITORY,
+        )
+    return name
+
+
+# ---------------------------------------------------------------- parsing rows
+
+
+def _parse_source(value: Any) -> Reference:
+    text = _want_string(ATTR_SOURCE, value, max_length=512)
+    try:
+        return parse_repository(text)
+    except ReferenceError_ as exc:
+        raise _Invalid(ATTR_SOURCE, str(exc)) from exc
+
+
+def _parse_assemble(value: Any) -> tuple[Reference, ...]:
+    items = _want_string_list(ATTR_ASSEMBLE, value, max_items=MAX_ASSEMBLE, allow_set=False)
+    refs: list[Reference] = []
+    for i, text in enumerate(items):
+        try:
+            ref = parse_reference(text, default_tag=None)
+        except ReferenceError_ as exc:
+            raise _Invalid(ATTR_ASSEMBLE, f"entry {i + 1}: {exc}") from exc
+        if not ref.tag and not ref.digest:
+            raise _Invalid(
+                ATTR_ASSEMBLE, f"entry {i + 1}: reference {text!r} needs a tag or digest (e.g. {text}:1.0-amd64)"
+            )
+        if ref in refs:
+            raise _Invalid(ATTR_ASSEMBLE, f"entry {i + 1}: {ref} is listed twice")
+        refs.append(ref)
+    return tuple(refs)
+
+
+def _parse_tags(value: Any) -> tuple[str, ...]:
+    items = _want_string_list(ATTR_TAGS, value, max_items=MAX_TAGS, allow_set=True)
+    seen: set[str] = set()
+    for i, tag in enumerate(items):
+        try:
+            check_tag(tag)
+        except ReferenceError_ as exc:
+            raise _Invalid(ATTR_TAGS, f"entry {i + 1}: {exc}") from exc
+        if tag in seen:
+            raise _Invalid(ATTR_TAGS, f"tag {tag!r} is listed twice")
+        seen.add(tag)
+    return tuple(items)
+
+
+def _parse_platforms(value: Any) -> tuple[Platform, ...]:
+    items = _want_string_list(ATTR_PLATFORMS, value, max_items=MAX_PLATFORMS, allow_set=True)
+    out: list[Platform] = []
+    for text in items:
+        if any(c.isspace() for c in text):
+            raise _Invalid(ATTR_PLATFORMS, f"invalid platform {shown(text)}: contains whitespace")
+        try:
+            platform = Platform.parse(text)
+        except PlatformError as exc:
+            raise _Invalid(ATTR_PLATFORMS, str(exc)) from exc
+        same = [p for p in out if _platform_key(p) == _platform_key(platform)]
+        if same:
+            raise _Invalid(ATTR_PLATFORMS, f"platform {platform} is listed twice (as {same[0]})")
+        out.append(platform)
+    return tuple(out)
+
+
+def _platform_key(p: Platform) -> tuple[str, str, str]:
+    return p.os, p.architecture, p.normalized_variant()  # linux/arm64 is linux/arm64/v8
+
+
+def _parse_id(item: Mapping[str, Any]) -> str:
+    if ATTR_ID not in item or item[ATTR_ID] is None:
+        raise _Invalid(ATTR_ID, "is missing (every row needs a string id, its partition key)")
+    value = item[ATTR_ID]
+    if not isinstance(value, str):
+        raise _Invalid(ATTR_ID, f"must be a string, not a {type_name(value)}")
+    if not value:
+        raise _Invalid(ATTR_ID, "must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise _Invalid(ATTR_ID, f"is {len(value)} characters long, over the limit of {MAX_ID_LENGTH}")
+    if _ID_RE.fullmatch(value) is None:
+        raise _Invalid(
+            ATTR_ID, "may contain only letters, digits and ._:@/+- and must start with a letter or digit"
+        )
+    return value
+
+
+def _row_label(item: Any) -> str:
+    value = item.get(ATTR_ID) if isinstance(item, Mapping) else None
+    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH and _ID_RE.fullmatch(value):
+        return repr(value)
+    return shown(value, 60)
+
+
+def parse_row(item: Mapping[str, Any], *, prefix: str = DEFAULT_REPOSITORY_PREFIX) -> Row:
+    """Validate a plain-Python item (as boto3's resource layer returns it) into a :class:`Row`.
+
+    Raises :class:`RowError` naming the row and the attribute, e.g.
+    ``row 'golang': attribute 'platforms': invalid platform 'linux': ...``.
+    Attributes the service writes (:data:`SERVICE_ATTRIBUTES`) are ignored.
+    """
+    prefix = check_prefix(prefix)
+    if not isinstance(item, Mapping):
+        raise RowError(f"row {shown(item, 60)}: is not a map of attributes", attribute="")
+    label = _row_label(item)
+    try:
+        return _parse_row(item, prefix)
+    except _Invalid as exc:
+        raise RowError(f"row {label}: attribute {exc.attribute!r}: {exc.message}", attribute=exc.attribute) from exc
+    except RowError as exc:  # from helpers that raise RowError themselves
+        raise RowError(f"row {label}: attribute {exc.attribute!r}: {exc}", attribute=exc.attribute) from exc
+
+
+def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
+    row_id = _parse_id(item)
+    for key in item:
+        if not isinstance(key, str):
+            raise _Invalid(shown(key, 40), "attribute names must be strings")
+    unknown = sorted(k for k in item if k not in USER_ATTRIBUTES and k not in SERVICE_ATTRIBUTES)
+    if unknown:
+        raise _Invalid(unknown[0][:64], f"unknown attribute (known: {', '.join(USER_ATTRIBUTES)})")
+
+    def get(name: str) -> Any:
+        return item.get(name)
+
+    source = _parse_source(get(ATTR_SOURCE)) if get(ATTR_SOURCE) is not None else None
+    assemble = _parse_assemble(get(ATTR_ASSEMBLE)) if get(ATTR_ASSEMBLE) is not None else None
+    tags = _parse_tags(get(ATTR_TAGS)) if get(ATTR_TAGS) is not None else ()
+    tag_pattern: str | None = None
+    if get(ATTR_TAG_PATTERN) is not None:
+        tag_pattern = _want_string(ATTR_TAG_PATTERN, get(ATTR_TAG_PATTERN), max_length=MAX_TAG_PATTERN_LENGTH)
+        try:
+            compile_tag_pattern(tag_pattern)
+        except RowError as exc:
+            raise _Invalid(ATTR_TAG_PATTERN, str(exc)) from exc
+    keep_latest = None
+    if get(ATTR_KEEP_LATEST) is not None:
+        keep_latest = _want_int(ATTR_KEEP_LATEST, get(ATTR_KEEP_LATEST), minimum=1, maximum=MAX_SELECTED_TAGS)
+    platforms = _parse_platforms(get(ATTR_PLATFORMS)) if get(ATTR_PLATFORMS) is not None else None
+    target = None
+    if get(ATTR_TARGET_REPOSITORY) is not None:
+        target = _want_string(ATTR_TARGET_REPOSITORY, get(ATTR_TARGET_REPOSITORY), max_length=ECR_REPOSITORY_MAX)
+        if not is_valid_ecr_repository(target):
+            hint = " (ECR repository names are lowercase)" if target.lower() != target else ""
+            raise _Invalid(
+                ATTR_TARGET_REPOSITORY,
+                f"{shown(target)} is not a valid ECR repository name: 2-256 characters of lowercase "
+                f"letters, digits and ._- in /-separated components{hint}",
+            )
+    arch_tags = _want_bool(ATTR_ARCH_TAGS, get(ATTR_ARCH_TAGS)) if get(ATTR_ARCH_TAGS) is not None else False
+    enabled = _want_bool(ATTR_ENABLED, get(ATTR_ENABLED)) if get(ATTR_ENABLED) is not None else True
+
+    # rules across attributes
+    if source is None and assemble is None:
+        raise _Invalid(ATTR_SOURCE, "is missing: a row needs a source repository (or an assemble list)")
+    if source is not None and assemble is not None:
+        raise _Invalid(ATTR_ASSEMBLE, "cannot be combined with source: give one or the other")
+    if keep_latest is not None and tag_pattern is None:
+        raise _Invalid(ATTR_KEEP_LATEST, "only applies together with tag_pattern")
+    if assemble is not None:
+        if tag_pattern is not None:
+            raise _Invalid(ATTR_TAG_PATTERN, "does not apply to assemble rows (give the one tag to write in tags)")
+        if len(tags) != 1:
+            raise _Invalid(ATTR_TAGS, f"an assemble row needs exactly one tag (the tag to write), not {len(tags)}")
+        if platforms is not None:
+            raise _Invalid(ATTR_PLATFORMS, "does not apply to assemble rows: each assemble reference names one platform's image")
+        if target is None:
+            repos = {r.name for r in assemble}
+            if len(repos) == 1:
+                target = default_target_repository(assemble[0], prefix)
+            else:
+                target = "/".join(p for p in (prefix, "assembled", row_id) if p)
+                if not is_valid_ecr_repository(target):
+                    raise _Invalid(
+                        ATTR_TARGET_REPOSITORY,
+                        f"is needed: the default {shown(target)} (from the id) is not a valid ECR repository name",
+                    )
+    else:
+        assert source is not None
+        if not tags and tag_pattern is None:
+            raise _Invalid(ATTR_TAGS, "is missing: a source row needs tags, tag_pattern, or both")
+        if target is None:
+            target = default_target_repository(source, prefix)
+    return Row(id=row_id, source=source, tags=tags, tag_pattern=tag_pattern, keep_latest=keep_latest, platforms=platforms,
+               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled)
+
+
+def row_to_item(
+    row_id: str,
+    *,
+    source: str | None = None,
+    tags: Iterable[str] | None = None,
+    tag_pattern: str | None = None,
+    keep_latest: int | None = None,
+    platforms: Iterable[str] | None = None,
+    target_repository: str | None = None,
+    arch_tags: bool | None = None,
+    assemble: Iterable[str] | None = None,
+    enabled: bool | None = None,
+    prefix: str = DEFAULT_REPOSITORY_PREFIX,
+) -> dict[str, Any]:
+    """A plain item for ``put_item`` from CLI arguments, validated like any row.
+
+    Only the attributes given are written (defaults such as the target repository stay
+    implicit, so they follow the configured prefix). Empty ``tags``/``platforms`` count as
+    not given. Raises :class:`RowError`.
+    """
+    def listed(value: Iterable[str] | None, *, keep_empty: bool) -> Any:
+        if value is None or isinstance(value, str):
+            return value  # a bare string: let validation name it
+        items = list(value)
+        return items if items or keep_empty else None
+
+    given = {
+        ATTR_SOURCE: source,
+        ATTR_TAGS: listed(tags, keep_empty=False),
+        ATTR_TAG_PATTERN: tag_pattern,
+        ATTR_KEEP_LATEST: keep_latest,
+        ATTR_PLATFORMS: listed(platforms, keep_empty=False),
+        ATTR_TARGET_REPOSITORY: target_repository,
+        ATTR_ARCH_TAGS: arch_tags,
+        ATTR_ASSEMBLE: listed(assemble, keep_empty=True),
+        ATTR_ENABLED: enabled,
+    }
+    item: dict[str, Any] = {ATTR_ID: row_id, **{k: v for k, v in given.items() if v is not None}}
+    parse_row(item, prefix=prefix)
+    return item
+
+
+def user_attributes(item: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``item`` without the attributes the service writes: what its owner wrote.
+
+    Compare two of these to tell a user's change of a row from the service's status write. Works on
+    plain items and on DynamoDB's typed JSON (stream images) alike; ``None`` gives ``{}``.
+    """
+    return {k: v for k, v in (item or {}).items() if k not in SERVICE_ATTRIBUTES}
+
+
+
+def is_enabled(item: Mapping[str, Any]) -> bool:
+    """Whether a raw row is to be synced: unless ``enabled`` is exactly false.
+
+    A malformed ``enabled`` (a string, a number) still counts as enabled, so the row goes on to be
+    marked invalid rather than silently skipped. Accepts plain items and DynamoDB's typed JSON
+    (``{"enabled": {"BOOL": false}}``).
+    """
+    value = item.get(ATTR_ENABLED)
+    if isinstance(value, Mapping) and set(value) == {"BOOL"}:
+        value = value["BOOL"]
+    return value is not False
