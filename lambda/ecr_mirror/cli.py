@@ -131,9 +131,8 @@ def _progress_display(enabled: bool):
 def _ensure_ecr_repository(obj: Context, destination: Any) -> None:
     """ECR refuses pushes into a repository that does not exist (ecr-facts.md 1): like ``sync``, create it
     first when DESTINATION is an ECR host (or ECR_MIRROR_TARGET_REGISTRY); other registries create on push."""
-    from .runtime import ecr_target_for
-
     from .errors import AwsError
+    from .runtime import ecr_target_for
 
     target = ecr_target_for(obj.settings, destination.api_host)
     if target is None:
@@ -178,16 +177,24 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
         click.echo(report.digest)
 
 
+nondistributable_option = click.option(
+    "--allow-nondistributable-artifacts", "allow_nondistributable", is_flag=True,
+    help="Also copy non-distributable (foreign) layers, e.g. Windows base layers, where their bytes can be "
+         "fetched and the destination takes them. Default: left out, as their registries serve them.")
+
+
 @main.command()
 @click.argument("source")
 @click.argument("destination")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only this platform (repeatable). Default: every platform, digest-identical.")
 @click.option("--arch-tags", is_flag=True, help="Also tag each platform's image DEST_TAG-<arch> (e.g. 1.22-amd64, 1.22-arm64).")
+@nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
 @click.pass_obj
 @handle_errors
-def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool, json_out: bool) -> None:
+def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool,
+         allow_nondistributable: bool, json_out: bool) -> None:
     """Copy SOURCE to DESTINATION over the registry API, every digest verified.
 
     \b
@@ -209,16 +216,19 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
         dst = dst.with_tag(src.tag or "latest")
     wanted = parse_platforms(platforms) if platforms else None
     _ensure_ecr_repository(obj, dst)
-    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags))
+    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags,
+                                              allow_nondistributable=allow_nondistributable))
 
 
 @main.command()
 @click.argument("destination")
 @click.argument("sources", nargs=-1, required=True)
+@nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
 @click.pass_obj
 @handle_errors
-def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out: bool) -> None:
+def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_nondistributable: bool,
+             json_out: bool) -> None:
     """Join single-platform images into one multi-arch index at DESTINATION.
 
     The manual `docker manifest create` + `docker manifest push` in one step, across registries:
@@ -233,7 +243,7 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
     _ensure_ecr_repository(obj, dst)
-    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs))
+    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable))
 
 
 # ---------------------------------------------------------------- the mirror table
@@ -285,6 +295,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Mirror only these platforms (repeatable). Default: all, digest-identical.")
 @click.option("--target-repository", metavar="NAME", help="ECR repository (default <prefix>/<source>).")
 @click.option("--arch-tags/--no-arch-tags", default=None, help="Also write <tag>-<arch> tags.")
+@click.option("--allow-nondistributable-artifacts/--no-allow-nondistributable-artifacts", "allow_nondistributable",
+              default=None, help="Also copy non-distributable (foreign) layers where reachable.")
 @click.option("--assemble", "assemble", multiple=True, metavar="IMAGE",
               help="Instead of --source: single-platform images joined under the one --tag (repeatable).")
 @click.option("--disabled", is_flag=True, help="Add the row disabled.")
@@ -294,7 +306,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @handle_errors
 def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_pattern: str | None,
         keep_latest: int | None, platforms: tuple[str, ...], target_repository: str | None, arch_tags: bool | None,
-        assemble: tuple[str, ...], disabled: bool, replace: bool, table_name: str | None) -> None:
+        allow_nondistributable: bool | None, assemble: tuple[str, ...], disabled: bool, replace: bool,
+        table_name: str | None) -> None:
     """Add a row ROW_ID to the mirror table (validated first; it syncs within a minute once deployed).
 
     \b
@@ -309,7 +322,8 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
     item = row_to_item(
         row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_pattern, keep_latest=keep_latest,
         platforms=_split(platforms) or None, target_repository=target_repository, arch_tags=arch_tags,
-        assemble=list(assemble) or None, enabled=False if disabled else None, prefix=obj.settings.repository_prefix,
+        assemble=list(assemble) or None, enabled=False if disabled else None,
+        allow_nondistributable_artifacts=allow_nondistributable, prefix=obj.settings.repository_prefix,
     )
     row = t.put_row(item, overwrite=replace)
     click.echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
