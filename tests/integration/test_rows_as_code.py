@@ -380,7 +380,7 @@ def test_add_pins_a_tag_to_a_digest(table):
                           "'sha256:abc': sha256 needs 64 lowercase hex digits, got 3\n")
 
 
-def test_a_file_row_with_a_range_and_deny_patterns_syncs_what_it_selects(table, ecr_registry, registry_factory):
+def test_a_file_row_with_a_range_and_deny_patterns_syncs_what_it_selects(ecr, table, registry_factory):
     """From the file to ECR through today's sync: a version range, a deny pattern and newest-N pick the tags."""
     from tests.support import images as im
 
@@ -395,7 +395,7 @@ def test_a_file_row_with_a_range_and_deny_patterns_syncs_what_it_selects(table, 
           keep_latest: 2
           target_repository: mirror/app
     """))
-    table.env["ECR_MIRROR_TARGET_REGISTRY"] = ecr_registry.host
+    table.env["ECR_MIRROR_TARGET_REGISTRY"] = ecr.host
     synced = table.ok("sync", "--json")
     assert sorted((r["tag"], r["state"]) for r in json.loads(synced.stdout)) == [("1.21.3", "in_sync"), ("1.22.0", "in_sync")]
-    assert im.list_tags(ecr_registry, "mirror/app", auth=ecr_registry.auth) == ["1.21.3", "1.22.0"]
+    assert im.list_tags(ecr, "mirror/app", auth=ecr.auth) == ["1.21.3", "1.22.0"]
