@@ -3,12 +3,12 @@
 
     .venv/bin/python demo/run.py          (what `make demo` runs after its set-up)
 
-Starts moto (DynamoDB, SQS), an upstream docker-registry behind a request-counting proxy and the ECR
-stand-in (registry API + ECR API over one store); seeds the upstream; adds rows with the real
-`ecr-mirror` CLI; runs the schedule and worker Lambda handlers through SQS as the deployed stack does;
-reads the result back like `docker manifest inspect`; proves the second sync copies nothing, GETs
-nothing upstream and asks nothing of ECR; overwrites a mirrored tag by hand and shows the audit find
-the drift and the next run repair it.
+Starts moto (the AWS APIs but ECR), an upstream docker-registry behind a request-counting proxy and
+the ECR stand-in (ECR's API and registry face, with ECR's rules, over one store); seeds the upstream;
+adds rows with the real `ecr-mirror` CLI; runs the schedule and worker Lambda handlers through SQS as the
+deployed stack does; reads the result back like `docker manifest inspect`; proves the second sync copies
+nothing, GETs nothing upstream and asks nothing of ECR; overwrites a mirrored tag by hand and shows the
+audit find the drift and the next run repair it.
 
 Every claim printed is also checked: the script exits 1 if any check fails (CI runs it), 130 on
 Ctrl-C and 143 on SIGTERM, and stops everything it started in every case.
@@ -156,20 +156,22 @@ class Demo:
     # ------------------------------------------------------------------ the steps
 
     def start(self) -> None:
-        with self.step("Start the stand-ins: moto (AWS APIs), upstream registry + counting proxy, ECR stand-in"):
+        with self.step("Start the stand-ins: moto (AWS APIs), upstream registry + counting proxy, the ECR stand-in"):
             w = self.world
             w.start_processes()
             w.configure_environment()
             table = Table("component", "plays", "address", box=None, padding=(0, 2))
-            table.add_row("moto_server", "AWS APIs: DynamoDB (mirror table + state table), SQS", w.moto.url)
+            table.add_row("moto_server", "AWS APIs: DynamoDB, SQS (everything but ECR)", w.moto.url)
             table.add_row("docker-registry", "upstream (Docker Hub)", w.upstream.url)
             table.add_row("RegistryProxy", "the way to upstream: counts every request", w.proxy.url)
-            table.add_row("ECR stand-in", "ECR's registry endpoint: Basic auth AWS:<GetAuthorizationToken>", w.ecr.url)
-            table.add_row("ECR stand-in", "ECR's API (boto3 `ecr`), over the same images", w.ecr.api_url)
+            table.add_row("ECR stand-in", "ECR's API (boto3 ecr, AWS_ENDPOINT_URL_ECR)", w.ecr.api_url)
+            table.add_row("", "ECR's registry endpoint, over the same store (a docker-registry behind ECR's rules)", w.ecr.url)
             console.print(table)
             self.check(httpx.get(f"{w.ecr.url}/v2/").status_code == 401
                        and httpx.get(f"{w.ecr.url}/v2/", auth=w.ecr.auth).status_code == 200,
-                       "the ECR stand-in refuses anonymous requests and accepts its GetAuthorizationToken's token")
+                       "the ECR stand-in refuses anonymous requests and accepts AWS:<password> from its GetAuthorizationToken")
+            self.check(httpx.get(f"{w.ecr.url}/v2/{PREFIX}/nothing/tags/list", auth=w.ecr.auth).status_code == 404,
+                       "and, like ECR, knows no repository its API did not create (NAME_UNKNOWN)")
 
     def seed(self) -> None:
         with self.step("Seed the upstream (images built locally: real layers, real configs)"):
@@ -216,7 +218,8 @@ class Demo:
                        f"metrics: {m}")
             self.check(m.get("BytesCopied", 0) > 10_000_000, f"{m.get('BytesCopied', 0) / 1e6:.1f} MB copied (BytesCopied metric)")
             console.print(f"  upstream requests through the proxy: GET {w.proxy.count('GET')}, HEAD {w.proxy.count('HEAD')}")
-            repos = w.ecr.client().describe_repositories()["repositories"]
+            ecr_api = w.ecr.client()
+            repos = ecr_api.describe_repositories()["repositories"]
             table = Table("ECR repository (created by the worker)", "scan on push", "tag mutability", "encryption",
                           box=None, padding=(0, 2))
             for r in sorted(repos, key=lambda r: r["repositoryName"]):
@@ -226,6 +229,12 @@ class Demo:
             self.check(sorted(r["repositoryName"] for r in repos) == sorted(set(self.targets.values()))
                        and all(r["imageScanningConfiguration"]["scanOnPush"] for r in repos),
                        "the worker created each target repository through the ECR API, with scan on push")
+            golang = ecr_api.describe_images(repositoryName=self.targets["golang"],
+                                             imageIds=[{"imageTag": seed.GOLANG_TAG}])["imageDetails"]
+            self.check([d["imageDigest"] for d in golang] == [self.upstream.golang.digest]
+                       and sorted(golang[0]["imageTags"]) == [seed.GOLANG_TAG],
+                       "ECR's DescribeImages reports the index the registry face received (one store, two faces)",
+                       json.dumps(golang, default=str))
 
     def inspect(self) -> None:
         up = self.upstream
@@ -318,8 +327,18 @@ class Demo:
                 f"one HEAD per mirrored tag or assembled source: {expected_heads} HEADs", f"HEADs: {heads}")
             self.check(gets == ["/v2/team/app/tags/list?n=1000"] or (len(gets) == 1 and gets[0].startswith("/v2/team/app/tags/list")),
                        "the only GET is the pattern row's tag listing (a tag_pattern row must list tags)", f"GETs: {gets}")
-            registry, api = w.ecr.count(), w.ecr.count(face="api")
-            console.print(f"  requests at ECR: registry API {registry}, ECR API {api}")
+            ecr = w.ecr
+            actions = ("BatchGetImage", "BatchCheckLayerAvailability", "DescribeRepositories", "GetAuthorizationToken",
+                       "PutImage", "InitiateLayerUpload", "GetDownloadUrlForLayer", "CreateRepository")
+            counted = {a: ecr.count(op=a) for a in actions}
+            console.print("  at ECR, in ECR's terms (registry requests counted as the API action they are billed as): "
+                          + "  ".join(f"{a}={n}" for a, n in counted.items()))
+            writes = {a: counted[a] for a in ("PutImage", "InitiateLayerUpload", "CreateRepository")}
+            self.check(not any(writes.values()) and counted["GetDownloadUrlForLayer"] == 0,
+                       "nothing written to ECR and no layer downloaded there (PutImage, InitiateLayerUpload, CreateRepository = 0)",
+                       f"counts: {counted}")
+            registry, api = ecr.count(), ecr.count(face="api")
+            console.print(f"  requests at ECR in all: registry API {registry}, ECR API {api}")
             self.check(registry == 0 and api == 0,
                        "zero requests at ECR: every tag is settled (in sync as recorded, upstream unmoved), so the "
                        "target is not asked (the audit checks it on its own cadence)", f"registry {registry}, API {api}")

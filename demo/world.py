@@ -1,16 +1,17 @@
-"""The demo's little world: moto, two registries, a counting proxy, and the Lambda-style plumbing.
+"""The demo's little world: moto, an upstream registry, a counting proxy, the ECR stand-in, and the Lambda-style plumbing.
 
 Everything started here is registered with one :class:`contextlib.ExitStack` *before* it starts, so
 a normal exit, a failed check, an exception, Ctrl-C (SIGINT) or SIGTERM/SIGHUP stops every process
 and removes every temp dir. Nothing listens on anything but 127.0.0.1.
 
-- ``moto_server``: the AWS APIs (DynamoDB, SQS, Secrets Manager).
+- ``moto_server``: the AWS APIs other than ECR (DynamoDB, SQS, Secrets Manager).
 - ``upstream``: a ``docker-registry`` playing Docker Hub, reached only through a counting proxy
   (:class:`tests.support.proxy.RegistryProxy`), so the demo can prove which requests a sync made.
-- ``ecr``: the ECR stand-in (:class:`tests.support.ecr.EcrStandIn`): a ``docker-registry`` behind ECR's
-  registry-API rules (Basic ``AWS:<token>`` from its own GetAuthorizationToken, repositories created
-  first, PutImage rate) plus ECR's JSON API over the same store (boto3's ``ecr`` client reaches it
-  through ``AWS_ENDPOINT_URL_ECR``); it counts what each face was asked.
+- ``ecr``: the ECR stand-in (:class:`tests.support.ecr.EcrStandIn`): ECR's API (boto3's ``ecr``
+  client goes there, ``AWS_ENDPOINT_URL_ECR``) and its registry face, with ECR's rules (Basic
+  ``AWS:<password>`` from its own GetAuthorizationToken, no push into a repository the API did not
+  create, PutImage throttling, blob GETs redirected to a layer bucket), over one store; it counts
+  every request in ECR's terms.
 
 The handlers are invoked in this process, as the Lambda runtime would: an event, a context object
 with a real deadline, and stdout captured (Powertools writes its JSON logs and EMF metrics there).
@@ -262,7 +263,7 @@ class World:
         self.moto.start()
         self._stack.callback(self.upstream.stop)
         self.upstream.start()
-        self.ecr = EcrStandIn(region=REGION)
+        self.ecr = EcrStandIn(storage="memory", region=REGION, registry_id=ACCOUNT)
         self._stack.callback(self.ecr.stop)
         self.ecr.start()
         self.proxy = RegistryProxy(self.upstream)
@@ -273,13 +274,13 @@ class World:
         """Point boto3 at moto and the product at the stand-ins; nothing of the user's leaks in."""
         assert self.tmp is not None and self.ecr is not None
         for name in list(os.environ):
-            if name.startswith(("ECR_MIRROR_", "POWERTOOLS_")) or name in (
+            if name.startswith(("ECR_MIRROR_", "POWERTOOLS_", "AWS_ENDPOINT_URL")) or name in (
                 "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION", "AWS_DEFAULT_PROFILE",
             ):
                 del os.environ[name]
         (self.tmp / "docker").mkdir()
         os.environ.update(boto3_env(self.moto.url, REGION))
-        os.environ.update(self.ecr.env)  # boto3's ecr client (only it) goes to the stand-in
+        os.environ.update(self.ecr.env)  # boto3's ecr client (only it) goes to the ECR stand-in
         os.environ.update({
             # no ~/.aws or ~/.docker of the user's: the demo talks only to its own stand-ins
             "AWS_CONFIG_FILE": str(self.tmp / "no-aws-config"),

@@ -37,7 +37,8 @@ class EcrTarget:
     ``ecr_client``: a boto3 ``ecr`` client; ``registry_host``: the registry host, if not the one
     ``GetAuthorizationToken`` reports; ``tag_mutability``: for repositories it creates
     (``MUTABLE``, ``IMMUTABLE``, ...: API_CreateRepository ``imageTagMutability``); ``repository_tags``:
-    resource tags on them. Raises :class:`~ecr_mirror.errors.AwsError` for failed calls.
+    resource tags on them; ``registry_id``: the account that owns the registry, if not the caller's.
+    Raises :class:`~ecr_mirror.errors.AwsError` for failed calls.
     """
 
     def __init__(
@@ -47,9 +48,13 @@ class EcrTarget:
         registry_host: str = "",
         tag_mutability: str = "MUTABLE",
         repository_tags: dict[str, str] | None = None,
+        registry_id: str = "",
     ) -> None:
         self.ecr = ecr_client
         self.tag_mutability = tag_mutability
+        #: the account whose registry this is (``registryId``); empty: the caller's own
+        self.registry_id = registry_id
+        self._registry = {"registryId": registry_id} if registry_id else {}
         self.repository_tags = repository_tags or {"managed-by": "ecr-mirror"}
         self._host = registry_host
         self._known: set[str] = set()
@@ -64,7 +69,9 @@ class EcrTarget:
                 data = self.ecr.get_authorization_token()["authorizationData"][0]
             except Exception as exc:  # botocore errors, malformed answers
                 raise aws_error(exc, "ecr:GetAuthorizationToken") from exc
-            host = str(data.get("proxyEndpoint", "")).removeprefix("https://").rstrip("/")
+            endpoint = str(data.get("proxyEndpoint", ""))
+            host = endpoint.split("://", 1)[1] if "://" in endpoint else endpoint  # https:// (ECR), http:// (stand-ins)
+            host = host.rstrip("/")
             if not host:
                 raise ConfigError(f"ecr:GetAuthorizationToken returned no proxyEndpoint; set {ENV_TARGET_REGISTRY}")
             self._host = host
@@ -85,7 +92,7 @@ class EcrTarget:
         mutability = self.tag_mutability
         created = False
         try:
-            answer = self.ecr.describe_repositories(repositoryNames=[name])
+            answer = self.ecr.describe_repositories(repositoryNames=[name], **self._registry)
             mutability = answer["repositories"][0].get("imageTagMutability", mutability)
         except Exception as exc:  # botocore errors, malformed answers
             if error_code(exc) != "RepositoryNotFoundException":
@@ -97,6 +104,7 @@ class EcrTarget:
                     imageScanningConfiguration={"scanOnPush": True},
                     encryptionConfiguration={"encryptionType": "AES256"},
                     tags=[{"Key": k, "Value": v} for k, v in self.repository_tags.items()],
+                    **self._registry,
                 )
                 created = True
                 log.info("created ECR repository %s (%s)", name, mutability)
@@ -108,8 +116,8 @@ class EcrTarget:
             self._mutability[name] = mutability
         return created
 
-    def forget_repository(self, name: str) -> None:
-        """Forget that ``name`` exists (ECR said it does not: the next :meth:`ensure_repository` asks again)."""
+    def forget(self, name: str) -> None:
+        """Drop what :meth:`ensure_repository` remembered about ``name`` (it was deleted under us)."""
         with self._lock:
             self._known.discard(name)
             self._mutability.pop(name, None)
@@ -120,7 +128,7 @@ class EcrTarget:
         with self._lock:
             known = self._mutability.get(name)
         if known is None:
-            self.forget_repository(name)
+            self.forget(name)
             self.ensure_repository(name)
             with self._lock:
                 known = self._mutability.get(name, self.tag_mutability)
@@ -141,7 +149,9 @@ class EcrTarget:
         for start in range(0, len(wanted), DESCRIBE_IMAGES_LIMIT):
             chunk = wanted[start : start + DESCRIBE_IMAGES_LIMIT]
             try:
-                answer = self.ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": t} for t in chunk])
+                answer = self.ecr.describe_images(
+                    repositoryName=repository, imageIds=[{"imageTag": t} for t in chunk], **self._registry
+                )
             except Exception as exc:  # botocore errors, malformed answers
                 if error_code(exc) == "ImageNotFoundException":
                     return None
@@ -158,7 +168,7 @@ class EcrTarget:
         digests: set[str] = set()
         try:
             pages = self.ecr.get_paginator("list_images").paginate(
-                repositoryName=repository, PaginationConfig={"PageSize": LIST_IMAGES_PAGE}
+                repositoryName=repository, PaginationConfig={"PageSize": LIST_IMAGES_PAGE}, **self._registry
             )
             for page in pages:
                 for image in page.get("imageIds") or []:
@@ -232,11 +242,15 @@ class EcrCredentials:
             self._cache[region] = (cred, expires_at)
             return cred
 
-    def invalidate(self, host: str) -> None:
-        """Forget the cached token for ``host``'s region (after the registry refused it)."""
+    def invalidate(self, host: str, refused: str | None = None) -> bool:
+        """Forget the cached token for ``host``'s region after the registry refused it (``refused``: the
+        ``Authorization`` value sent; a token cached since, by another thread, is kept). True for an ECR host."""
         region = self.region_for(host)
         with self._lock:
-            self._cache.pop(region or "", None)
+            cached = self._cache.get(region or "")
+            if cached is not None and (refused is None or cached[0].basic_header() == refused):
+                del self._cache[region or ""]
+        return region is not None
 
     def secrets(self) -> Iterable[str]:
         """The ECR passwords fetched so far."""

@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from . import drift
 from .copy import Copier, CopyReport
-from .errors import AwsError, Deadline, MirrorError, NotFoundError, RegistryError, RowError
+from .errors import AwsError, Deadline, MirrorError, NotFoundError, RowError
 from .reference import Reference
 from .rows import Row, parse_row
 from .status import (
@@ -110,8 +110,8 @@ class Target(Protocol):
         """Create repository ``name`` if missing; True when it created it (it is empty)."""
         ...
 
-    def forget_repository(self, name: str) -> None:
-        """Forget that ``name`` is known to exist."""
+    def forget(self, name: str) -> None:
+        """Forget what :meth:`ensure_repository` remembered about ``name`` (deleted since)."""
         ...
 
     def is_immutable(self, name: str) -> bool:
@@ -339,9 +339,10 @@ class Syncer:
         result.tags = [w.result for w in work]
 
         row_status: RowStatus | None = None
-        if row.tag_pattern is not None and not tags:
+        if row.needs_tag_list and not tags:
             result.matched_nothing = True
-            row_status = RowStatus(NO_TAGS, pattern=row.tag_pattern, tags_tried=tried, at=now_timestamp())
+            pattern = ", ".join(row.tag_patterns) or None
+            row_status = RowStatus(NO_TAGS, pattern=pattern, tags_tried=tried, at=now_timestamp())
         if writes:
             self._row_status(row_id, state, row_status)
             stale = [t for t in state.tags if t not in set(tags)]
@@ -437,13 +438,13 @@ class Syncer:
         if row.assemble:
             heads = []
             for ref in row.assemble:
-                head = self.client.manifest_head(ref)
+                head = self.client.manifest_head(ref, confirm_missing=True)
                 if head is None:
                     raise NotFoundError(f"assemble source {ref} not found upstream")
                 heads.append(head.digest)
             return "sha256:" + hashlib.sha256("\n".join(heads).encode()).hexdigest(), None
         assert row.source is not None
-        head = self.client.manifest_head(row.source.with_tag(tag))
+        head = self.client.manifest_head(row.source.with_tag(tag), confirm_missing=True)
         if head is None:
             raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
         return head.digest, head.digest
@@ -479,7 +480,7 @@ class Syncer:
                     self._failed(row, w, exc)
                 return
             # the repository is gone (or was never made): every tag is missing
-            self.target.forget_repository(repository)
+            self.target.forget(repository)
             if writes:
                 try:
                     self.target.ensure_repository(repository)
@@ -609,25 +610,33 @@ class Syncer:
             res.error = "status not written: another sync took this tag over (its lease had expired)"
 
     def _copy(self, row: Row, w: _Tag, *, force: bool) -> CopyReport:
-        """The copy; a push that finds the repository gone creates it and tries once more."""
+        """The copy; a push that finds the repository gone (deleted since this process checked it: ECR does
+        not create on push, NAME_UNKNOWN) creates it and tries once more."""
         dest = self._dest(row, w.tag)
-        for attempt in (1, 2):
-            try:
-                if row.assemble:
-                    return self.copier.assemble(dest, list(row.assemble))
-                assert row.source is not None
-                return self.copier.copy(
-                    row.source.with_tag(w.tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
-                    expected_digest=None if force else w.result.expected_digest, source_digest=w.source_digest,
-                    force=force, destination_digest=w.result.target_digest, destination_checked=w.target_known,
+
+        def copy() -> CopyReport:
+            if row.assemble:
+                return self.copier.assemble(
+                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts
                 )
-            except RegistryError as exc:
-                if attempt == 2 or NAME_UNKNOWN not in exc.codes:
-                    raise
-                log.warning("%s: the repository does not exist; creating it and trying again", dest)
-                self.target.forget_repository(row.target_repository)
-                self.target.ensure_repository(row.target_repository)
-        raise AssertionError("unreachable")  # pragma: no cover
+            assert row.source is not None
+            return self.copier.copy(
+                row.source.with_tag(w.tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
+                expected_digest=None if force else w.result.expected_digest, source_digest=w.source_digest,
+                force=force, allow_nondistributable=row.allow_nondistributable_artifacts,
+                destination_digest=w.result.target_digest, destination_checked=w.target_known,
+            )
+
+        try:
+            return copy()
+        except NotFoundError as exc:
+            if NAME_UNKNOWN not in exc.codes or f"://{dest.api_host}/v2/{dest.repository}/" not in exc.url:
+                raise
+            log.warning("%s: the repository does not exist; creating it and trying again", dest)
+            self.target.forget(row.target_repository)
+            self.target.ensure_repository(row.target_repository)
+            w.target_known = False  # a new, empty repository: the copy finds that out itself
+            return copy()
 
     def _dest(self, row: Row, tag: str) -> Reference:
         return Reference(self.target.host, row.target_repository, tag)

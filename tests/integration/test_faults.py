@@ -5,8 +5,8 @@ and in the middle of manifests and blobs, bodies truncated under a correct Conte
 that stall longer than the read timeout, bearer tokens expiring mid-copy. Destination faults:
 throttled uploads (429 on POST/PUT, and PATCH, which the client never sends), a failing final
 manifest PUT, a PUT applied but answered with an error. The process killed with SIGKILL mid-copy,
-then rerun. With the mirror table (moto + real registries): one failing row never stops the others,
-and a sync interrupted at any point loses no status update.
+then rerun. With the mirror table (moto, a real upstream registry, the ECR stand-in of tests/support/ecr):
+one failing row never stops the others, and a sync interrupted at any point loses no status update.
 
 Retry budgets are counted at the proxies: an operation is tried at most ``RetryPolicy.attempts``
 times, never that many times inside each of that many retries.

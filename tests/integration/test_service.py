@@ -159,9 +159,14 @@ def test_rows_to_ecr_through_schedule_queue_and_worker(service, capsys):
     counts = emf(out)
     assert counts[metrics.TAGS_IN_SYNC] == 3 and counts[metrics.TAGS_COPIED] == 3
     assert counts[metrics.BYTES_COPIED] > 0 and counts[metrics.TAGS_DRIFTED] == 0
-    # the repositories were created through the ECR API with scan on push
-    repos = {r["repositoryName"]: r for r in boto3.client("ecr").describe_repositories()["repositories"]}
+    # the repositories were created through the ECR API with scan on push, and ECR's API describes the
+    # images the registry face received (the stand-in refuses pushes to repositories not created first)
+    ecr = boto3.client("ecr")
+    repos = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
     assert repos[repo]["imageScanningConfiguration"]["scanOnPush"] is True
+    assert sorted(repos) == sorted([repo, "mirror/golang-arm"])
+    described = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "1.19.2"}])["imageDetails"]
+    assert [(d["imageDigest"], d["imageManifestMediaType"]) for d in described] == [(index.digest, index.media_type)]
 
 
 def test_second_sync_makes_no_upstream_get(service, capsys):
@@ -173,9 +178,15 @@ def test_second_sync_makes_no_upstream_get(service, capsys):
     service.run_schedule()
     assert service.drain() == {"batchItemFailures": []}
     service.proxy.reset()
+    service.ecr.reset_counts()
     capsys.readouterr()
     service.run_schedule()
     assert service.drain() == {"batchItemFailures": []}
+    # at ECR: nothing written, no repository created, no layer downloaded
+    for op in ("PutImage", "InitiateLayerUpload", "CompleteLayerUpload", "CreateRepository", "GetDownloadUrlForLayer"):
+        assert service.ecr.count(op=op) == 0, op
+    # and nothing asked at all: every tag is settled (in sync as recorded, upstream unmoved)
+    assert service.ecr.count() == 0 and service.ecr.count(face="api") == 0
     assert service.proxy.count("GET") == 0
     assert service.proxy.count("HEAD") == 3  # one per tag
     assert sorted(service.proxy.requests) == sorted([
@@ -428,3 +439,24 @@ def test_upstream_credentials_from_secret_never_printed(service, monkeypatch, pr
     item = boto3.client("dynamodb").get_item(TableName=service.table_name, Key={"id": {"S": "private"}})["Item"]
     for text in (out.out, out.err, caplog.text, json.dumps(item), service.cli("status", "--json").output):
         assert secret_value not in text
+
+
+def test_repository_deleted_under_a_warm_worker_is_created_again(service, monkeypatch):
+    """A mirrored repository deleted in ECR (DeleteRepository with force) while a worker container stays
+    warm: ECR refuses pushes into it (NAME_UNKNOWN), so the worker must not trust what it remembered about
+    the repository; the next pass creates it again and mirrors the tag, without a failure in between.
+    (A settled tag is looked at in ECR by the audit: every pass audits here.)"""
+    monkeypatch.setenv("ECR_MIRROR_AUDIT_INTERVAL_SECONDS", "0")
+    index = golang_index()
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("app", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/app")
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    boto3.client("ecr").delete_repository(repositoryName="mirror/app", force=True)
+    service.ecr.reset_counts()
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}  # the same (warm) worker: no _common.reset()
+    record = service.state("app", "v1")
+    assert record["state"] == "in_sync" and record["target_digest"] == index.digest, record
+    assert service.ecr.tags("mirror/app") == {"v1": index.digest}
+    assert service.ecr.count(op="CreateRepository") == 1

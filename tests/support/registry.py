@@ -4,6 +4,8 @@
         httpx.get(f"{reg.url}/v2/")
     with RegistryProcess(htpasswd={"AWS": "secret"}) as reg:   # demands Basic auth
         httpx.get(f"{reg.url}/v2/", auth=reg.auth)
+    with RegistryProcess(manifest_urls_allow=["^https?://"]) as reg:   # accepts foreign layers with urls
+        ...
 
 Each instance has its own temp dir (config, htpasswd file, storage, log) removed on stop.
 ``storage="filesystem"`` (default) keeps blobs under that dir; the registry fsyncs every blob, which
@@ -18,7 +20,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,13 @@ class RegistryProcess:
         realm: str = "test-registry",
         startup_timeout: float = 15.0,
         binary: str = BINARY,
+        manifest_urls_allow: Sequence[str] | None = None,
     ) -> None:
         self.htpasswd = dict(htpasswd or {})
+        #: regexes for ``validation.manifests.urls.allow``: with them, distribution accepts manifests whose
+        #: non-distributable (foreign) layers carry ``urls`` matching one of them (their bytes are not checked);
+        #: without, it refuses every layer descriptor that has ``urls`` (MANIFEST_INVALID)
+        self.manifest_urls_allow = list(manifest_urls_allow) if manifest_urls_allow is not None else None
         self.delete = delete
         if storage not in ("filesystem", "memory"):
             raise ValueError(f"storage must be 'filesystem' or 'memory', got {storage!r}")
@@ -166,6 +173,8 @@ class RegistryProcess:
             # a fixed secret avoids a startup warning; only used to sign upload state
             "http": {"addr": f"{LOOPBACK}:{self.port}", "secret": "ecr-mirror-test-registry"},
         }
+        if self.manifest_urls_allow is not None:
+            config["validation"] = {"manifests": {"urls": {"allow": self.manifest_urls_allow}}}
         if self.htpasswd:
             config["auth"] = {"htpasswd": {"realm": self.realm, "path": str(self.workdir / "htpasswd")}}
         return config
