@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -19,19 +18,8 @@ from click.testing import CliRunner
 from ecr_mirror import drift, metrics
 from ecr_mirror.cli import main as cli
 from ecr_mirror.handlers import _common, schedule, stream, worker
+from tests.integration.passes import Ctx
 from tests.support import images as im
-
-
-@dataclass
-class Ctx:
-    remaining_ms: int = 600_000
-    function_name: str = "ecr-mirror-worker"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ecr-mirror-worker"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 class Service:
