@@ -156,7 +156,23 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
                 f"{report.blobs_copied} blobs copied, {report.blobs_skipped} present, {report.blobs_mounted} mounted, "
                 f"{report.bytes_copied} bytes")
             click.echo(f"{report.destination}: {', '.join(report.platforms) or report.media_type} ({what})", err=True)
+        if report.referrers is not None and report.referrers.items:  # referrers: what was copied, what could not apply
+            click.echo(_redactor(f"{report.destination}: {report.referrers.summary()}"), err=True)
         click.echo(report.digest)
+
+
+#: ``--no-referrers`` of ``copy`` and ``assemble`` (issue 14: referrers travel by default)
+no_referrers_option = click.option(
+    "--no-referrers", is_flag=True,
+    help="Leave signatures, SBOMs and attestations behind (default: they are copied: the referrers API, the "
+         "sha256-<digest> tag schema and cosign's .sig/.att/.sbom tags).")
+
+
+def _referrer_policy(no_referrers: bool):
+    """A person asked for this image now: discover its referrers even when the image is unchanged."""
+    from .referrers import ReferrerPolicy
+
+    return None if no_referrers else ReferrerPolicy(when_unchanged=True)
 
 
 @main.command()
@@ -166,9 +182,11 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
               help="Copy only this platform (repeatable). Default: every platform, digest-identical.")
 @click.option("--arch-tags", is_flag=True, help="Also tag each platform's image DEST_TAG-<arch> (e.g. 1.22-amd64, 1.22-arm64).")
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
+@no_referrers_option
 @click.pass_obj
 @handle_errors
-def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool, json_out: bool) -> None:
+def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool, json_out: bool,
+         no_referrers: bool) -> None:
     """Copy SOURCE to DESTINATION over the registry API, every digest verified.
 
     \b
@@ -177,7 +195,9 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
 
     With every platform the destination index has the same digest as the source. With --platform
     a new index of just those platforms is written (children unchanged). The tag is written last,
-    so a failed copy leaves it as it was. Prints the destination digest.
+    so a failed copy leaves it as it was. Then the image's signatures, SBOMs and attestations follow
+    it (those of an upstream index that --platform rewrote do not apply; --json says which and why).
+    Prints the destination digest.
     """
     from .manifest import parse_platforms
     from .reference import parse_reference
@@ -189,16 +209,18 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
     if not dst.tag:
         dst = dst.with_tag(src.tag or "latest")
     wanted = parse_platforms(platforms) if platforms else None
-    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags))
+    policy = _referrer_policy(no_referrers)
+    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags, referrers=policy))
 
 
 @main.command()
 @click.argument("destination")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
+@no_referrers_option
 @click.pass_obj
 @handle_errors
-def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out: bool) -> None:
+def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out: bool, no_referrers: bool) -> None:
     """Join single-platform images into one multi-arch index at DESTINATION.
 
     The manual `docker manifest create` + `docker manifest push` in one step, across registries:
@@ -212,7 +234,8 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
     if not dst.tag or dst.digest:
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
-    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs))
+    policy = _referrer_policy(no_referrers)
+    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, referrers=policy))
 
 
 # ---------------------------------------------------------------- the mirror table
@@ -264,6 +287,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Mirror only these platforms (repeatable). Default: all, digest-identical.")
 @click.option("--target-repository", metavar="NAME", help="ECR repository (default <prefix>/<source>).")
 @click.option("--arch-tags/--no-arch-tags", default=None, help="Also write <tag>-<arch> tags.")
+@click.option("--referrers/--no-referrers", default=None,
+              help="Copy signatures, SBOMs and attestations with each tag (default: yes).")
 @click.option("--assemble", "assemble", multiple=True, metavar="IMAGE",
               help="Instead of --source: single-platform images joined under the one --tag (repeatable).")
 @click.option("--disabled", is_flag=True, help="Add the row disabled.")
@@ -273,7 +298,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @handle_errors
 def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_pattern: str | None,
         keep_latest: int | None, platforms: tuple[str, ...], target_repository: str | None, arch_tags: bool | None,
-        assemble: tuple[str, ...], disabled: bool, replace: bool, table_name: str | None) -> None:
+        referrers: bool | None, assemble: tuple[str, ...], disabled: bool, replace: bool,
+        table_name: str | None) -> None:
     """Add a row ROW_ID to the mirror table (validated first; it syncs within a minute once deployed).
 
     \b
@@ -288,6 +314,7 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
     item = row_to_item(
         row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_pattern, keep_latest=keep_latest,
         platforms=_split(platforms) or None, target_repository=target_repository, arch_tags=arch_tags,
+        referrers=referrers,
         assemble=list(assemble) or None, enabled=False if disabled else None, prefix=obj.settings.repository_prefix,
     )
     row = t.put_row(item, overwrite=replace)
@@ -363,6 +390,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
 
     Exit status: 0 when every row synced, 1 when a row failed or is invalid.
     """
+    from .referrers import summary_of
     from .rows import is_enabled
     from .runtime import build_syncer
 
@@ -394,7 +422,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             action = ("would copy" if dry_run else "copied") if (tr.copied or (dry_run and tr.state not in ("in_sync", "failed"))) else ""
             out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
                         "reason": tr.reason, "upstream_digest": tr.upstream_digest, "target_digest": tr.target_digest,
-                        "bytes_copied": tr.bytes_copied, "error": tr.error})
+                        "bytes_copied": tr.bytes_copied, "error": tr.error,
+                        "referrers": tr.referrers.counts() if tr.referrers is not None else None})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -402,6 +431,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             line = f"{o['id']}:{o['tag'] or '-'}  {o['state']}"
             if o.get("action"):
                 line += f"  ({o['action']}: {o.get('reason')})"
+            if o.get("referrers") and any(o["referrers"][k] for k in ("copied", "present", "not_applicable")):
+                line += f"  [{summary_of(o['referrers'])}]"
             elif o.get("before") and o["before"] != o["state"]:
                 line += f"  (was {o['before']})"
             if o.get("error"):

@@ -10,6 +10,8 @@ Guarantees:
 - Memory is bounded by (concurrency x chunk size), whatever the layer size.
 - A blob that fails (source GET, upload session, PUT) is restarted as a whole under the client's
   retry budget: at most ``RetryPolicy.attempts`` GETs of it at the source.
+- Asked to (``referrers=``), the image's signatures, SBOMs and attestations follow it once it is at the
+  destination (:mod:`ecr_mirror.referrer_copy`).
 
 No HTTP here: the engine talks to a :class:`~ecr_mirror.registry.client.RegistryClient` and sees only
 the package's errors and ``bytes`` (it imports with httpx unavailable).
@@ -41,6 +43,8 @@ from .manifest import (
     select_children,
 )
 from .reference import Reference
+from .referrer_copy import copy_referrers, merge_reports
+from .referrers import ReferrerPolicy, ReferrersReport, SubjectPlan, plan_subjects
 
 if TYPE_CHECKING:  # the engine needs the client's methods, not its module (which imports httpx)
     from .registry.client import RegistryClient
@@ -63,8 +67,10 @@ class CopyReport:
     destination tag holds now; ``platforms``: the platforms written (``os/arch[/variant]``);
     ``unchanged``: the destination already held it, nothing was written. Counts: manifests
     written or found present; blobs uploaded, found present, or mounted from another repository;
-    ``bytes_copied``: blob bytes uploaded. ``arch_tags``: the ``<tag>-<arch>`` tags written;
-    ``requests``: ``{host: {method: count}}``, filled in by the CLI. Thread-safe counters (:meth:`add`).
+    ``bytes_copied``: blob bytes uploaded (referrers' blobs included). ``arch_tags``: the ``<tag>-<arch>``
+    tags written; ``requests``: ``{host: {method: count}}``, filled in by the CLI; ``source_digest``: the
+    upstream digest copied; ``referrers``: what became of its referrers (``None``: not asked for).
+    Thread-safe counters (:meth:`add`).
     """
 
     source: str
@@ -81,6 +87,8 @@ class CopyReport:
     bytes_copied: int = 0
     arch_tags: list[str] = field(default_factory=list)
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    source_digest: str = ""
+    referrers: ReferrersReport | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -91,7 +99,9 @@ class CopyReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (the CLI's ``--json``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out["referrers"] = self.referrers.as_dict() if self.referrers is not None else None
+        return out
 
 
 def verified_chunks(chunks: Iterable[bytes], descriptor: Descriptor, *, progress: ProgressFn | None = None) -> Iterator[bytes]:
@@ -164,6 +174,8 @@ class Copier:
         self._inflight: dict[tuple[str, str, str], Future[str]] = {}
         #: (registry host, digest) -> repositories there known to hold the blob (mount candidates)
         self._known: dict[tuple[str, str], set[str]] = {}
+        #: registry host -> whether it answers the referrers API (absent: not asked yet)
+        self.referrers_api: dict[str, bool] = {}
 
     def close(self) -> None:
         """Stop the worker threads (waiting for running transfers, dropping queued ones)."""
@@ -179,6 +191,35 @@ class Copier:
     # ------------------------------------------------------------ public
 
     def copy(
+        self,
+        source: Reference,
+        destination: Reference,
+        *,
+        platforms: Sequence[Platform] | None = None,
+        arch_tags: bool = False,
+        expected_digest: str | None = None,
+        source_digest: str | None = None,
+        force: bool = False,
+        referrers: ReferrerPolicy | None = None,
+        source_tags: Sequence[str] | None = None,
+    ) -> CopyReport:
+        """Copy ``source`` to ``destination`` (a tag), then, with ``referrers``, its signatures, SBOMs and
+        attestations (:meth:`copy_referrers`; on an unchanged image only if ``referrers.when_unchanged``;
+        ``source_tags``: the source repository's tags, if the caller just listed them).
+
+        The image is :meth:`_copy_image`'s work: the other arguments, and the errors raised, are its.
+        """
+        report = self._copy_image(source, destination, platforms=platforms, arch_tags=arch_tags,
+                                  expected_digest=expected_digest, source_digest=source_digest, force=force)
+        if referrers is not None and (referrers.when_unchanged or not report.unchanged):
+            index = report.media_type in (OCI_INDEX, DOCKER_LIST)
+            written = self.client.manifest_get(destination.with_digest(report.digest)) if index else None
+            plan = plan_subjects(report.source_digest, report.digest, written.children if written else [])
+            report.referrers = self.copy_referrers(source, destination, plan, referrers, report,
+                                                   source_tags=source_tags)
+        return report
+
+    def _copy_image(
         self,
         source: Reference,
         destination: Reference,
@@ -209,6 +250,7 @@ class Copier:
             if head is None:
                 raise NotFoundError(f"source {source} not found")
             source_digest = head.digest
+        report.source_digest = source_digest
         dest_head = self.client.manifest_head(destination)
         if dest_head is not None and not force:
             if platforms is None and dest_head.digest == source_digest:
@@ -225,13 +267,35 @@ class Copier:
             self._copy_single(source, destination, src, platforms, arch_tags, report)
         return report
 
-    def assemble(self, destination: Reference, sources: Sequence[Reference]) -> CopyReport:
+    def copy_referrers(
+        self, source: Reference, destination: Reference, plan: SubjectPlan, policy: ReferrerPolicy | None = None,
+        report: CopyReport | None = None, *, source_tags: Sequence[str] | None = None,
+    ) -> ReferrersReport:
+        """Copy the signatures, SBOMs and attestations of ``plan.subjects`` (digests ``destination``'s
+        repository holds byte for byte: :func:`~ecr_mirror.referrers.plan_subjects`) from ``source``'s
+        repository, and count those of ``plan.not_applicable``. The one call a sync or an audit makes for a
+        tag already at the destination. ``report`` (optional) gets the blob counts; ``source_tags``: the
+        source repository's tags if the caller just listed them (else one ``tags/list`` is made).
+
+        Raises what :meth:`copy` raises; see :mod:`ecr_mirror.referrer_copy` for what is read and written.
+        """
+        report = report or CopyReport(str(source), str(destination))
+        return copy_referrers(self, source, destination, plan, policy or ReferrerPolicy(), report, source_tags)
+
+    def copy_blobs(self, source: Reference, destination: Reference, manifest: Manifest, report: CopyReport) -> None:
+        """Every blob of image manifest ``manifest`` at ``destination``'s repository (present ones skipped)."""
+        self._copy_image_manifest(source, destination, manifest, report, put=False)
+
+    def assemble(
+        self, destination: Reference, sources: Sequence[Reference], *, referrers: ReferrerPolicy | None = None,
+    ) -> CopyReport:
         """Join single-platform images (from any registries) into one index at ``destination`` (a tag).
 
         Each source's platform comes from its config. The index is a Docker manifest list when every
         source is a Docker manifest, else an OCI index. Unchanged when the destination index already
-        lists exactly these images. Raises :class:`CopyError` (no sources, an index of several platforms,
-        two sources of one platform) and what :meth:`copy` raises.
+        lists exactly these images. ``referrers``: the referrers of each source image follow it (those of a
+        source that is an index of one image do not apply to the new index). Raises :class:`CopyError` (no
+        sources, an index of several platforms, two sources of one platform) and what :meth:`copy` raises.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -248,7 +312,11 @@ class Copier:
         if dest_head is not None and dest_head.media_type in (OCI_INDEX, DOCKER_LIST):
             current = self.client.manifest_get(destination.with_digest(dest_head.digest))
             if [c.digest for c in current.children] == [h.digest for h in heads]:
-                return self._unchanged(report, current.digest, current.media_type)
+                self._unchanged(report, current.digest, current.media_type)
+                if referrers is not None and referrers.when_unchanged:
+                    pairs = [(s, h.digest, h.digest) for s, h in zip(sources, heads)]
+                    self._assembled_referrers(destination, pairs, referrers, report)
+                return report
 
         def resolve(i: int) -> tuple[Reference, Manifest, Platform]:
             src = sources[i]
@@ -277,7 +345,23 @@ class Copier:
         report.add(manifests_copied=1)
         report.digest, report.media_type = index.digest, index.media_type
         report.platforms = [str(p) for _, _, p in resolved]
+        if referrers is not None:
+            pairs = [(src, head.digest, m.digest) for (src, m, _), head in zip(resolved, heads)]
+            self._assembled_referrers(destination, pairs, referrers, report)
         return report
+
+    def _assembled_referrers(
+        self, destination: Reference, pairs: Sequence[tuple[Reference, str, str]], policy: ReferrerPolicy,
+        report: CopyReport,
+    ) -> None:
+        """Referrers of each assembled image ``(source, upstream digest, image digest)`` follow it."""
+        reports = []
+        for src, upstream, image in pairs:
+            reason = (f"their subject is the upstream index {upstream}; the image {image} was taken from it "
+                      "into a new index, so they do not apply to it")
+            plan = SubjectPlan((image,), {upstream: reason} if upstream != image else {})
+            reports.append(self.copy_referrers(src, destination, plan, policy, report))
+        report.referrers = merge_reports(reports)
 
     # ------------------------------------------------------------ internals
 

@@ -11,6 +11,7 @@ One DynamoDB item per mirrored image, partition key ``id`` (S). What users write
     platforms          L of S   os/arch[/variant], e.g. linux/amd64 (max 16); absent: every platform, digest-identical
     target_repository  S        ECR repository name; default below
     arch_tags          BOOL     also write <tag>-<arch> tags
+    referrers          BOOL     copy signatures, SBOMs and attestations with each tag; default true
     enabled            BOOL     default true
 
 ``null`` (DynamoDB ``NULL``) counts as absent. ``tags`` and ``platforms`` may also be string
@@ -65,6 +66,7 @@ ATTR_KEEP_LATEST = "keep_latest"
 ATTR_PLATFORMS = "platforms"
 ATTR_TARGET_REPOSITORY = "target_repository"
 ATTR_ARCH_TAGS = "arch_tags"
+ATTR_REFERRERS = "referrers"
 ATTR_ENABLED = "enabled"
 ATTR_STATUS = "status"
 ATTR_ROW_ERROR = "row_error"
@@ -74,7 +76,7 @@ ATTR_ROW_ERROR_AT = "row_error_at"
 PARTITION_KEY = ATTR_ID
 #: attributes a user may write
 USER_ATTRIBUTES = (ATTR_ID, ATTR_SOURCE, ATTR_ASSEMBLE, ATTR_TAGS, ATTR_TAG_PATTERN, ATTR_KEEP_LATEST, ATTR_PLATFORMS,
-                   ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ENABLED)
+                   ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ENABLED, ATTR_REFERRERS)
 #: attributes the service writes into the same item; ignored by :func:`parse_row`
 SERVICE_ATTRIBUTES = frozenset({ATTR_STATUS, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT})
 
@@ -98,7 +100,8 @@ class Row:
 
     ``source`` is ``None`` for an assemble row, ``assemble`` ``None`` for a source row; ``platforms``
     ``None`` means every platform, digest-identical; ``target_repository`` is always filled in
-    (explicit, or the default from the prefix).
+    (explicit, or the default from the prefix); ``referrers``: signatures, SBOMs and attestations are
+    copied with each tag (issue 14).
     """
 
     id: str
@@ -111,6 +114,7 @@ class Row:
     arch_tags: bool
     assemble: tuple[Reference, ...] | None
     enabled: bool
+    referrers: bool = True
 
     @property
     def is_assemble(self) -> bool:
@@ -403,6 +407,7 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
             )
     arch_tags = _want_bool(ATTR_ARCH_TAGS, get(ATTR_ARCH_TAGS)) if get(ATTR_ARCH_TAGS) is not None else False
     enabled = _want_bool(ATTR_ENABLED, get(ATTR_ENABLED)) if get(ATTR_ENABLED) is not None else True
+    referrers = _want_bool(ATTR_REFERRERS, get(ATTR_REFERRERS)) if get(ATTR_REFERRERS) is not None else True
 
     # rules across attributes
     if source is None and assemble is None:
@@ -436,7 +441,7 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
         if target is None:
             target = default_target_repository(source, prefix)
     return Row(id=row_id, source=source, tags=tags, tag_pattern=tag_pattern, keep_latest=keep_latest, platforms=platforms,
-               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled)
+               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled, referrers=referrers)
 
 
 def row_to_item(
@@ -449,6 +454,7 @@ def row_to_item(
     platforms: Iterable[str] | None = None,
     target_repository: str | None = None,
     arch_tags: bool | None = None,
+    referrers: bool | None = None,
     assemble: Iterable[str] | None = None,
     enabled: bool | None = None,
     prefix: str = DEFAULT_REPOSITORY_PREFIX,
@@ -473,6 +479,7 @@ def row_to_item(
         ATTR_PLATFORMS: listed(platforms, keep_empty=False),
         ATTR_TARGET_REPOSITORY: target_repository,
         ATTR_ARCH_TAGS: arch_tags,
+        ATTR_REFERRERS: referrers,
         ATTR_ASSEMBLE: listed(assemble, keep_empty=True),
         ATTR_ENABLED: enabled,
     }

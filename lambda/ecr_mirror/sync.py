@@ -30,6 +30,7 @@ from .copy import Copier, CopyReport
 from .errors import Deadline, MirrorError, NotFoundError, RowError
 from .manifest import Manifest
 from .reference import Reference
+from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
 from .status import now_timestamp, status_entry
 from .tags import select_tags
@@ -91,7 +92,8 @@ class TagResult:
     its sources' digests), ``expected_digest`` what the target should hold (``None``: only a copy
     could tell), ``target_digest`` what it holds. Counts as in :class:`~ecr_mirror.copy.CopyReport`;
     ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
-    identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
+    identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`);
+    ``referrers``: what became of the image's referrers when it was copied (``None``: not this time).
     """
 
     row_id: str
@@ -109,6 +111,7 @@ class TagResult:
     error: str | None = None
     reason: str = ""
     fingerprint: str = ""
+    referrers: ReferrersReport | None = None
 
     @property
     def drift_state(self) -> str:
@@ -194,6 +197,7 @@ class Syncer:
         if should_stop():
             raise Deadline(f"row {row_id}: not started, too little time left")
         statuses: Mapping[str, Any] = item.get("status") or {}
+        available: list[str] = []
         try:
             if not dry_run and not check_only:
                 self.target.ensure_repository(row.target_repository)
@@ -218,7 +222,8 @@ class Syncer:
         def one(tag: str) -> TagResult:
             if should_stop():
                 raise Deadline(f"row {row_id}: stopped before tag {tag}, too little time left")
-            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only, verified=verified)
+            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only,
+                                 verified=verified, source_tags=available if row.needs_tag_list else None)
 
         if len(tags) <= 1 or self.tag_concurrency == 1:
             result.tags = [one(t) for t in tags]
@@ -249,9 +254,10 @@ class Syncer:
 
     def sync_tag(
         self, row: Row, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False,
-        verified: set[str] | None = None,
+        verified: set[str] | None = None, source_tags: list[str] | None = None,
     ) -> TagResult:
-        """Detect, copy if needed, and record one tag of a parsed row; ``previous``: its last status entry.
+        """Detect, copy if needed, and record one tag of a parsed row; ``previous``: its last status entry;
+        ``source_tags``: the upstream tags if the row listed them (its referrers are found among them).
         Failures end up in the result (``failed``); only :class:`~ecr_mirror.errors.Deadline` is raised."""
         res = TagResult(row.id, tag, drift.FAILED, fingerprint=row.fingerprint)
         if previous and previous.get("fingerprint") and previous.get("fingerprint") != res.fingerprint:
@@ -259,7 +265,7 @@ class Syncer:
             previous = {k: v for k, v in previous.items() if k in ("last_success",)}
         try:
             self._detect_and_copy(row, tag, previous, res, dry_run=dry_run, check_only=check_only,
-                                  verified=set() if verified is None else verified)
+                                  verified=set() if verified is None else verified, source_tags=source_tags)
         except Deadline:
             raise
         except MirrorError as exc:
@@ -293,7 +299,7 @@ class Syncer:
 
     def _detect_and_copy(
         self, row: Row, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool,
-        verified: set[str],
+        verified: set[str], source_tags: list[str] | None = None,
     ) -> None:
         dest = self._dest(row, tag)
         recorded_expected = previous.get("expected_digest") or None
@@ -340,13 +346,16 @@ class Syncer:
         # show the detected state while copying (an interrupted sync keeps it)
         self._write(row.id, tag, res, previous, interim=True)
         force = state == drift.BROKEN
+        # referrers travel when the image is written; an unchanged tag's are the audit's (issue 14)
+        referrers = ReferrerPolicy(when_unchanged=False) if row.referrers else None
         if row.assemble:
-            report = self.copier.assemble(dest, list(row.assemble))
+            report = self.copier.assemble(dest, list(row.assemble), referrers=referrers)
         else:
             assert row.source is not None
             report = self.copier.copy(
                 row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
+                referrers=referrers, source_tags=source_tags,
             )
         self._apply_report(res, report)
         res.state = drift.IN_SYNC
@@ -360,6 +369,7 @@ class Syncer:
         res.blobs_copied = report.blobs_copied
         res.blobs_skipped = report.blobs_skipped
         res.blobs_mounted = report.blobs_mounted
+        res.referrers = report.referrers
 
     def _complete(self, ref: Reference, verified: set[str]) -> bool:
         """Every child manifest (and, with ``verify_blobs``, every blob) of ``ref`` is still at the target."""
@@ -405,6 +415,11 @@ class Syncer:
         if res.drifted:
             entry["last_drift_state"] = res.drift_state
             entry["last_drift_at"] = now
+        if res.referrers is not None and not interim:  # kept until the next copy that looks at referrers
+            counts = res.referrers.counts()
+            entry.update(referrers_copied=counts["copied"], referrers_present=counts["present"],
+                         referrers_not_applicable=counts["not_applicable"],
+                         referrers_note="; ".join(counts["reasons"]) or None)
         try:
             self.table.write_status(row_id, tag, entry)
         except MirrorError as exc:  # a status write that fails must not hide the copy's outcome

@@ -10,9 +10,9 @@ request goes through, outermost first:
 - :class:`~.transport.Transport`: httpx, counting, response observers, httpx errors translated.
 
 Build it once, at the edge, and pass it in. Endpoints are methods named noun then verb
-(``manifest_get``, ``blob_head``); a new endpoint (``referrers_list(ref, digest)`` for
-``GET /v2/<name>/referrers/<digest>``, OCI distribution-spec 1.1) is one more method over
-:meth:`RegistryClient._request`, whose ``not_found_ok`` serves the spec's 404 fallback to tags.
+(``manifest_get``, ``blob_head``, ``referrers_list``); a new endpoint is one more method over
+:meth:`RegistryClient._request`, whose ``not_found_ok`` serves answers where a 404 means "none"
+(the referrers API's fallback to the tag schema, distribution-spec 1.1 "Listing Referrers").
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from urllib.parse import urlencode
 import httpx
 
 from ..errors import AuthError, DigestMismatchError, ManifestError, RegistryError, UnsafeRedirectError
-from ..manifest import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ..manifest import ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, parse_manifest
 from ..reference import Reference
+from ..referrers import tag_schema_tag
 from .auth import Authenticator, CredentialProvider, NoCredentials, parse_challenge
 from .retry import RetryPolicy, retry
 from .safety import check_target, scheme_for
@@ -243,12 +244,21 @@ class RegistryClient:
         """GET a manifest, its bytes verified against the digest asked for (``ref``'s or ``expected_digest``)
         and ``Docker-Content-Digest``. Raises :class:`NotFoundError`, :class:`ManifestError` (malformed,
         over 4 MiB), :class:`DigestMismatchError`."""
+        manifest = self._manifest_fetch(ref, expected_digest=expected_digest)
+        assert manifest is not None
+        return manifest
+
+    def _manifest_fetch(
+        self, ref: Reference, *, expected_digest: str | None = None, not_found_ok: bool = False,
+    ) -> Manifest | None:
+        """:meth:`manifest_get`; ``None`` for a 404 when ``not_found_ok``."""
         what = f"GET manifest {ref}"
         resp = self._request(
             "GET", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
-            scope=self.pull_scope(ref), what=what, headers={"Accept": ACCEPT}, follow=True,
+            scope=self.pull_scope(ref), what=what, headers={"Accept": ACCEPT}, follow=True, not_found_ok=not_found_ok,
         )
-        assert resp is not None
+        if resp is None:
+            return None
         expected = expected_digest or ref.digest
         header = resp.headers.get("docker-content-digest")
         try:
@@ -267,6 +277,16 @@ class RegistryClient:
     def manifest_put(self, ref: Reference, manifest: Manifest) -> str:
         """PUT the exact bytes under ``ref``'s tag or digest, with their media type; returns the digest.
         Raises :class:`TagImmutableError` where the tag may not be overwritten."""
+        self._manifest_put(ref, manifest)
+        return manifest.digest
+
+    def referrer_put(self, ref: Reference, manifest: Manifest) -> str | None:
+        """:meth:`manifest_put` of a manifest with a ``subject``; returns the ``OCI-Subject`` header of the
+        answer (the subject digest: the registry indexed the referrer, so no tag schema index is needed),
+        or ``None`` (distribution-spec 1.1, "Pushing Manifests with Subject")."""
+        return self._manifest_put(ref, manifest).headers.get("oci-subject") or None
+
+    def _manifest_put(self, ref: Reference, manifest: Manifest) -> httpx.Response:
         what = f"PUT manifest {ref}"
         resp = self._request(
             "PUT", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
@@ -279,44 +299,96 @@ class RegistryClient:
             raise DigestMismatchError(
                 f"{what}: registry stored {returned}, expected {manifest.digest}", expected=manifest.digest, actual=returned
             )
-        return manifest.digest
+        return resp
 
     # ------------------------------------------------------------ tags
+
+    def _pages(
+        self, ref: Reference, url: str, *, what: str, headers: dict[str, str] | None = None, not_found_ok: bool = False,
+    ) -> Iterator[httpx.Response]:
+        """GET ``url`` and every next page its ``Link`` header names (RFC 8288; distribution-spec "Listing Tags"
+        and "Listing Referrers"), each checked like a redirect target. Nothing when the first page is a 404
+        and ``not_found_ok``. Raises :class:`RegistryError` for a pagination loop."""
+        next_url: str | httpx.URL = url
+        seen_urls = set()
+        while next_url:
+            if str(next_url) in seen_urls:
+                raise RegistryError(f"{what}: pagination loops back to {httpx.URL(next_url).path}")
+            seen_urls.add(str(next_url))
+            resp = self._request("GET", next_url, scope=self.pull_scope(ref), what=what, headers=headers, follow=True,
+                                 not_found_ok=not_found_ok and len(seen_urls) == 1)
+            if resp is None:
+                return
+            yield resp
+            link = resp.links.get("next", {}).get("url")
+            next_url = ""
+            if link:
+                try:
+                    next_url = resp.url.join(link)
+                except (httpx.InvalidURL, ValueError) as exc:
+                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
+                check_target(next_url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
+
+    @staticmethod
+    def _json_list(resp: httpx.Response, key: str, what: str) -> list[Any]:
+        """``resp``'s JSON ``{key: [...]}`` list (``[]`` for null); raises :class:`RegistryError` for another shape."""
+        try:
+            doc = resp.json()
+        except (ValueError, RecursionError) as exc:
+            raise RegistryError(f"{what}: answer is not JSON") from exc
+        found = doc.get(key) if isinstance(doc, dict) else None
+        if found is None:
+            found = []
+        if not isinstance(found, list):
+            raise RegistryError(f"{what}: answer has no list of {key}")
+        return found
 
     def tags_list(self, ref: Reference, *, page_size: int = 1000, limit: int = 100_000) -> list[str]:
         """Every tag of ``ref``'s repository, following ``Link`` pagination (RFC 8288), at most ``limit``.
         Raises :class:`RegistryError` for an answer without a list of tags, or a pagination loop."""
         what = f"list tags of {ref.name}"
-        url: str | httpx.URL = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
         tags: list[str] = []
-        seen_urls = set()
-        while url:
-            if str(url) in seen_urls:
-                raise RegistryError(f"{what}: pagination loops back to {httpx.URL(url).path}")
-            seen_urls.add(str(url))
-            resp = self._request("GET", url, scope=self.pull_scope(ref), what=what, follow=True)
-            assert resp is not None
-            try:
-                doc = resp.json()
-            except (ValueError, RecursionError) as exc:
-                raise RegistryError(f"{what}: answer is not JSON") from exc
-            page = doc.get("tags") if isinstance(doc, dict) else None
-            if page is None:
-                page = []
-            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+        url = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
+        for resp in self._pages(ref, url, what=what):
+            page = self._json_list(resp, "tags", what)
+            if not all(isinstance(t, str) for t in page):
                 raise RegistryError(f"{what}: answer has no list of tags")
             tags.extend(page)
             if len(tags) > limit:
                 raise RegistryError(f"{what}: more than {limit} tags")
-            link = resp.links.get("next", {}).get("url")
-            url = ""
-            if link:
-                try:
-                    url = resp.url.join(link)
-                except (httpx.InvalidURL, ValueError) as exc:
-                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
-                check_target(url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
         return tags
+
+    # ------------------------------------------------------------ referrers
+
+    def referrers_list(self, ref: Reference, digest: str, *, limit: int = 10_000) -> list[Descriptor] | None:
+        """The descriptors of the manifests whose ``subject`` is ``digest`` in ``ref``'s repository, from
+        ``GET /v2/<name>/referrers/<digest>`` following ``Link`` pages (distribution-spec 1.1, "Listing
+        Referrers"); ``None`` when the registry answers 404: it has no referrers API, so the referrers
+        tag schema applies (:meth:`referrers_tag_get`).
+
+        Raises :class:`RegistryError` for any other error answer (ECR answers 405 for some subjects:
+        aws/containers-roadmap#2783), an answer that is not an index of descriptors, or more than ``limit``.
+        """
+        what = f"list referrers of {ref.name}@{digest}"
+        found: list[Descriptor] = []
+        answered = False
+        url = self.url(ref.api_host, f"/v2/{ref.repository}/referrers/{digest}")
+        for resp in self._pages(ref, url, what=what, headers={"Accept": OCI_INDEX}, not_found_ok=True):
+            answered = True
+            for entry in self._json_list(resp, "manifests", what):
+                try:
+                    found.append(Descriptor.from_json(entry, where=what))
+                except ManifestError as exc:
+                    raise RegistryError(f"{what}: {exc}") from exc
+            if len(found) > limit:
+                raise RegistryError(f"{what}: more than {limit} referrers")
+        return found if answered else None
+
+    def referrers_tag_get(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers tag schema index of subject ``digest`` (the tag ``sha256-<hex>``) in ``ref``'s
+        repository, or ``None`` if there is no such tag (distribution-spec 1.1, "Referrers Tag Schema").
+        Raises what :meth:`manifest_get` raises."""
+        return self._manifest_fetch(ref.with_tag(tag_schema_tag(digest)), not_found_ok=True)
 
     # ------------------------------------------------------------ blobs
 
