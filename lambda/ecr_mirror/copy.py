@@ -220,15 +220,8 @@ class Copier:
         return report
 
     def _copy_image(
-        self,
-        source: Reference,
-        destination: Reference,
-        *,
-        platforms: Sequence[Platform] | None = None,
-        arch_tags: bool = False,
-        expected_digest: str | None = None,
-        source_digest: str | None = None,
-        force: bool = False,
+        self, source: Reference, destination: Reference, *, platforms: Sequence[Platform] | None, arch_tags: bool,
+        expected_digest: str | None, source_digest: str | None, force: bool,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag). ``platforms=None`` copies every platform digest-identical.
 
