@@ -148,6 +148,8 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
     for (host, method), n in sorted(client.requests.items()):
         requests.setdefault(host, {})[method] = n
     report.requests = requests
+    for warning in report.warnings:  # done short of the ideal, the copy stands (exit 0): one line each
+        click.echo(_redactor(f"warning: {warning}"), err=True)
     if json_out:
         click.echo(_redactor(json.dumps(report.as_dict(), indent=2, sort_keys=True)))
     else:
@@ -175,18 +177,25 @@ def _referrer_policy(no_referrers: bool):
     return None if no_referrers else ReferrerPolicy(when_unchanged=True)
 
 
+nondistributable_option = click.option(
+    "--allow-nondistributable-artifacts", "allow_nondistributable", is_flag=True,
+    help="Also copy non-distributable (foreign) layers, e.g. Windows base layers, where their bytes can be "
+         "fetched and the destination takes them. Default: left out, as their registries serve them.")
+
+
 @main.command()
 @click.argument("source")
 @click.argument("destination")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only this platform (repeatable). Default: every platform, digest-identical.")
 @click.option("--arch-tags", is_flag=True, help="Also tag each platform's image DEST_TAG-<arch> (e.g. 1.22-amd64, 1.22-arm64).")
+@nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
 @no_referrers_option
 @click.pass_obj
 @handle_errors
-def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool, json_out: bool,
-         no_referrers: bool) -> None:
+def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool,
+         allow_nondistributable: bool, json_out: bool, no_referrers: bool) -> None:
     """Copy SOURCE to DESTINATION over the registry API, every digest verified.
 
     \b
@@ -210,17 +219,20 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
         dst = dst.with_tag(src.tag or "latest")
     wanted = parse_platforms(platforms) if platforms else None
     policy = _referrer_policy(no_referrers)
-    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags, referrers=policy))
+    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags,
+                                              allow_nondistributable=allow_nondistributable, referrers=policy))
 
 
 @main.command()
 @click.argument("destination")
 @click.argument("sources", nargs=-1, required=True)
+@nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
 @no_referrers_option
 @click.pass_obj
 @handle_errors
-def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out: bool, no_referrers: bool) -> None:
+def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_nondistributable: bool,
+             json_out: bool, no_referrers: bool) -> None:
     """Join single-platform images into one multi-arch index at DESTINATION.
 
     The manual `docker manifest create` + `docker manifest push` in one step, across registries:
@@ -235,7 +247,8 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
     policy = _referrer_policy(no_referrers)
-    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, referrers=policy))
+    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable,
+                                                  referrers=policy))
 
 
 # ---------------------------------------------------------------- the mirror table
@@ -289,6 +302,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--arch-tags/--no-arch-tags", default=None, help="Also write <tag>-<arch> tags.")
 @click.option("--referrers/--no-referrers", default=None,
               help="Copy signatures, SBOMs and attestations with each tag (default: yes).")
+@click.option("--allow-nondistributable-artifacts/--no-allow-nondistributable-artifacts", "allow_nondistributable",
+              default=None, help="Also copy non-distributable (foreign) layers where reachable.")
 @click.option("--assemble", "assemble", multiple=True, metavar="IMAGE",
               help="Instead of --source: single-platform images joined under the one --tag (repeatable).")
 @click.option("--disabled", is_flag=True, help="Add the row disabled.")
@@ -298,7 +313,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @handle_errors
 def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_pattern: str | None,
         keep_latest: int | None, platforms: tuple[str, ...], target_repository: str | None, arch_tags: bool | None,
-        referrers: bool | None, assemble: tuple[str, ...], disabled: bool, replace: bool,
+        referrers: bool | None, allow_nondistributable: bool | None, assemble: tuple[str, ...], disabled: bool,
+        replace: bool,
         table_name: str | None) -> None:
     """Add a row ROW_ID to the mirror table (validated first; it syncs within a minute once deployed).
 
@@ -314,8 +330,8 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
     item = row_to_item(
         row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_pattern, keep_latest=keep_latest,
         platforms=_split(platforms) or None, target_repository=target_repository, arch_tags=arch_tags,
-        referrers=referrers,
-        assemble=list(assemble) or None, enabled=False if disabled else None, prefix=obj.settings.repository_prefix,
+        referrers=referrers, assemble=list(assemble) or None, enabled=False if disabled else None,
+        allow_nondistributable_artifacts=allow_nondistributable, prefix=obj.settings.repository_prefix,
     )
     row = t.put_row(item, overwrite=replace)
     click.echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
@@ -431,7 +447,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             line = f"{o['id']}:{o['tag'] or '-'}  {o['state']}"
             if o.get("action"):
                 line += f"  ({o['action']}: {o.get('reason')})"
-            if o.get("referrers") and any(o["referrers"][k] for k in ("copied", "present", "not_applicable")):
+            if o.get("referrers") and any(o["referrers"].get(k) for k in ("copied", "present", "not_applicable", "error")):
                 line += f"  [{summary_of(o['referrers'])}]"
             elif o.get("before") and o["before"] != o["state"]:
                 line += f"  (was {o['before']})"

@@ -1,5 +1,16 @@
 """The copy engine: index -> child manifests -> blobs, every digest verified, the tag written last.
 
+What it does with each kind of descriptor (decided in :mod:`ecr_mirror.manifest`; the README has the
+table with the spec sections): index entries that are image or artifact manifests are copied by digest
+(their required blobs first); an index inside an index is recursed into, up to
+:data:`~ecr_mirror.manifest.MAX_INDEX_DEPTH`; an entry of a media type it does not know is fetched by
+digest (accepting that type) and copied as what it turns out to be, or as opaque bytes; non-distributable
+layers (Docker foreign, OCI ``nondistributable``, any layer with ``urls``) are neither fetched nor
+pushed unless the copy opts in (``allow_nondistributable``), and the manifest is copied byte for byte
+either way; ``subject`` is never followed (a manifest PUT whose registry does not answer ``OCI-Subject``
+gets the referrers tag schema index updated instead, as distribution-spec 1.1 asks:
+:meth:`Copier.referrers_tag_merge`, the one place that index is written).
+
 Guarantees:
 - An unchanged re-copy (destination tag already at the source digest) costs one HEAD at the
   source and makes no GET there.
@@ -23,16 +34,27 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from .errors import CopyError, DigestMismatchError, ManifestError, MirrorError, NotFoundError, RegistryError
+from .errors import (
+    CopyError,
+    Deadline,
+    DigestMismatchError,
+    ManifestError,
+    MirrorError,
+    NotFoundError,
+    ReferenceError_,
+    RegistryError,
+    TagImmutableError,
+)
 from .manifest import (
     ANNOTATION_SOURCE_DIGEST,
     DOCKER_LIST,
     DOCKER_MANIFEST,
+    MAX_INDEX_DEPTH,
     OCI_INDEX,
     Descriptor,
     Manifest,
@@ -42,12 +64,26 @@ from .manifest import (
     rewrite_index,
     select_children,
 )
-from .reference import Reference
-from .referrer_copy import copy_referrers, merge_reports
-from .referrers import ReferrerPolicy, ReferrersReport, SubjectPlan, plan_subjects
+from .reference import Reference, check_tag
+from .referrer_copy import copy_referrers
+from .referrers import (
+    ReferrerPolicy,
+    ReferrersReport,
+    SubjectPlan,
+    merge_tag_index,
+    plan_subjects,
+    referrer_descriptor,
+    tag_schema_tag,
+    with_exclusion_hint,
+)
 
 if TYPE_CHECKING:  # the engine needs the client's methods, not its module (which imports httpx)
+    from contextlib import AbstractContextManager
+
     from .registry.client import RegistryClient
+
+    #: opens a blob's bytes: ``with opener() as chunks: ...``
+    Opener = Callable[[], AbstractContextManager[Iterator[bytes]]]
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +103,13 @@ class CopyReport:
     destination tag holds now; ``platforms``: the platforms written (``os/arch[/variant]``);
     ``unchanged``: the destination already held it, nothing was written. Counts: manifests
     written or found present; blobs uploaded, found present, or mounted from another repository;
-    ``bytes_copied``: blob bytes uploaded (referrers' blobs included). ``arch_tags``: the ``<tag>-<arch>``
-    tags written; ``requests``: ``{host: {method: count}}``, filled in by the CLI; ``source_digest``: the
-    upstream digest copied; ``referrers``: what became of its referrers (``None``: not asked for).
-    Thread-safe counters (:meth:`add`).
+    ``bytes_copied``: blob bytes uploaded (referrers' blobs included); non-distributable layer descriptors
+    left out (absent by design) or copied (opted in). ``arch_tags``: the ``<tag>-<arch>`` tags written;
+    ``warnings``: one line each, what was done short of the ideal without failing the copy (a
+    non-distributable layer that could not be copied, a referrers tag left alone, referrers that could not
+    be copied after the image was written); ``requests``: ``{host: {method: count}}``, filled in by the
+    CLI; ``source_digest``: the upstream digest copied; ``referrers``: what became of its referrers
+    (``None``: not asked for). Thread-safe counters (:meth:`add`, :meth:`warn`).
     """
 
     source: str
@@ -85,17 +124,33 @@ class CopyReport:
     blobs_skipped: int = 0
     blobs_mounted: int = 0
     bytes_copied: int = 0
+    nondistributable_skipped: int = 0
+    nondistributable_copied: int = 0
     arch_tags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     source_digest: str = ""
     referrers: ReferrersReport | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: the manifest this copy wrote under the tag (``None``: nothing written)
+    _written: Manifest | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def written(self) -> Manifest | None:
+        """The manifest this copy wrote under the destination tag (``None`` when it wrote nothing)."""
+        return self._written
 
     def add(self, **counts: int) -> None:
         """Add to counters by name, e.g. ``add(blobs_copied=1, bytes_copied=n)``."""
         with self._lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
+
+    def warn(self, message: str) -> None:
+        """Record a one-line warning (also logged)."""
+        log.warning("%s", message)
+        with self._lock:
+            self.warnings.append(message)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (the CLI's ``--json``)."""
@@ -174,8 +229,13 @@ class Copier:
         self._inflight: dict[tuple[str, str, str], Future[str]] = {}
         #: (registry host, digest) -> repositories there known to hold the blob (mount candidates)
         self._known: dict[tuple[str, str], set[str]] = {}
+        #: (registry host, repository, subject digest) -> lock of that referrers tag's read-modify-write
+        self._tag_locks: dict[tuple[str, str, str], threading.Lock] = {}
         #: registry host -> whether it answers the referrers API (absent: not asked yet)
         self.referrers_api: dict[str, bool] = {}
+        #: (registry host, repository, referrer digest): referrers that destination refused (HTTP 405) and does
+        #: not hold; not fetched again for the life of this copier
+        self.referrers_refused: set[tuple[str, str, str]] = set()
 
     def close(self) -> None:
         """Stop the worker threads (waiting for running transfers, dropping queued ones)."""
@@ -200,28 +260,43 @@ class Copier:
         expected_digest: str | None = None,
         source_digest: str | None = None,
         force: bool = False,
+        allow_nondistributable: bool = False,
         referrers: ReferrerPolicy | None = None,
         source_tags: Sequence[str] | None = None,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag), then, with ``referrers``, its signatures, SBOMs and
-        attestations (:meth:`copy_referrers`; on an unchanged image only if ``referrers.when_unchanged``;
-        ``source_tags``: the source repository's tags, if the caller just listed them).
+        attestations (:meth:`copy_referrers`). ``source_tags``: the source repository's tags, if the caller
+        just listed them.
+
+        Which referrers are looked for: after a copy that wrote the image, those of every digest the
+        destination now holds (the index when copied unchanged, its children) and their referrers, to
+        :attr:`~ecr_mirror.referrers.ReferrerPolicy.max_depth`; when the image was already there, only if
+        ``referrers.when_unchanged``, and then only those of the top-level digest, in at most
+        :data:`~ecr_mirror.referrer_copy.SHALLOW_BUDGET` upstream requests, none a manifest or blob GET
+        unless something is new (issue 14: children and deeper levels are the next sync copy's and the
+        audit's). A referrer failure once the image is in place does not raise: it is
+        ``report.referrers.error`` and a line in ``report.warnings``.
 
         The image is :meth:`_copy_image`'s work: the other arguments, and the errors raised, are its.
         """
         report = self._copy_image(source, destination, platforms=platforms, arch_tags=arch_tags,
-                                  expected_digest=expected_digest, source_digest=source_digest, force=force)
-        if referrers is not None and (referrers.when_unchanged or not report.unchanged):
-            index = report.media_type in (OCI_INDEX, DOCKER_LIST)
-            written = self.client.manifest_get(destination.with_digest(report.digest)) if index else None
-            plan = plan_subjects(report.source_digest, report.digest, written.children if written else [])
-            report.referrers = self.copy_referrers(source, destination, plan, referrers, report,
-                                                   source_tags=source_tags)
+                                  expected_digest=expected_digest, source_digest=source_digest, force=force,
+                                  allow_nondistributable=allow_nondistributable)
+        if referrers is None or (report.unchanged and not referrers.when_unchanged):
+            return report
+        written = report.written
+        children = written.children if written is not None and written.is_index else []
+        plan = plan_subjects(report.source_digest, report.digest, children)
+        report.referrers = self.copy_referrers(
+            source, destination, plan, referrers, report, source_tags=source_tags, shallow=report.unchanged,
+            allow_nondistributable=allow_nondistributable,
+        )
+        self._warn_referrers(report)
         return report
 
     def _copy_image(
         self, source: Reference, destination: Reference, *, platforms: Sequence[Platform] | None, arch_tags: bool,
-        expected_digest: str | None, source_digest: str | None, force: bool,
+        expected_digest: str | None, source_digest: str | None, force: bool, allow_nondistributable: bool,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag). ``platforms=None`` copies every platform digest-identical.
 
@@ -229,20 +304,25 @@ class Copier:
         subsets), so an unchanged subset is recognised without a source GET. ``source_digest``: the source
         digest if the caller already did the HEAD. ``force``: re-check and repair every child and blob even
         if the destination tag already points at the right digest (a ``broken`` image).
+        ``allow_nondistributable``: also copy non-distributable layers, from the source registry or their
+        ``urls``, where the bytes can be fetched and the destination takes them (else they are left out,
+        with a warning in the report).
 
-        Raises :class:`NotFoundError` (no such source), :class:`CopyError` (no tag, platforms not there),
-        :class:`ManifestError`, :class:`DigestMismatchError`, :class:`RegistryError`. On an error the
-        destination tag is as it was.
+        Raises :class:`NotFoundError` (no such source: a HEAD 404 is confirmed with a GET first),
+        :class:`CopyError` (no tag, platforms not there, arch tags that cannot tell two images apart:
+        before anything is written), :class:`ManifestError`, :class:`DigestMismatchError`,
+        :class:`RegistryError`. On an error the destination tag is as it was.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
         report = CopyReport(str(source), str(destination))
         platforms = list(platforms) if platforms else None
+        fetched: Manifest | None = None
         if source_digest is None:
-            head = self.client.manifest_head(source)
+            head = self.client.manifest_head(source, confirm_missing=True)
             if head is None:
                 raise NotFoundError(f"source {source} not found")
-            source_digest = head.digest
+            source_digest, fetched = head.digest, head.manifest
         report.source_digest = source_digest
         dest_head = self.client.manifest_head(destination)
         if dest_head is not None and not force:
@@ -252,43 +332,96 @@ class Copier:
                 dest_head.digest == expected_digest or self._dest_records_source(destination, dest_head.digest, source_digest, platforms)
             ):
                 return self._unchanged(report, dest_head.digest, dest_head.media_type)
-        src = self.client.manifest_get(source.in_repository(source.repository).with_digest(source_digest))
+        src = fetched if fetched is not None and fetched.digest == source_digest else (
+            self.client.manifest_get(source.with_digest(source_digest))
+        )
+        job = _Job(source, destination, report, force, allow_nondistributable)
         if src.is_index:
-            self._copy_index(source, destination, src, platforms, arch_tags, report,
-                             dest_head.digest if dest_head and not force else None, force)
+            self._copy_index(job, src, platforms, arch_tags, dest_head.digest if dest_head and not force else None)
         else:
-            self._copy_single(source, destination, src, platforms, arch_tags, report)
+            self._copy_single(job, src, platforms, arch_tags)
         return report
 
     def copy_referrers(
         self, source: Reference, destination: Reference, plan: SubjectPlan, policy: ReferrerPolicy | None = None,
-        report: CopyReport | None = None, *, source_tags: Sequence[str] | None = None,
+        report: CopyReport | None = None, *, source_tags: Sequence[str] | None = None, shallow: bool = False,
+        allow_nondistributable: bool = False,
     ) -> ReferrersReport:
         """Copy the signatures, SBOMs and attestations of ``plan.subjects`` (digests ``destination``'s
         repository holds byte for byte: :func:`~ecr_mirror.referrers.plan_subjects`) from ``source``'s
         repository, and count those of ``plan.not_applicable``. The one call a sync or an audit makes for a
         tag already at the destination. ``report`` (optional) gets the blob counts; ``source_tags``: the
-        source repository's tags if the caller just listed them (else one ``tags/list`` is made).
+        source repository's tags if the caller just listed them (else one ``tags/list`` is made);
+        ``shallow``: an unchanged image (see :meth:`copy`); ``allow_nondistributable`` as in :meth:`copy`.
 
-        Raises what :meth:`copy` raises; see :mod:`ecr_mirror.referrer_copy` for what is read and written.
+        Raises only :class:`~ecr_mirror.errors.Deadline`: any other failure ends the walk and is the
+        returned report's ``error`` (what was done until then is counted). See
+        :mod:`ecr_mirror.referrer_copy` for what is read and written.
         """
         report = report or CopyReport(str(source), str(destination))
-        return copy_referrers(self, source, destination, plan, policy or ReferrerPolicy(), report, source_tags)
+        return copy_referrers(self, source, destination, plan, policy or ReferrerPolicy(), report, source_tags,
+                              shallow=shallow, allow_nondistributable=allow_nondistributable)
 
-    def copy_blobs(self, source: Reference, destination: Reference, manifest: Manifest, report: CopyReport) -> None:
-        """Every blob of image manifest ``manifest`` at ``destination``'s repository (present ones skipped)."""
-        self._copy_image_manifest(source, destination, manifest, report, put=False)
+    def fetch_entry(self, source: Reference, d: Descriptor) -> Manifest:
+        """GET the manifest ``d`` names from ``source``'s repository by digest (accepting ``d``'s media type:
+        :meth:`~ecr_mirror.registry.client.RegistryClient.manifest_get`), checked against ``d``'s size.
+        Raises what ``manifest_get`` raises, :class:`DigestMismatchError`."""
+        m = self.client.manifest_get(source.with_digest(d.digest), media_type=d.media_type)
+        if len(m.raw) != d.size:
+            raise DigestMismatchError(f"manifest {d.digest} is {len(m.raw)} bytes, its descriptor says {d.size}", expected=d.digest)
+        return m
+
+    def copy_content(
+        self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *,
+        allow_nondistributable: bool = False,
+    ) -> None:
+        """Everything manifest ``m`` (fetched from ``source``'s repository) needs at ``destination``'s before it
+        can be PUT there, by the descriptor rules of :mod:`ecr_mirror.manifest`, as a copy does for an index
+        entry: an index's entries by digest (nested indexes recursed), a manifest's required blobs
+        (non-distributable layers left out unless ``allow_nondistributable``). Not ``m`` itself, and not its
+        ``subject``. Raises what :meth:`copy` raises."""
+        self._copy_needs(_Job(source, destination, report, allow_nondistributable=allow_nondistributable), m, 1)
+
+    def referrers_tag_merge(
+        self, destination: Reference, subject: str, *, upstream: Manifest | None = None,
+        add: Sequence[Mapping[str, Any]] = (),
+    ) -> Manifest | None:
+        """Bring ``destination``'s referrers tag schema index of ``subject`` (the tag ``sha256-<hex>``) up to date:
+        ``upstream``'s index merged in (its bytes as they are when nothing else is listed) and ``add``
+        descriptors added, never an entry dropped (:func:`~ecr_mirror.referrers.merge_tag_index`).
+
+        The one place that index is written (a manifest PUT without ``OCI-Subject``: :meth:`_put`; the
+        referrers copy), read and written under one lock per (registry, repository, subject), so two writers
+        in this copier never lose each other's entry. Returns the index written (``None``: the tag was up to date).
+        Raises :class:`ManifestError` when the tag holds something other than an OCI index (left alone, as
+        distribution-spec 1.1 asks), :class:`TagImmutableError` (saying how to allow it), what the client raises.
+        """
+        tag_ref = destination.with_tag(tag_schema_tag(subject))
+        with self._lock:
+            lock = self._tag_locks.setdefault((tag_ref.api_host, tag_ref.repository, subject), threading.Lock())
+        with lock:
+            current = self.client.referrers_tag_get(destination, subject)
+            merged = merge_tag_index(current, upstream, add)
+            if merged is None:
+                return None
+            try:
+                self.client.manifest_put(tag_ref, merged)
+            except TagImmutableError as exc:
+                raise with_exclusion_hint(exc) from exc
+            return merged
 
     def assemble(
-        self, destination: Reference, sources: Sequence[Reference], *, referrers: ReferrerPolicy | None = None,
+        self, destination: Reference, sources: Sequence[Reference], *, allow_nondistributable: bool = False,
+        referrers: ReferrerPolicy | None = None,
     ) -> CopyReport:
         """Join single-platform images (from any registries) into one index at ``destination`` (a tag).
 
         Each source's platform comes from its config. The index is a Docker manifest list when every
         source is a Docker manifest, else an OCI index. Unchanged when the destination index already
-        lists exactly these images. ``referrers``: the referrers of each source image follow it (those of a
-        source that is an index of one image do not apply to the new index). Raises :class:`CopyError` (no
-        sources, an index of several platforms, two sources of one platform) and what :meth:`copy` raises.
+        lists exactly these images. ``allow_nondistributable`` as in :meth:`copy`. ``referrers``: the referrers
+        of each source image follow it (those of a source that is an index of one image do not apply to the
+        new index), as in :meth:`copy`. Raises :class:`CopyError` (no sources, an index of several platforms,
+        an artifact, two sources of one platform) and what :meth:`copy` raises.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -297,7 +430,7 @@ class Copier:
         report = CopyReport(" + ".join(map(str, sources)), str(destination))
         heads = []
         for src in sources:
-            head = self.client.manifest_head(src)
+            head = self.client.manifest_head(src, confirm_missing=True)
             if head is None:
                 raise NotFoundError(f"source {src} not found")
             heads.append(head)
@@ -308,19 +441,22 @@ class Copier:
                 self._unchanged(report, current.digest, current.media_type)
                 if referrers is not None and referrers.when_unchanged:
                     pairs = [(s, h.digest, h.digest) for s, h in zip(sources, heads)]
-                    self._assembled_referrers(destination, pairs, referrers, report)
+                    self._assembled_referrers(destination, pairs, referrers, report, shallow=True,
+                                              allow_nondistributable=allow_nondistributable)
                 return report
 
         def resolve(i: int) -> tuple[Reference, Manifest, Platform]:
-            src = sources[i]
-            m = self.client.manifest_get(src.with_digest(heads[i].digest))
+            src, head = sources[i], heads[i]
+            m = head.manifest if head.manifest is not None else self.client.manifest_get(src.with_digest(head.digest))
             if m.is_index:
                 images = [c for c in m.children if not c.is_attestation and not (c.platform and c.platform.is_unknown)]
                 if len(images) != 1:
                     raise CopyError(f"assemble source {src} is an index of {len(images)} platforms; give single-platform images")
-                m = self.client.manifest_get(src.with_digest(images[0].digest))
+                m = self.client.manifest_get(src.with_digest(images[0].digest), media_type=images[0].media_type)
                 if m.is_index:
                     raise ManifestError(f"assemble source {src}: an index inside an index is not supported")
+            if not m.is_image:
+                raise CopyError(f"assemble source {src} is not an image ({m.artifact_type or m.media_type})")
             platform = Platform.from_config(self._config_json(src, m))
             return src, m, platform
 
@@ -330,7 +466,8 @@ class Copier:
             if platform in seen:
                 raise CopyError(f"assemble: {seen[platform]} and {src} are both {platform}")
             seen[platform] = src
-        futures = [self._manifest_pool.submit(self._copy_image_manifest, src, destination, m, report) for src, m, _ in resolved]
+        jobs = [_Job(src, destination, report, allow_nondistributable=allow_nondistributable) for src, _, _ in resolved]
+        futures = [self._manifest_pool.submit(self._copy_manifest, job, m) for job, (_, m, _) in zip(jobs, resolved)]
         self._wait_all(futures)
         media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
         index = build_index([(m, p) for _, m, p in resolved], media)
@@ -340,12 +477,13 @@ class Copier:
         report.platforms = [str(p) for _, _, p in resolved]
         if referrers is not None:
             pairs = [(src, head.digest, m.digest) for (src, m, _), head in zip(resolved, heads)]
-            self._assembled_referrers(destination, pairs, referrers, report)
+            self._assembled_referrers(destination, pairs, referrers, report, shallow=False,
+                                      allow_nondistributable=allow_nondistributable)
         return report
 
     def _assembled_referrers(
         self, destination: Reference, pairs: Sequence[tuple[Reference, str, str]], policy: ReferrerPolicy,
-        report: CopyReport,
+        report: CopyReport, *, shallow: bool, allow_nondistributable: bool,
     ) -> None:
         """Referrers of each assembled image ``(source, upstream digest, image digest)`` follow it."""
         reports = []
@@ -353,8 +491,59 @@ class Copier:
             reason = (f"their subject is the upstream index {upstream}; the image {image} was taken from it "
                       "into a new index, so they do not apply to it")
             plan = SubjectPlan((image,), {upstream: reason} if upstream != image else {})
-            reports.append(self.copy_referrers(src, destination, plan, policy, report))
-        report.referrers = merge_reports(reports)
+            reports.append(self.copy_referrers(src, destination, plan, policy, report, shallow=shallow,
+                                               allow_nondistributable=allow_nondistributable))
+        merged = ReferrersReport()
+        for one in reports:
+            merged.merge(one)
+        report.referrers = merged
+        self._warn_referrers(report)
+
+    @staticmethod
+    def _warn_referrers(report: CopyReport) -> None:
+        """A referrer failure once the image is in place: one warning line, the copy itself stands."""
+        if report.referrers is not None and report.referrers.error:
+            report.warn(f"{report.destination}: the image is in place, but its referrers were not all copied: "
+                        f"{report.referrers.error}")
+
+    def find_missing(self, ref: Reference, *, blobs: bool = True, verified: set[str] | None = None) -> str | None:
+        """What of the manifest ``ref`` (at a registry, usually by digest) is gone: ``None`` when complete,
+        else one line naming the first absent manifest or blob.
+
+        Walks what a copy writes (the same rules): every index entry, nested indexes to
+        :data:`~ecr_mirror.manifest.MAX_INDEX_DEPTH`; with ``blobs``, every required blob (HEAD), skipping
+        non-distributable layers, which are absent by design, and digests in ``verified`` (seen present
+        during this pass; found ones are added). ``subject`` is not followed. Raises what the client raises
+        for anything but a 404.
+        """
+        verified = set() if verified is None else verified
+
+        def walk(m: Manifest, depth: int) -> str | None:
+            if m.is_index:
+                if depth > MAX_INDEX_DEPTH:
+                    return None  # a copy refuses deeper trees; nothing below was written
+                for child in m.children:
+                    try:
+                        found = self.client.manifest_get(ref.with_digest(child.digest), media_type=child.media_type)
+                    except NotFoundError:
+                        return f"child manifest {child.digest}"
+                    gone = walk(found, depth + 1)
+                    if gone:
+                        return gone
+                return None
+            for blob in m.required_blobs if blobs else []:
+                if blob.digest in verified:
+                    continue
+                if self.client.blob_head(ref, blob.digest) is None:
+                    return f"blob {blob.digest}"
+                verified.add(blob.digest)
+            return None
+
+        try:
+            top = self.client.manifest_get(ref)
+        except NotFoundError:
+            return f"manifest {ref.identifier}"
+        return walk(top, 1)
 
     # ------------------------------------------------------------ internals
 
@@ -380,70 +569,125 @@ class Copier:
             any(want.matches(p) for want in platforms) for p in have
         )
 
-    def _copy_single(
-        self, source: Reference, destination: Reference, manifest: Manifest, platforms: Sequence[Platform] | None,
-        arch_tags: bool, report: CopyReport,
-    ) -> None:
+    @staticmethod
+    def _arch_tag(destination: Reference, suffix: str) -> str:
+        tag = f"{destination.tag}-{suffix}"
+        try:
+            return check_tag(tag)
+        except ReferenceError_ as exc:
+            raise CopyError(f"arch tag for {destination}: {exc}") from exc
+
+    def _copy_single(self, job: _Job, manifest: Manifest, platforms: Sequence[Platform] | None, arch_tags: bool) -> None:
+        source, destination, report = job.source, job.destination, job.report
         platform: Platform | None = None
-        if platforms or arch_tags:
+        if platforms and not manifest.is_image:
+            what = manifest.artifact_type or manifest.media_type
+            raise CopyError(f"{source} is not an image ({what}); platforms do not apply")
+        if (platforms or arch_tags) and manifest.is_image:
             platform = Platform.from_config(self._config_json(source, manifest))
             if platforms and not any(want.matches(platform) for want in platforms):
                 wanted = ", ".join(map(str, platforms))
                 raise CopyError(f"{source} is a single {platform} image, not {wanted}")
-        self._copy_image_manifest(source, destination, manifest, report, put=False)
-        if arch_tags and platform is not None:
-            tag = f"{destination.tag}-{platform.architecture}"
+        tag = self._arch_tag(destination, platform.architecture) if arch_tags and platform is not None else None
+        if arch_tags and tag is None:
+            report.warn(f"{source} is not an image ({manifest.artifact_type or manifest.media_type}): no arch tag written")
+        self._copy_manifest(job, manifest, put=False)
+        if tag is not None:
             self.client.manifest_put(destination.with_tag(tag), manifest)
             report.arch_tags.append(tag)
-        self.client.manifest_put(destination, manifest)
+        self._put(job, destination, manifest)
         report.add(manifests_copied=1)
-        report.digest, report.media_type = manifest.digest, manifest.media_type
+        report.digest, report.media_type, report._written = manifest.digest, manifest.media_type, manifest
         report.platforms = [str(platform)] if platform else []
 
     def _copy_index(
-        self, source: Reference, destination: Reference, index: Manifest, platforms: Sequence[Platform] | None,
-        arch_tags: bool, report: CopyReport, dest_digest: str | None, force: bool = False,
+        self, job: _Job, index: Manifest, platforms: Sequence[Platform] | None, arch_tags: bool, dest_digest: str | None,
     ) -> None:
+        destination, report = job.destination, job.report
         children = select_children(index, platforms)
-        out = rewrite_index(index, children, source=str(source)) if platforms else index
+        out = rewrite_index(index, children, source=str(job.source)) if platforms else index
         if dest_digest == out.digest:
             self._unchanged(report, out.digest, out.media_type)
             return
-        futures = [self._manifest_pool.submit(self._copy_child, source, destination, d, report, arch_tags, force) for d in children]
+        # every arch tag is decided before anything is written: two images one tag cannot tell apart refuse the copy
+        suffixes = arch_tag_suffixes(children) if arch_tags else []
+        tags = [(d.digest, self._arch_tag(destination, suffix)) for d, suffix in suffixes]
+        need = {digest for digest, _ in tags}
+        futures = [self._manifest_pool.submit(self._copy_child, job, d, 2, d.digest in need) for d in children]
         manifests = self._wait_all(futures)
-        if arch_tags:
-            by_digest = {m.digest: m for m in manifests if m is not None}
-            for digest, suffix in arch_tag_suffixes(children).items():
-                tag = f"{destination.tag}-{suffix}"
-                self.client.manifest_put(destination.with_tag(tag), by_digest[digest])
-                report.arch_tags.append(tag)
-        self.client.manifest_put(destination, out)
+        by_digest = {m.digest: m for m in manifests if m is not None}
+        for digest, tag in dict.fromkeys(tags):
+            self.client.manifest_put(destination.with_tag(tag), by_digest[digest])
+            report.arch_tags.append(tag)
+        self._put(job, destination, out)
         report.add(manifests_copied=1)
-        report.digest, report.media_type = out.digest, out.media_type
-        report.platforms = [str(c.platform) for c in children if c.platform and not c.is_attestation]
+        report.digest, report.media_type, report._written = out.digest, out.media_type, out
+        report.platforms = [
+            str(c.platform) for c in children if c.platform and not c.platform.is_unknown and not c.is_attestation
+        ]
 
-    def _copy_child(
-        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, need_manifest: bool = False,
-        force: bool = False,
-    ) -> Manifest | None:
-        target = destination.with_digest(d.digest)
-        if not force and self.client.manifest_head(target) is not None:
-            report.add(manifests_skipped=1)
-            return self.client.manifest_get(target) if need_manifest else None
-        m = self.client.manifest_get(source.with_digest(d.digest))
-        if m.is_index:
-            raise ManifestError(f"index {source} lists another index {d.digest}; nested indexes are not supported")
-        if len(m.raw) != d.size:
-            raise DigestMismatchError(f"manifest {d.digest} is {len(m.raw)} bytes, its descriptor says {d.size}", expected=d.digest)
-        self._copy_image_manifest(source, destination, m, report)
+    def _copy_child(self, job: _Job, d: Descriptor, depth: int, need_manifest: bool = False) -> Manifest | None:
+        """Copy index entry ``d`` (at ``depth``; the top-level index is 1) by digest, as its kind asks.
+
+        Runs on the manifest pool; the entries of a nested index are copied in this thread (no pool
+        thread waits on another). Returns the manifest when ``need_manifest`` (or it was fetched anyway).
+        """
+        target = job.destination.with_digest(d.digest)
+        if not job.force and self.client.manifest_head(target) is not None:
+            job.report.add(manifests_skipped=1)
+            return self.client.manifest_get(target, media_type=d.media_type) if need_manifest else None
+        m = self.fetch_entry(job.source, d)
+        self._copy_needs(job, m, depth)
+        self._put(job, target, m)
+        job.report.add(manifests_copied=1)
         return m
 
-    def _copy_image_manifest(self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *, put: bool = True) -> None:
-        blobs = [self._blob_pool.submit(self._copy_blob, source, destination, b, report) for b in m.blobs]
-        self._wait_all(blobs)
+    def _copy_needs(self, job: _Job, m: Manifest, depth: int) -> None:
+        """What ``m`` (at ``depth``) needs at the destination before its PUT: an index's entries, recursed up to
+        :data:`~ecr_mirror.manifest.MAX_INDEX_DEPTH`; an image, artifact or opaque manifest's blobs."""
+        if m.is_index:
+            if depth > MAX_INDEX_DEPTH:
+                raise ManifestError(
+                    f"index {job.source} nests indexes more than {MAX_INDEX_DEPTH} deep (at {m.digest}); refused"
+                )
+            for child in m.children:
+                self._copy_child(job, child, depth + 1)
+        else:
+            self._copy_manifest(job, m, put=False)
+
+    def _copy_manifest(self, job: _Job, m: Manifest, *, put: bool = True) -> None:
+        """An image, artifact or opaque manifest: its required blobs (and, opted in, its non-distributable
+        layers), then, with ``put``, the manifest by digest."""
+        futures = [
+            self._blob_pool.submit(self._copy_blob, job.source, job.destination, b, job.report) for b in m.required_blobs
+        ]
+        foreign = m.nondistributable_layers
+        if job.allow_nondistributable:
+            futures += [self._blob_pool.submit(self._copy_nondistributable, job, d) for d in foreign]
+        elif foreign:
+            job.report.add(nondistributable_skipped=len(foreign))
+        self._wait_all(futures)
         if put:
-            self.client.manifest_put(destination.with_digest(m.digest), m)
-            report.add(manifests_copied=1)
+            self._put(job, job.destination.with_digest(m.digest), m)
+            job.report.add(manifests_copied=1)
+
+    def _put(self, job: _Job, ref: Reference, m: Manifest) -> None:
+        """PUT ``m`` at ``ref``; for a manifest with a ``subject`` that the registry did not index
+        (no ``OCI-Subject`` in the answer), add it to the subject's referrers tag schema index
+        (distribution-spec 1.1, "Pushing Manifests with Subject"; :meth:`referrers_tag_merge`). A tag that
+        cannot take it is left alone, with a warning."""
+        answer = self.client.manifest_put(ref, m)
+        try:
+            subject = m.subject
+        except ManifestError:
+            subject = None  # a malformed subject: nothing a referrers list could name
+        if subject is None or answer.oci_subject is not None:
+            return
+        try:
+            self.referrers_tag_merge(job.destination, subject.digest, add=[referrer_descriptor(m)])
+        except (ManifestError, TagImmutableError) as exc:
+            job.report.warn(f"referrers tag {tag_schema_tag(subject.digest)} of {subject.digest} not updated for "
+                            f"{m.digest}: {exc}")
 
     def _wait_all(self, futures: Sequence[Future[Any]]) -> list[Any]:
         """Wait for every future (so nothing is left running), then raise the first error."""
@@ -476,7 +720,29 @@ class Copier:
             raise ManifestError(f"config {cfg.digest} of {source} is not a JSON object")
         return doc
 
-    def _copy_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport) -> str:
+    def _copy_nondistributable(self, job: _Job, d: Descriptor) -> None:
+        """Opted in: copy a non-distributable layer from the source registry, else from each of its
+        ``urls`` in turn; where none serves the right bytes or the destination refuses them, leave it
+        out (as without the option) with a warning."""
+        openers: list[tuple[str, Opener]] = [("the source registry", lambda: self.client.blob_open(job.source, d.digest))]
+        openers += [(url, lambda url=url: self.client.blob_open_url(job.source, url, d.digest)) for url in d.urls]
+        failures = []
+        for where, opener in openers:
+            try:
+                self._copy_blob(job.source, job.destination, d, job.report, opener)
+            except Deadline:
+                raise
+            except MirrorError as exc:
+                failures.append(f"{where}: {exc}")
+                continue
+            job.report.add(nondistributable_copied=1)
+            return
+        job.report.add(nondistributable_skipped=1)
+        job.report.warn(f"non-distributable layer {d.digest} left out ({'; '.join(failures)})")
+
+    def _copy_blob(
+        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, opener: Opener | None = None,
+    ) -> str:
         key = (destination.api_host, destination.repository, d.digest)
         with self._lock:
             running = self._inflight.get(key)
@@ -488,7 +754,7 @@ class Copier:
             report.add(blobs_skipped=1)
             return d.digest
         try:
-            outcome = self._transfer_blob(source, destination, d, report)
+            outcome = self._transfer_blob(source, destination, d, report, opener)
             mine.set_result(outcome)
         except BaseException as exc:
             mine.set_exception(exc)
@@ -500,7 +766,9 @@ class Copier:
             self._known.setdefault((destination.api_host, d.digest), set()).add(destination.repository)
         return d.digest
 
-    def _transfer_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport) -> str:
+    def _transfer_blob(
+        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, opener: Opener | None = None,
+    ) -> str:
         client = self.client
         if client.blob_head(destination, d.digest) is not None:
             report.add(blobs_skipped=1)
@@ -520,9 +788,10 @@ class Copier:
                     report.add(blobs_mounted=1)
                     return "mounted"
                 sessions.append(location)
+        open_blob = opener or (lambda: client.blob_open(source, d.digest))
 
         def transfer() -> None:
-            with client.blob_open(source, d.digest) as chunks:
+            with open_blob() as chunks:
                 # a session is used once: a broken upload cannot be resumed (ECR), the next try opens another
                 location = sessions.pop() if sessions else client.blob_upload_start(destination)
                 body = coalesce(verified_chunks(chunks, d, progress=self.progress), CHUNK_SIZE)
@@ -531,3 +800,14 @@ class Copier:
         client.retrying(transfer, what=f"copy blob {d.digest}")
         report.add(blobs_copied=1, bytes_copied=d.size)
         return "copied"
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One copy's fixed parts, handed down the tree: where from and to, its report, its options."""
+
+    source: Reference
+    destination: Reference
+    report: CopyReport
+    force: bool = False
+    allow_nondistributable: bool = False

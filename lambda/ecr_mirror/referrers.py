@@ -13,8 +13,9 @@ Three ways a registry holds what refers to a manifest (its *subject*), all read 
   ``SignatureTag``, ``AttestationTag``, ``SBOMTag``), manifests without ``subject``.
 
 Here: the tag names, the descriptor a referrers list holds for a manifest, merging a destination's tag
-schema index without ever dropping an entry (:func:`merge_tag_index`), which digests of a copied image
-are subjects (:func:`plan_subjects`), the policy of a copy and its report.
+schema index without ever dropping an entry (:func:`merge_tag_index`: the one rule, used wherever ecr-mirror
+writes that index), which digests of a copied image are subjects (:func:`plan_subjects`), the policy of a
+copy and its report.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ManifestError
+from .errors import ManifestError, TagImmutableError
 from .manifest import ANNOTATION_SOURCE_DIGEST, OCI_INDEX, Descriptor, Manifest, parse_manifest
 
 #: cosign's tag suffixes: signatures, attestations, SBOMs (sigstore/cosign ``pkg/oci/remote/remote.go``)
@@ -86,15 +87,12 @@ def digest_tags(tags: Iterable[str]) -> dict[str, list[str]]:
 
 
 def artifact_type(manifest: Manifest) -> str:
-    """What a referrers list says a manifest is: its ``artifactType``, else (image manifests) its config's
-    media type, else ``""`` (distribution-spec "Listing Referrers")."""
-    declared = manifest.data.get("artifactType")
-    if isinstance(declared, str) and declared:
-        return declared
-    config = manifest.data.get("config")
-    if not manifest.is_index and isinstance(config, dict) and isinstance(config.get("mediaType"), str):
-        return str(config["mediaType"])
-    return ""
+    """What a referrers list says a manifest is: its ``artifactType``, else (image manifests, runnable ones
+    included) its config's media type, else ``""`` (distribution-spec "Listing Referrers";
+    :attr:`~ecr_mirror.manifest.Manifest.artifact_type` for everything but runnable images)."""
+    if manifest.artifact_type:
+        return manifest.artifact_type
+    return manifest.config.media_type if manifest.is_image else ""
 
 
 def referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
@@ -131,7 +129,8 @@ def merge_tag_index(
 
     ``existing``: the destination's index (``None``: no tag yet); ``upstream``: the source's index, whose
     entries must all be at the destination already; ``add``: more descriptors (referrers found with the
-    source's referrers API, copied to a destination that has no such API).
+    source's referrers API, copied to a destination that has no such API; a manifest with a ``subject``
+    PUT where the registry answered without ``OCI-Subject``: :func:`referrer_descriptor`).
 
     No entry of ``existing`` is ever dropped (distribution-spec: a client adds its descriptor to the
     index, it does not replace it). When ``existing`` holds nothing that ``upstream`` lacks and ``add``
@@ -140,7 +139,12 @@ def merge_tag_index(
     then the new ones, annotated with the upstream index's digest
     (:data:`~ecr_mirror.manifest.ANNOTATION_SOURCE_DIGEST`) so a later copy can tell the upstream index
     is already merged without fetching it.
+
+    Raises :class:`ManifestError` when ``existing`` is not an OCI image index: the tag is left alone
+    (distribution-spec "Pushing Manifests with Subject": report the failure, do not replace it).
     """
+    if existing is not None and existing.media_type != OCI_INDEX:
+        raise ManifestError(f"referrers tag holds a {existing.media_type}, not an OCI image index; left alone")
     have = [e for e in (existing.data.get("manifests") if existing else None) or [] if isinstance(e, dict)]
     up_entries = [e for e in (upstream.data.get("manifests") if upstream else None) or [] if isinstance(e, dict)]
     up_digests = {e.get("digest") for e in up_entries}
@@ -182,11 +186,14 @@ class ReferrerPolicy:
     """How a copy treats referrers.
 
     ``when_unchanged``: discover them even when the image itself was already at the destination (``ecr-mirror
-    copy``, asked for now); a scheduled sync leaves that to the audit. ``max_depth``: see :data:`DEFAULT_MAX_DEPTH`.
+    copy``, asked for now: those of its top-level digest only); a scheduled sync leaves that to the audit.
+    ``max_depth``: see :data:`DEFAULT_MAX_DEPTH`. ``refused``: referrer digests the destination refused
+    before (HTTP 405; a tag's status records them): not fetched again.
     """
 
     when_unchanged: bool = True
     max_depth: int = DEFAULT_MAX_DEPTH
+    refused: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -246,13 +253,19 @@ class ReferrerOutcome:
 class ReferrersReport:
     """What copying an image's referrers did: ``copied`` (written at the destination), ``present`` (there
     already), ``not_applicable`` (found, but they cannot be at the destination: ``reasons``);
-    ``tags_written``: cosign and tag schema tags written; ``items``: one :class:`ReferrerOutcome` each."""
+    ``tags_written``: cosign and tag schema tags written; ``items``: one :class:`ReferrerOutcome` each;
+    ``refused``: referrer digests the destination refused (HTTP 405) and does not hold; ``not_checked``:
+    upstream tags (or ``referrers of <digest>``) an unchanged copy left to the next sync copy or the audit,
+    its request budget spent; ``error``: the failure that ended the walk (one line; ``None``: none)."""
 
     copied: int = 0
     present: int = 0
     not_applicable: int = 0
     tags_written: list[str] = field(default_factory=list)
     items: list[ReferrerOutcome] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)
+    error: str | None = None
 
     def add(self, item: ReferrerOutcome) -> None:
         """Record an outcome and count it."""
@@ -270,13 +283,28 @@ class ReferrersReport:
         return list(dict.fromkeys(i.reason for i in self.items if i.outcome == NOT_APPLICABLE and i.reason))
 
     def counts(self) -> dict[str, Any]:
-        """``{copied, present, not_applicable, reasons}``: what a row's status and ``sync`` show."""
+        """``{copied, present, not_applicable, reasons, refused, error}``: what a row's status and ``sync`` show."""
         return {"copied": self.copied, "present": self.present, "not_applicable": self.not_applicable,
-                "reasons": self.reasons}
+                "reasons": self.reasons, "refused": list(self.refused), "error": self.error}
+
+    def merge(self, other: ReferrersReport) -> None:
+        """Add ``other``'s outcomes, tags and notes to this report (an assembled image's sources)."""
+        for item in other.items:
+            self.add(item)
+        self.tags_written.extend(other.tags_written)
+        self.refused.extend(d for d in other.refused if d not in self.refused)
+        self.not_checked.extend(other.not_checked)
+        if other.error:
+            self.error = f"{self.error}; {other.error}" if self.error else other.error
 
     def summary(self) -> str:
-        """One line: ``2 referrers copied, 1 present, 1 not applicable (reason)`` (:func:`summary_of`)."""
-        return summary_of(self.counts())
+        """One line: ``2 referrers copied, 1 present, 1 not applicable (reason)`` (:func:`summary_of`), then
+        what an unchanged copy did not check."""
+        text = summary_of(self.counts())
+        if self.not_checked:
+            text += (f"; not checked on this unchanged copy (the next sync copy or the audit does): "
+                     f"{', '.join(self.not_checked)}")
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data (the CLI's ``--json``): the counts, ``tags_written`` and every item."""
@@ -284,11 +312,23 @@ class ReferrersReport:
 
 
 def summary_of(counts: Mapping[str, Any]) -> str:
-    """One line from :meth:`ReferrersReport.counts`: ``2 referrers copied, 1 present, 1 not applicable (why)``."""
+    """One line from :meth:`ReferrersReport.counts`: ``2 referrers copied, 1 present, 1 not applicable (why)``,
+    then ``; not all copied: <error>`` when the walk failed."""
     text = f"{counts.get('copied') or 0} referrers copied, {counts.get('present') or 0} present"
     if counts.get("not_applicable"):
         text += f", {counts['not_applicable']} not applicable ({'; '.join(counts.get('reasons') or [])})"
+    if counts.get("error"):
+        text += f"; not all copied: {counts['error']}"
     return text
+
+
+def with_exclusion_hint(exc: TagImmutableError) -> TagImmutableError:
+    """``exc`` (a refused ``sha256-*`` tag: a signature re-pushed, a tag schema index updated) saying how to
+    allow it: ECR's ``IMMUTABLE_WITH_EXCLUSION`` with the filter ``sha256-*`` (ecr-facts.md 6)."""
+    return TagImmutableError(
+        f"{exc}; signatures and referrers update tags named sha256-*: exclude them from tag immutability "
+        "(IMMUTABLE_WITH_EXCLUSION with the filter sha256-*)", status=exc.status, codes=exc.codes, url=exc.url,
+    )
 
 
 __all__ = [
@@ -316,4 +356,5 @@ __all__ = [
     "referrers_index",
     "summary_of",
     "tag_schema_tag",
+    "with_exclusion_hint",
 ]

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from . import drift
 from .copy import Copier, CopyReport
 from .errors import Deadline, MirrorError, NotFoundError, RowError
-from .manifest import Manifest
 from .reference import Reference
 from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
@@ -286,13 +285,13 @@ class Syncer:
         if row.assemble:
             heads = []
             for ref in row.assemble:
-                head = self.client.manifest_head(ref)
+                head = self.client.manifest_head(ref, confirm_missing=True)
                 if head is None:
                     raise NotFoundError(f"assemble source {ref} not found upstream")
                 heads.append(head.digest)
             return "sha256:" + hashlib.sha256("\n".join(heads).encode()).hexdigest(), None
         assert row.source is not None
-        head = self.client.manifest_head(row.source.with_tag(tag))
+        head = self.client.manifest_head(row.source.with_tag(tag), confirm_missing=True)
         if head is None:
             raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
         return head.digest, head.digest
@@ -346,16 +345,22 @@ class Syncer:
         # show the detected state while copying (an interrupted sync keeps it)
         self._write(row.id, tag, res, previous, interim=True)
         force = state == drift.BROKEN
-        # referrers travel when the image is written; an unchanged tag's are the audit's (issue 14)
-        referrers = ReferrerPolicy(when_unchanged=False) if row.referrers else None
+        # referrers travel when the image is written; an unchanged tag's are the audit's (issue 14); those the
+        # target refused (HTTP 405) before are not fetched again
+        refused = frozenset(str(previous.get("referrers_refused") or "").split())
+        referrers = ReferrerPolicy(when_unchanged=False, refused=refused) if row.referrers else None
         if row.assemble:
-            report = self.copier.assemble(dest, list(row.assemble), referrers=referrers)
+            report = self.copier.assemble(
+                dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts,
+                referrers=referrers,
+            )
         else:
             assert row.source is not None
             report = self.copier.copy(
                 row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
-                referrers=referrers, source_tags=source_tags,
+                allow_nondistributable=row.allow_nondistributable_artifacts, referrers=referrers,
+                source_tags=source_tags,
             )
         self._apply_report(res, report)
         res.state = drift.IN_SYNC
@@ -372,24 +377,12 @@ class Syncer:
         res.referrers = report.referrers
 
     def _complete(self, ref: Reference, verified: set[str]) -> bool:
-        """Every child manifest (and, with ``verify_blobs``, every blob) of ``ref`` is still at the target."""
-        try:
-            top = self.client.manifest_get(ref)
-            manifests: list[Manifest] = [top]
-            if top.is_index:
-                for child in top.children:
-                    manifests.append(self.client.manifest_get(ref.with_digest(child.digest)))
-            if self.verify_blobs:
-                for m in manifests:
-                    for blob in m.blobs if not m.is_index else []:
-                        if blob.digest in verified:
-                            continue
-                        if self.client.blob_head(ref, blob.digest) is None:
-                            log.warning("%s: blob %s is gone", ref, blob.digest)
-                            return False
-                        verified.add(blob.digest)
-        except NotFoundError as exc:
-            log.warning("%s is incomplete: %s", ref, exc)
+        """Every child manifest (and, with ``verify_blobs``, every blob a registry must hold) of ``ref`` is
+        still at the target (:meth:`~ecr_mirror.copy.Copier.find_missing`: non-distributable layers are
+        absent by design)."""
+        missing = self.copier.find_missing(ref, blobs=self.verify_blobs, verified=verified)
+        if missing:
+            log.warning("%s is incomplete: %s is gone", ref, missing)
             return False
         return True
 
@@ -417,9 +410,12 @@ class Syncer:
             entry["last_drift_at"] = now
         if res.referrers is not None and not interim:  # kept until the next copy that looks at referrers
             counts = res.referrers.counts()
+            # the image is in sync whatever became of its referrers: a referrer failure is noted, not the state
             entry.update(referrers_copied=counts["copied"], referrers_present=counts["present"],
                          referrers_not_applicable=counts["not_applicable"],
-                         referrers_note="; ".join(counts["reasons"]) or None)
+                         referrers_note="; ".join(counts["reasons"]) or None,
+                         referrers_refused=" ".join(counts["refused"]) or None,
+                         referrers_error=counts["error"])
         try:
             self.table.write_status(row_id, tag, entry)
         except MirrorError as exc:  # a status write that fails must not hide the copy's outcome

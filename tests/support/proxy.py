@@ -685,7 +685,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(record, fault)
 
     def _serve(self, record: RequestRecord, fault: Fault | None) -> None:
-        """Answer a request that passed faults and auth; subclasses add behaviour here."""
+        """Answer a request that passed faults, auth and extensions; subclasses add behaviour here."""
         self._forward(record, fault)
 
     def _local_fault(self, fault: Fault, record: RequestRecord, *, drain: bool = True) -> None:

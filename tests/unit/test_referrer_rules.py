@@ -127,6 +127,21 @@ def test_merge_adds_referrers_found_through_an_api():
     assert digests(merge_tag_index(None, None, [entry(4)])) == [entry(4)["digest"]]
 
 
+def test_merge_adds_a_pushed_referrer_once_and_leaves_a_tag_that_is_no_oci_index_alone():
+    """A manifest with a subject PUT without OCI-Subject (distribution-spec "Pushing Manifests with Subject"):
+    its descriptor is added (artifactType from the config when it has none), never twice; a tag holding
+    something other than an OCI index is reported, not replaced."""
+    config = {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": sha256_digest(b"c"), "size": 1}
+    helm = parse_manifest(json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [],
+                                      "subject": {"mediaType": OCI_MANIFEST, "digest": DIGEST, "size": 9}}).encode())
+    first = merge_tag_index(None, None, [referrer_descriptor(helm)])
+    assert first.media_type == OCI_INDEX and digests(first) == [helm.digest]
+    assert first.data["manifests"][0]["artifactType"] == "application/vnd.cncf.helm.config.v1+json"
+    assert merge_tag_index(first, None, [referrer_descriptor(helm)]) is None  # no duplicates
+    with pytest.raises(ManifestError, match="not an OCI image index"):
+        merge_tag_index(helm, None, [entry(1)])
+
+
 def test_referrers_index_is_deterministic_compact_oci_index():
     a = referrers_index([entry(1)])
     assert a.raw == referrers_index([entry(1)]).raw and a.media_type == OCI_INDEX

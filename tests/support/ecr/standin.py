@@ -16,6 +16,9 @@ from .store import Account
 
 __all__ = ["EcrStandIn"]
 
+#: foreign-layer ``urls`` ECR accepts in a manifest (any http or https URL)
+FOREIGN_URLS_ALLOW = ("^https?://",)
+
 
 class EcrStandIn:
     """A real ``docker-registry`` behind ECR's registry API rules, plus ECR's JSON API, over one store.
@@ -53,7 +56,9 @@ class EcrStandIn:
         self.registry_id = registry_id
         self.region = region
         self._options = {"token_ttl": token_ttl, "put_image_rate": put_image_rate, "blob_redirect": blob_redirect}
-        self.registry = RegistryProcess(storage=storage)
+        # ECR takes Windows images whose foreign base layers were never pushed (docker skips them by default;
+        # their bytes live at the layer's urls), as distribution does only with urls validation configured
+        self.registry = RegistryProcess(storage=storage, manifest_urls_allow=FOREIGN_URLS_ALLOW)
         self.account: Account | None = None
         self.front: RegistryFront | None = None
         self.api: EcrApi | None = None
