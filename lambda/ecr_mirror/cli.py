@@ -128,6 +128,24 @@ def _progress_display(enabled: bool):
     return progress, (lambda n: progress.advance(task, n))
 
 
+def _ensure_ecr_repository(obj: Context, destination: Any) -> None:
+    """ECR refuses pushes into a repository that does not exist (ecr-facts.md 1): like ``sync``, create it
+    first when DESTINATION is an ECR host (or ECR_MIRROR_TARGET_REGISTRY); other registries create on push."""
+    from .errors import AwsError
+    from .runtime import ecr_target_for
+
+    target = ecr_target_for(obj.settings, destination.api_host)
+    if target is None:
+        return
+    try:
+        target.ensure_repository(destination.repository)
+    except AwsError as exc:
+        if exc.code != "AccessDeniedException":
+            raise
+        # a role allowed to push but not to describe or create repositories: the push itself tells
+        click.echo(_redactor(f"ecr-mirror: warning: cannot check repository {destination.repository} ({exc}); pushing anyway"), err=True)
+
+
 def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> None:
     from .copy import Copier
 
@@ -219,6 +237,7 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
         dst = dst.with_tag(src.tag or "latest")
     wanted = parse_platforms(platforms) if platforms else None
     policy = _referrer_policy(no_referrers)
+    _ensure_ecr_repository(obj, dst)
     _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags,
                                               allow_nondistributable=allow_nondistributable, referrers=policy))
 
@@ -247,6 +266,7 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_non
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
     policy = _referrer_policy(no_referrers)
+    _ensure_ecr_repository(obj, dst)
     _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable,
                                                   referrers=policy))
 

@@ -80,7 +80,7 @@ from .referrers import (
 if TYPE_CHECKING:  # the engine needs the client's methods, not its module (which imports httpx)
     from contextlib import AbstractContextManager
 
-    from .registry.client import RegistryClient
+    from .registry.client import ManifestPut, RegistryClient
 
     #: opens a blob's bytes: ``with opener() as chunks: ...``
     Opener = Callable[[], AbstractContextManager[Iterator[bytes]]]
@@ -471,7 +471,7 @@ class Copier:
         self._wait_all(futures)
         media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
         index = build_index([(m, p) for _, m, p in resolved], media)
-        self.client.manifest_put(destination, index)
+        self._put_tag(destination, index)
         report.add(manifests_copied=1)
         report.digest, report.media_type = index.digest, index.media_type
         report.platforms = [str(p) for _, _, p in resolved]
@@ -593,7 +593,7 @@ class Copier:
             report.warn(f"{source} is not an image ({manifest.artifact_type or manifest.media_type}): no arch tag written")
         self._copy_manifest(job, manifest, put=False)
         if tag is not None:
-            self.client.manifest_put(destination.with_tag(tag), manifest)
+            self._put_tag(destination.with_tag(tag), manifest)
             report.arch_tags.append(tag)
         self._put(job, destination, manifest)
         report.add(manifests_copied=1)
@@ -617,7 +617,7 @@ class Copier:
         manifests = self._wait_all(futures)
         by_digest = {m.digest: m for m in manifests if m is not None}
         for digest, tag in dict.fromkeys(tags):
-            self.client.manifest_put(destination.with_tag(tag), by_digest[digest])
+            self._put_tag(destination.with_tag(tag), by_digest[digest])
             report.arch_tags.append(tag)
         self._put(job, destination, out)
         report.add(manifests_copied=1)
@@ -676,7 +676,9 @@ class Copier:
         (no ``OCI-Subject`` in the answer), add it to the subject's referrers tag schema index
         (distribution-spec 1.1, "Pushing Manifests with Subject"; :meth:`referrers_tag_merge`). A tag that
         cannot take it is left alone, with a warning."""
-        answer = self.client.manifest_put(ref, m)
+        answer = self._put_tag(ref, m)
+        if answer is None:  # an immutable tag already holding ``m``: written before
+            return
         try:
             subject = m.subject
         except ManifestError:
@@ -688,6 +690,18 @@ class Copier:
         except (ManifestError, TagImmutableError) as exc:
             job.report.warn(f"referrers tag {tag_schema_tag(subject.digest)} of {subject.digest} not updated for "
                             f"{m.digest}: {exc}")
+
+    def _put_tag(self, ref: Reference, m: Manifest) -> ManifestPut | None:
+        """PUT ``m`` at ``ref``; ``None`` when ``ref``'s tag is immutable and already holds ``m``'s digest: ECR
+        refuses that re-push even with the same digest (TAG_INVALID; aws/containers-roadmap#2179), as on a
+        retry after a PUT whose answer was lost, or a rerun after the arch tags were written."""
+        try:
+            return self.client.manifest_put(ref, m)
+        except TagImmutableError:
+            head = self.client.manifest_head(ref)
+            if head is None or head.digest != m.digest:
+                raise
+            return None
 
     def _wait_all(self, futures: Sequence[Future[Any]]) -> list[Any]:
         """Wait for every future (so nothing is left running), then raise the first error."""

@@ -81,6 +81,10 @@ class Target(Protocol):
         """Whether repository ``name`` refuses to overwrite tags."""
         ...
 
+    def forget(self, name: str) -> None:
+        """Forget what :meth:`ensure_repository` remembered about ``name`` (deleted since)."""
+        ...
+
 
 @dataclass
 class TagResult:
@@ -349,19 +353,30 @@ class Syncer:
         # target refused (HTTP 405) before are not fetched again
         refused = frozenset(str(previous.get("referrers_refused") or "").split())
         referrers = ReferrerPolicy(when_unchanged=False, refused=refused) if row.referrers else None
-        if row.assemble:
-            report = self.copier.assemble(
-                dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts,
-                referrers=referrers,
-            )
-        else:
+
+        def copy() -> CopyReport:
+            if row.assemble:
+                return self.copier.assemble(
+                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts,
+                    referrers=referrers,
+                )
             assert row.source is not None
-            report = self.copier.copy(
+            return self.copier.copy(
                 row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
                 allow_nondistributable=row.allow_nondistributable_artifacts, referrers=referrers,
                 source_tags=source_tags,
             )
+
+        try:
+            report = copy()
+        except NotFoundError as exc:
+            # the repository was deleted since this process checked it; ECR does not create on push (NAME_UNKNOWN)
+            if "NAME_UNKNOWN" not in exc.codes or f"://{dest.api_host}/v2/{dest.repository}/" not in exc.url:
+                raise
+            self.target.forget(row.target_repository)
+            self.target.ensure_repository(row.target_repository)
+            report = copy()
         self._apply_report(res, report)
         res.state = drift.IN_SYNC
         res.error = None

@@ -26,9 +26,8 @@ from tests.integration.helpers import copier, make_client, ref
 from tests.integration.test_service import Service
 from tests.support import field as fl
 from tests.support import images as im
-from tests.support.moto import ecr_credentials
 from tests.support.quirks import TagPager
-from tests.support.referrers import ReferrersAPI, build_sbom, referrer_descriptor, referrers_tag
+from tests.support.referrers import build_sbom, referrer_descriptor, referrers_tag
 
 EXE = str(Path(sys.executable).parent / "ecr-mirror")
 WRITES = ("PUT", "POST", "PATCH", "DELETE")
@@ -146,17 +145,11 @@ def test_opted_in_foreign_layers_left_out_where_they_cannot_be_copied(lenient, r
     assert not im.blob_exists(dst, "app", foreign)
 
 
-def _windows_service(monkeypatch, aws_env, moto_server, registry_factory, proxy_factory) -> Service:
-    user, password = ecr_credentials(moto_server)
-    ecr_registry = registry_factory(htpasswd={user: password}, manifest_urls_allow=list(fl.URLS_ALLOW_ANY))
+def test_sync_knows_foreign_layers_are_absent_by_design(monkeypatch, ecr, registry_factory, proxy_factory):
+    """The completeness check at the target (the ECR stand-in, which takes foreign-layer manifests as ECR does)
+    must not call a Windows image `broken` for lacking its base layer; a row may opt in to copying it."""
     upstream = registry_factory(manifest_urls_allow=list(fl.URLS_ALLOW_ANY))
-    return Service(monkeypatch, aws_env, ecr_registry, upstream, proxy_factory(upstream))
-
-
-def test_sync_knows_foreign_layers_are_absent_by_design(monkeypatch, aws_env, moto_server, registry_factory, proxy_factory):
-    """The completeness check at the target must not call a Windows image `broken` for lacking its base layer;
-    a row may opt in to copying it."""
-    service = _windows_service(monkeypatch, aws_env, moto_server, registry_factory, proxy_factory)
+    service = Service(monkeypatch, ecr, upstream, proxy_factory(upstream))
     cdn = registry_factory()
     index = fl.windows_manifest_list(foreign_urls=lambda digest: [f"{cdn.url}/v2/cdn/blobs/{digest}"])
     foreign = foreign_layer(index)
@@ -227,8 +220,8 @@ def test_subject_is_not_followed_and_the_tag_schema_stands_in_for_oci_subject(re
     im.push_image(src, "team/app", sbom, "sbom")
     front = proxy_factory(src)
     plain, with_api = registry_factory(), registry_factory()
-    api_front = proxy_factory(with_api, extensions=[ReferrersAPI()])
-    dropping = proxy_factory(registry_factory(), extensions=[ReferrersAPI()])
+    api_front = proxy_factory(with_api, referrers=True)  # tests.support.ecr.ReferrersProxy: the referrers API
+    dropping = proxy_factory(registry_factory(), referrers=True)
     dropping.add_fault("PUT", "/manifests/", "drop_headers", drop=["OCI-Subject"], times=None)
     tag = referrers_tag(subject.digest)
     expected = json.loads(json.dumps(referrer_descriptor(sbom.manifest, sbom.media_type)))
@@ -321,10 +314,9 @@ def test_manifest_head_404_while_get_works_in_assemble(registry_pair, proxy_fact
     assert front.count("GET", "/manifests/") == 2  # one GET per source: the confirming GET is the one used
 
 
-def test_upstream_head_404_in_sync_is_not_an_upstream_deletion(monkeypatch, aws_env, ecr_registry, registry_factory,
-                                                               proxy_factory):
+def test_upstream_head_404_in_sync_is_not_an_upstream_deletion(monkeypatch, ecr, registry_factory, proxy_factory):
     upstream = registry_factory()
-    service = Service(monkeypatch, aws_env, ecr_registry, upstream, proxy_factory(upstream))
+    service = Service(monkeypatch, ecr, upstream, proxy_factory(upstream))
     index = _index(83)
     im.push_index(upstream, "app", index, "v1")
     service.proxy.add_fault("HEAD", "/manifests/", "status", status=404, times=None)

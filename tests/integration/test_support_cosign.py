@@ -210,22 +210,23 @@ def test_attestation_and_sbom_tags(registry, signed_source, key):
     assert read_sbom(registry, REPO, index.digest) == ("text/spdx+json", sbom)
 
 
-def test_verifies_a_copy_made_by_skopeo_and_behind_basic_auth(registry, auth_registry, signed_source, key, tmp_path):
+def test_verifies_a_copy_made_by_skopeo_into_the_ecr_stand_in(registry, ecr, signed_source, key, tmp_path):
     """The verifier reads any registry holding the bytes: skopeo copies image and signature tag (as cosign copy
-    does), and the copy verifies; it also reads through Basic auth (the ECR stand-in's kind of auth)."""
+    does) into the ECR stand-in, and the copy verifies there, through ECR's Basic auth and its blob redirects."""
     skopeo = shutil.which("skopeo")
     assert skopeo, "skopeo is required (apt-get install -y skopeo)"
     index = signed_source
     sign(registry, REPO, index.digest, key)
-    user, password = auth_registry.credentials
+    ecr.create_repository("mirror/app")  # ECR does not create repositories on push
+    user, password = ecr.credentials
     for ref in ("v1", signature_tag(index.digest)):
         subprocess.run(
             [skopeo, "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
              f"--dest-creds={user}:{password}",
-             f"docker://{registry.host}/{REPO}:{ref}", f"docker://{auth_registry.host}/mirror/app:{ref}"],
+             f"docker://{registry.host}/{REPO}:{ref}", f"docker://{ecr.host}/mirror/app:{ref}"],
             check=True, capture_output=True, timeout=120,
         )
-    (found,) = verify(auth_registry, "mirror/app", index.digest, key, auth=auth_registry.auth)
+    (found,) = verify(ecr, "mirror/app", index.digest, key, auth=ecr.auth)
     assert found.docker_reference == f"{registry.host}/{REPO}"  # the signer's name, not the mirror's
     with pytest.raises(RegistryError, match="HTTP 401"):  # without credentials the mirror refuses
-        verify(auth_registry, "mirror/app", index.digest, key)
+        verify(ecr, "mirror/app", index.digest, key)

@@ -48,7 +48,7 @@ from .images import (
     push_index,
     push_manifest,
 )
-from .moto import MotoServer, boto3_env, ecr_credentials
+from .moto import MotoServer, boto3_env
 from .proxy import Fault, RegistryProxy
 from .registry import RegistryProcess, find_free_port
 
@@ -71,7 +71,6 @@ __all__ = [
     "build_image",
     "build_index",
     "delete_manifest",
-    "ecr_credentials",
     "find_free_port",
     "get_blob",
     "get_manifest",

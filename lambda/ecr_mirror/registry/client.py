@@ -156,7 +156,8 @@ class RegistryClient:
     def _exchange(
         self, method: str, url: httpx.URL, *, scope: str, headers: dict[str, str], content: Any, replayable: bool, what: str,
     ) -> httpx.Response:
-        """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once.
+        """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once, and
+        ECR's 403 to an expired token with a fresh token (:meth:`~.auth.Authenticator.expired`).
         ``scope=""``: an anonymous request (no credentials to any host, a 401 is the answer)."""
         host = netloc(url)
         if not scope:
@@ -167,6 +168,12 @@ class RegistryClient:
             if auth:
                 h["Authorization"] = auth
             resp = self.transport.send(method, url, headers=h, content=content, what=what)
+            if resp.status_code == 403 and round_ == 0 and self.auth.expired(host, auth):
+                # ECR answers an expired token with 403 DENIED, not 401: a fresh token, one more try
+                resp.close()
+                if not replayable:  # a streamed body cannot be sent again: the caller restarts it
+                    raise AuthError(f"{what}: {host} refused an expired token (HTTP 403)", status=403, temporary=True)
+                continue
             if resp.status_code != 401:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))

@@ -179,8 +179,14 @@ class EcrStandIn:
         return httpx.Client(**options)
 
     def expire_tokens(self) -> None:
-        """Every password issued so far stops working now (the registry face answers ``403 DENIED``)."""
+        """Every password issued so far stops working now (the registry face answers ``403 DENIED``).
+        ``add_fault(..., action="expire_tokens")`` does the same when a chosen request arrives."""
         self._started()[0].expire_tokens()
+
+    @property
+    def passwords(self) -> list[str]:
+        """Every registry password issued so far, expired ones included (secrets a test checks for leaks)."""
+        return self._started()[0].passwords()
 
     # ------------------------------------------------------------------ state, without going through the API
 
@@ -251,6 +257,12 @@ class EcrStandIn:
     def add_fault(self, *args: Any, **kwargs: Any) -> Fault:
         """A fault on the registry face (same arguments as :meth:`RegistryProxy.add_fault`)."""
         return self._started()[1].add_fault(*args, **kwargs)
+
+    def clear_faults(self) -> None:
+        """Drop every fault still armed on the registry face and the layer bucket (API faults stay)."""
+        self._started()[1].clear_faults()
+        if self.bucket is not None:
+            self.bucket.clear_faults()
 
     def add_layer_fault(self, *args: Any, **kwargs: Any) -> Fault:
         """A fault on the layer bucket blob GETs redirect to."""
