@@ -167,7 +167,7 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
         requests.setdefault(host, {})[method] = n
     report.requests = requests
     for warning in report.warnings:  # done short of the ideal, the copy stands (exit 0): one line each
-        click.echo(_redactor(f"warning: {warning}"), err=True)
+        click.echo(_redactor(f"ecr-mirror: warning: {warning}"), err=True)
     if json_out:
         click.echo(_redactor(json.dumps(report.as_dict(), indent=2, sort_keys=True)))
     else:
@@ -176,7 +176,8 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
                 f"{report.blobs_copied} blobs copied, {report.blobs_skipped} present, {report.blobs_mounted} mounted, "
                 f"{report.bytes_copied} bytes")
             click.echo(f"{report.destination}: {', '.join(report.platforms) or report.media_type} ({what})", err=True)
-        if report.referrers is not None and report.referrers.items:  # referrers: what was copied, what could not apply
+        if report.referrers is not None and (report.referrers.items or report.referrers.not_checked):
+            # referrers: what was copied, what could not apply, what an unchanged copy left to the next
             click.echo(_redactor(f"{report.destination}: {report.referrers.summary()}"), err=True)
         click.echo(report.digest)
 

@@ -140,6 +140,10 @@ class CopyReport:
         """The manifest this copy wrote under the destination tag (``None`` when it wrote nothing)."""
         return self._written
 
+    def wrote(self, m: Manifest) -> None:
+        """Record ``m`` as what this copy wrote under the destination tag (``digest``, ``media_type``)."""
+        self.digest, self.media_type, self._written = m.digest, m.media_type, m
+
     def add(self, **counts: int) -> None:
         """Add to counters by name, e.g. ``add(blobs_copied=1, bytes_copied=n)``."""
         with self._lock:
@@ -473,7 +477,7 @@ class Copier:
         index = build_index([(m, p) for _, m, p in resolved], media)
         self._put_tag(destination, index)
         report.add(manifests_copied=1)
-        report.digest, report.media_type = index.digest, index.media_type
+        report.wrote(index)
         report.platforms = [str(p) for _, _, p in resolved]
         if referrers is not None:
             pairs = [(src, head.digest, m.digest) for (src, m, _), head in zip(resolved, heads)]
@@ -597,7 +601,7 @@ class Copier:
             report.arch_tags.append(tag)
         self._put(job, destination, manifest)
         report.add(manifests_copied=1)
-        report.digest, report.media_type, report._written = manifest.digest, manifest.media_type, manifest
+        report.wrote(manifest)
         report.platforms = [str(platform)] if platform else []
 
     def _copy_index(
@@ -621,7 +625,7 @@ class Copier:
             report.arch_tags.append(tag)
         self._put(job, destination, out)
         report.add(manifests_copied=1)
-        report.digest, report.media_type, report._written = out.digest, out.media_type, out
+        report.wrote(out)
         report.platforms = [
             str(c.platform) for c in children if c.platform and not c.platform.is_unknown and not c.is_attestation
         ]

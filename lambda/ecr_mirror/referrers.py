@@ -299,8 +299,8 @@ class ReferrersReport:
 
     def summary(self) -> str:
         """One line: ``2 referrers copied, 1 present, 1 not applicable (reason)`` (:func:`summary_of`), then
-        what an unchanged copy did not check."""
-        text = summary_of(self.counts())
+        what an unchanged copy did not check. Not the ``error``: a copy shows that as its warning."""
+        text = summary_of({**self.counts(), "error": None})
         if self.not_checked:
             text += (f"; not checked on this unchanged copy (the next sync copy or the audit does): "
                      f"{', '.join(self.not_checked)}")

@@ -65,6 +65,7 @@ STATUS_RECORD_FIELDS = (
     "referrers_not_applicable",
     "referrers_note",
     "referrers_error",
+    "referrers_refused",
 )
 _EXTRA_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")

@@ -37,7 +37,6 @@ REGISTRY_API = {
     # ListImageReferrers "must have the ecr:BatchGetImage permission" (API_ListImageReferrers)
     "referrers_list": {"ecr:BatchGetImage"},
     "referrers_tag_get": {"ecr:BatchGetImage"},
-    "referrer_put": {"ecr:PutImage"},
 }
 #: what Lambda's own machinery uses: log delivery and the event source mappings
 PLATFORM = {

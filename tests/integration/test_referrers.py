@@ -14,7 +14,9 @@ import json
 import pytest
 
 from ecr_mirror.manifest import Platform
+from ecr_mirror.referrer_copy import SHALLOW_BUDGET, audit_referrers
 from ecr_mirror.referrers import NOT_APPLICABLE, ReferrerPolicy, tag_schema_tag
+from ecr_mirror.rows import parse_row
 from tests.integration.helpers import copier, make_client, ref
 from tests.support import images as im
 from tests.support.cosign import (
@@ -71,8 +73,9 @@ def ecr_client(ecr, host: str | None = None):
 
 def test_tag_schema_and_cosign_tags_travel_and_verify_at_a_mirror_without_the_api(registry_pair, proxy_factory):
     """Upstream and mirror are plain distribution 2.8: cosign tags are copied as tags, tag schema indexes
-    byte for byte; referrers of a referrer too. An unchanged copy fetches no manifest and no blob upstream;
-    a re-signed upstream image gets its new signature, and a new SBOM, on the next copy."""
+    byte for byte; referrers of a referrer too. An unchanged copy looks at the index's own tags only, in 3
+    upstream requests, none a manifest or blob GET; a re-signed upstream image gets its new signature on the
+    next copy, a new SBOM on a child at the audit."""
     src, dst = registry_pair
     index = two_platforms(11)
     amd, arm = index.image_for("linux/amd64"), index.image_for("linux/arm64/v8")
@@ -106,23 +109,19 @@ def test_tag_schema_and_cosign_tags_travel_and_verify_at_a_mirror_without_the_ap
         tag = tag_schema_tag(subject)
         assert im.get_manifest(dst, MIRROR, tag)[0] == im.get_manifest(src, REPO, tag)[0]
 
-    # unchanged: found again, compared by HEAD, nothing fetched
+    # unchanged: the index's own tags, .sig first, as far as 3 upstream requests reach; nothing fetched
     up.reset()
     with copier() as c:
         again = copy(c, up.host, dst.host)
-    assert again.unchanged and (again.referrers.copied, again.referrers.present) == (0, 6)
+    assert again.unchanged and (again.referrers.copied, again.referrers.present) == (0, 1)
+    schema = tag_schema_tag(index.digest)
+    assert again.referrers.not_checked == [schema, f"{schema}.att"] and again.warnings == []
     assert content_gets(up) == []
-    hexa = {d: d.split(":")[1] for d in (index.digest, amd.digest, sbom.digest)}
     assert up.requests == [
         ("HEAD", f"/v2/{REPO}/manifests/v1"),
+        ("GET", f"/v2/{REPO}/referrers/{index.digest}"),  # 404: no API
         ("GET", f"/v2/{REPO}/tags/list?n=1000"),
-        ("GET", f"/v2/{REPO}/referrers/{index.digest}"),  # 404: no API; not asked again
-        ("HEAD", f"/v2/{REPO}/manifests/sha256-{hexa[index.digest]}"),
-        ("HEAD", f"/v2/{REPO}/manifests/sha256-{hexa[index.digest]}.sig"),
-        ("HEAD", f"/v2/{REPO}/manifests/sha256-{hexa[index.digest]}.att"),
-        ("HEAD", f"/v2/{REPO}/manifests/sha256-{hexa[amd.digest]}"),
-        ("HEAD", f"/v2/{REPO}/manifests/sha256-{hexa[amd.digest]}.sbom"),
-        ("HEAD", f"/v2/{REPO}/manifests/sha256-{hexa[sbom.digest]}"),
+        ("HEAD", f"/v2/{REPO}/manifests/{schema}.sig"),
     ]
 
     # re-signed upstream (cosign appends a signature and moves the tag) and a new SBOM on the other child
@@ -135,12 +134,21 @@ def test_tag_schema_and_cosign_tags_travel_and_verify_at_a_mirror_without_the_ap
     up.reset()
     with copier() as c:
         third = copy(c, up.host, dst.host)
-    assert third.unchanged and third.referrers.copied == 2
+    assert third.unchanged and third.referrers.copied == 1
     assert verify(dst, MIRROR, index.digest, rotated) and verify(dst, MIRROR, index.digest, key)
+    # fetched: the moved .sig tag and its blobs; nothing that was there already
+    assert [t for t in content_gets(up) if "/manifests/" in t] == [
+        f"/v2/{REPO}/manifests/{im.head_manifest(src, REPO, f'{schema}.sig')}"]
+    assert referrer_digests(dst, MIRROR, arm.digest) == []  # a child's: not an unchanged copy's to look for
+    # the audit (or the next copy that writes the image) walks every subject: the new SBOM arrives
+    row = parse_row({"id": "app", "source": f"{up.host}/{REPO}", "tags": ["v1"], "target_repository": MIRROR})
+    up.reset()
+    with copier() as c:
+        audit = audit_referrers(c, row, "v1", dst.host, upstream_digest=index.digest, target_digest=index.digest,
+                                children=[d.digest for d in index.children])
+    assert audit.copied == 1 and audit.error is None
     assert referrer_digests(dst, MIRROR, arm.digest) == [arm_sbom.digest]
-    # fetched: the moved .sig tag, the new tag index, their blobs; nothing that was there already
     assert sorted(t for t in content_gets(up) if "/manifests/" in t) == sorted([
-        f"/v2/{REPO}/manifests/{im.head_manifest(src, REPO, f'sha256-{hexa[index.digest]}.sig')}",
         f"/v2/{REPO}/manifests/{im.head_manifest(src, REPO, tag_schema_tag(arm.digest))}",
         f"/v2/{REPO}/manifests/{arm_sbom.digest}",
     ])
@@ -166,7 +174,8 @@ def test_tag_schema_upstream_to_ecr_is_indexed_by_its_referrers_api(registry, pr
         assert ecr.tags(MIRROR)[tag_schema_tag(arm)] == im.head_manifest(registry, REPO, tag_schema_tag(arm))
         up.reset()
         again = copy(c, up.host, ecr.host)
-    assert again.referrers.present == 2 and content_gets(up) == []
+    # unchanged: the index's .sig compared by HEAD (the arm64 child's SBOM is the audit's to look at again)
+    assert (again.referrers.present, again.referrers.not_checked) == (1, []) and content_gets(up) == []
 
 
 # ---------------------------------------------------------------------- upstream with the API
@@ -200,15 +209,17 @@ def test_referrers_api_upstream_to_ecr_oci_artifacts_on_index_and_child(registry
         for artifact in (sbom, child_sbom, provenance):  # byte for byte
             assert im.get_manifest(ecr, MIRROR, artifact.digest, auth=ecr.auth)[0] == artifact.manifest
 
+        # cold, the three subjects and the three non-signature referrers were asked about; not the signatures
+        asked = [t.rsplit("/", 1)[1] for m, t in front.requests if "/referrers/" in t]
+        assert sorted(asked) == sorted([index.digest, amd.digest, index.image_for("linux/arm64/v8").digest,
+                                        sbom.digest, child_sbom.digest, provenance.digest])
         front.reset()
         again = copy(c, front.host, ecr.host)
-    assert (again.referrers.copied, again.referrers.present) == (0, 5)
+    # unchanged: the index's referrers only (its signature and SBOM), nothing fetched
+    assert (again.referrers.copied, again.referrers.present) == (0, 2)
     assert content_gets(front) == []
-    # the three subjects and the three non-signature referrers are asked about; the signatures are not
-    asked = [t.rsplit("/", 1)[1] for m, t in front.requests if "/referrers/" in t]
-    assert sorted(asked) == sorted([index.digest, amd.digest, index.image_for("linux/arm64/v8").digest,
-                                    sbom.digest, child_sbom.digest, provenance.digest])
-    assert [m for m, t in front.requests if "/referrers/" not in t] == ["HEAD", "GET"]  # the tag, the tag list
+    assert front.requests == [("HEAD", f"/v2/{REPO}/manifests/v1"), ("GET", f"/v2/{REPO}/referrers/{index.digest}"),
+                              ("GET", f"/v2/{REPO}/tags/list?n=1000")]
 
 
 def test_api_upstream_to_a_mirror_without_it_keeps_a_merged_tag_index(registry_pair, proxy_factory):
@@ -286,20 +297,25 @@ def test_ecr_405_for_an_index_subject_falls_back_to_the_tag_schema(registry, pro
     stored_but_refused.add_fault("PUT", f"/manifests/{scan.digest}", "status", status=405, forward=True, times=None)
     with copier(ecr_client(ecr, stored_but_refused.host)) as c:
         report = copy(c, front.host, stored_but_refused.host)
+        # the refusal is remembered for the run: the next copy does not fetch the refused referrer again
+        front.reset()
+        again = copy(c, front.host, stored_but_refused.host)
     r = report.referrers
-    assert (r.copied, r.not_applicable) == (2, 1)
+    assert (r.copied, r.not_applicable) == (2, 1) and r.refused == [provenance.digest] and r.error is None
     (refused,) = [i for i in r.items if i.outcome == NOT_APPLICABLE]
     assert refused.digest == provenance.digest
     assert "HTTP 405" in refused.reason and "containers-roadmap#2783" in refused.reason
+    assert again.unchanged and (again.referrers.present, again.referrers.not_applicable) == (2, 1)
+    assert again.referrers.refused == [provenance.digest] and "not fetched again" in again.referrers.reasons[0]
+    assert front.count("GET", provenance.digest) == 0 and content_gets(front) == []
     index_bytes = im.get_manifest(ecr, MIRROR, tag_schema_tag(index.digest), auth=ecr.auth)[0]
     assert [d["digest"] for d in json.loads(index_bytes)["manifests"]] == [sbom.digest, scan.digest]
     assert im.head_manifest(ecr, MIRROR, "v1", auth=ecr.auth) == index.digest  # the image itself is there
 
 
 def test_immutable_repository_refusing_a_moved_signature_tag_says_how_to_allow_it(registry, ecr_factory):
-    """cosign re-pushes ``.sig`` when it signs again (ecr-facts.md 6); an IMMUTABLE repository refuses that."""
-    from ecr_mirror.errors import TagImmutableError
-
+    """cosign re-pushes ``.sig`` when it signs again (ecr-facts.md 6); an IMMUTABLE repository refuses that.
+    The image is in place: the copy stands, with a warning saying how to allow it."""
     index = two_platforms(23)
     im.push_index(registry, REPO, index, "v1")
     sign(registry, REPO, index.digest, CosignKey.generate())
@@ -308,8 +324,12 @@ def test_immutable_repository_refusing_a_moved_signature_tag_says_how_to_allow_i
     with copier(ecr_client(ecr)) as c:
         assert copy(c, registry.host, ecr.host).referrers.copied == 1
         sign(registry, REPO, index.digest, CosignKey.generate())
-        with pytest.raises(TagImmutableError, match=r"IMMUTABLE_WITH_EXCLUSION with the filter sha256-\*"):
-            copy(c, registry.host, ecr.host)
+        refused = copy(c, registry.host, ecr.host)
+    assert refused.unchanged and refused.digest == index.digest
+    assert "IMMUTABLE_WITH_EXCLUSION with the filter sha256-*" in refused.referrers.error
+    (warning,) = refused.warnings
+    assert warning.startswith(f"{ecr.host}/{MIRROR}:v1: the image is in place, but its referrers were not all copied: ")
+    assert "IMMUTABLE_WITH_EXCLUSION with the filter sha256-*" in warning
     ecr.create_repository("mirror/open", mutability="IMMUTABLE_WITH_EXCLUSION", exclusions=["sha256-*"])
     with copier(ecr_client(ecr)) as c:
         report = c.copy(ref(registry.host, f"{REPO}:v1"), ref(ecr.host, "mirror/open:v1"), referrers=REFER)
@@ -371,10 +391,18 @@ def test_client_referrers_list_follows_link_pages_and_says_none_on_404(registry,
 # ---------------------------------------------------------------------- the command, the rows
 
 
+def upstream_counts(requests: dict[str, dict[str, int]], host: str) -> tuple[dict[str, int], int]:
+    """``(requests to host by method, how many beyond the one HEAD of the tag)``."""
+    counted = requests.get(host, {})
+    return counted, sum(counted.values()) - 1
+
+
 @pytest.mark.parametrize("upstream_api", [False, True], ids=["tag-schema-upstream", "referrers-api-upstream"])
 def test_cli_copy_of_a_signed_sbom_image_counts_requests(ecr, registry, proxy_factory, upstream_api):
     """`ecr-mirror copy` always discovers referrers: the request counts of a cold and an unchanged copy of a
-    signed image with an SBOM on the index and one on the amd64 child (issue 14), per host and method."""
+    signed image with an SBOM on the index and one on the amd64 child (issue 14), per host and method.
+    Unchanged: at most 3 more upstream requests than the tag's HEAD, none a manifest or blob GET; a re-signed
+    image gets its new signature on the next copy."""
     from tests.integration.test_cli import run
 
     up = proxy_factory(registry, referrers=upstream_api)
@@ -382,40 +410,57 @@ def test_cli_copy_of_a_signed_sbom_image_counts_requests(ecr, registry, proxy_fa
     amd = index.image_for("linux/amd64")
     im.push_index(up, REPO, index, "v1")
     key = CosignKey.generate()
-    sign(up, REPO, index.digest, key, mode="referrer" if upstream_api else "tag")
+    mode = "referrer" if upstream_api else "tag"
+    sign(up, REPO, index.digest, key, mode=mode)
     for artifact in (build_sbom(index, seed=1), build_sbom(amd, seed=2)):
         push_referrer(up, REPO, artifact)
     ecr.create_repository(MIRROR)
     env = {"ECR_MIRROR_TARGET_REGISTRY": ecr.host}
+    args = ("copy", "--json", f"{up.host}/{REPO}:v1", f"{ecr.host}/{MIRROR}:v1")
     up.reset()
     ecr.reset_counts()
-    cold = run("copy", "--json", f"{up.host}/{REPO}:v1", f"{ecr.host}/{MIRROR}:v1", env=env)
+    cold = run(*args, env=env)
     assert cold.returncode == 0, cold.stderr
     first = json.loads(cold.stdout)
     assert first["referrers"]["copied"] == 3 and first["referrers"]["not_applicable"] == 0
     assert verify(ecr, MIRROR, index.digest, key, auth=ecr.auth)
     up.reset()
-    second = json.loads(run("copy", "--json", f"{up.host}/{REPO}:v1", f"{ecr.host}/{MIRROR}:v1", env=env).stdout)
-    assert second["unchanged"] and second["referrers"]["present"] == 3 and second["referrers"]["copied"] == 0
+    second = json.loads(run(*args, env=env).stdout)
+    assert second["unchanged"] and second["referrers"]["copied"] == 0
     assert content_gets(up) == []
+    counted, extra = upstream_counts(second["requests"], up.host)
+    assert extra <= SHALLOW_BUDGET
     kind = "API" if upstream_api else "tag schema"
     print(f"\n{kind} upstream, cold: {first['requests']}\n  unchanged: {second['requests']}")
-    upstream_unchanged = second["requests"][up.host]
-    if upstream_api:  # HEAD of the tag; tags/list + referrers API for the index, 2 children, 2 SBOMs
-        assert upstream_unchanged == {"HEAD": 1, "GET": 6}
-    else:  # HEAD of the tag; tags/list + API probe (404); HEADs of sha256-<index>, .sig, sha256-<amd64>
-        assert upstream_unchanged == {"HEAD": 4, "GET": 2}
+    if upstream_api:  # HEAD of the tag; the referrers API for the index (its signature and SBOM), the tag list
+        assert counted == {"HEAD": 1, "GET": 2} and second["referrers"]["present"] == 2
+        assert second["referrers"]["not_checked"] == []
+    else:  # HEAD of the tag; the API probe (404), the tag list, HEAD of the index's .sig (its tag index: not reached)
+        assert counted == {"HEAD": 2, "GET": 2} and second["referrers"]["present"] == 1
+        assert second["referrers"]["not_checked"] == [tag_schema_tag(index.digest)]
+    # re-signed upstream: the next copy brings the new signature, fetching only it
+    rotated = CosignKey.generate()
+    new_signature = sign(up, REPO, index.digest, rotated, mode=mode)
+    up.reset()
+    third = json.loads(run(*args, env=env).stdout)
+    assert third["unchanged"] and third["referrers"]["copied"] == 1 and third["warnings"] == []
+    assert verify(ecr, MIRROR, index.digest, rotated, auth=ecr.auth)
+    assert [t for t in content_gets(up) if "/manifests/" in t] == [f"/v2/{REPO}/manifests/{new_signature.digest}"]
+    assert upstream_counts(third["requests"], up.host)[1] - len(content_gets(up)) <= SHALLOW_BUDGET
     bare = json.loads(run("copy", "--json", "--no-referrers", f"{up.host}/{REPO}:v1", f"{ecr.host}/{MIRROR}:v1",
                           env=env).stdout)
     assert bare["referrers"] is None and bare["requests"][up.host] == {"HEAD": 1}
-    # a platform subset: what could not apply, and why, in --json and in the one line on stderr
+    # a platform subset: what could not apply, and why, in --json and in the one line on stderr (the index's two
+    # signatures and SBOM through the API; else its .sig and tag schema tags)
     ecr.create_repository("mirror/arm")
     subset = run("copy", "--platform", "linux/arm64", f"{up.host}/{REPO}:v1", f"{ecr.host}/mirror/arm:v1", env=env)
     assert subset.returncode == 0, subset.stderr
-    assert "0 referrers copied, 0 present, 2 not applicable (their subject is the upstream index" in subset.stderr
+    skipped = 3 if upstream_api else 2
+    assert f"0 referrers copied, 0 present, {skipped} not applicable (their subject is the upstream index" in (
+        subset.stderr)
     doc = json.loads(run("copy", "--json", "--platform", "linux/arm64", f"{up.host}/{REPO}:v1",
                          f"{ecr.host}/mirror/arm:v1", env=env).stdout)
-    assert doc["unchanged"] and doc["referrers"]["not_applicable"] == 2
+    assert doc["unchanged"] and doc["referrers"]["not_applicable"] == skipped
     assert "rewritten index" in doc["referrers"]["reasons"][0]
     assert {i["outcome"] for i in doc["referrers"]["items"]} == {"not_applicable"}
 
@@ -452,7 +497,7 @@ def test_sync_copies_referrers_with_a_tag_and_asks_nothing_more_on_an_unchanged_
         "--no-referrers")
     first = {r["id"]: r for r in json.loads(run("sync", "--json"))}
     assert first["app"]["action"] == "copied" and first["app"]["referrers"] == {
-        "copied": 2, "present": 0, "not_applicable": 0, "reasons": []}
+        "copied": 2, "present": 0, "not_applicable": 0, "reasons": [], "refused": [], "error": None}
     assert first["bare"]["action"] == "copied" and first["bare"]["referrers"] is None
     assert verify(ecr, "mirror/app", index.digest, key, auth=ecr.auth)
     assert referrer_digests(ecr, "mirror/app", amd.digest, auth=ecr.auth)
@@ -475,6 +520,66 @@ def test_sync_copies_referrers_with_a_tag_and_asks_nothing_more_on_an_unchanged_
     line = run("sync", "--id", "app")
     assert "app:v1  in_sync  (copied: upstream moved)  [1 referrers copied, 0 present]" in line, line
     assert verify(ecr, "mirror/app", newer.digest, key, auth=ecr.auth)
+
+
+def test_referrer_failures_after_the_image_are_warnings_and_405_refusals_are_remembered(
+        ecr, registry, proxy_factory, monkeypatch, tmp_path):
+    """Once the image is written, a referrer that cannot be copied does not fail the copy: ``copy`` exits 0 with
+    a ``warning:`` line on stderr (``warnings`` and ``referrers.error`` in ``--json``); ``sync`` keeps the tag
+    ``in_sync`` and records ``referrers_error``. A referrer ECR refuses with 405 and does not store is recorded
+    in the tag's status (``referrers_refused``) and not fetched upstream again when the tag is copied again."""
+    import uuid
+
+    from click.testing import CliRunner
+
+    from ecr_mirror.cli import main as cli
+
+    for name, value in {"ECR_MIRROR_TABLE": "mirror-" + uuid.uuid4().hex[:8], "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
+                        "ECR_MIRROR_REPOSITORY_PREFIX": "mirror", "DOCKER_CONFIG": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+
+    def run(*args: str):
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    front = proxy_factory(registry, referrers=True)
+    index = two_platforms(24)
+    im.push_index(front, REPO, index, "v1")
+    sbom, provenance = build_sbom(index, seed=1), build_in_toto(index, seed=2)
+    for artifact in (sbom, provenance):
+        push_referrer(front, REPO, artifact)
+    sign(front, REPO, index.digest, CosignKey.generate())  # a .sig tag
+    ecr.add_fault("PUT", f"/manifests/{provenance.digest}", "status", status=405, times=None)  # refused, not stored
+    ecr.add_fault("PUT", "/manifests/sha256-", "status", status=400, times=None)  # the .sig tag cannot be written
+
+    ecr.create_repository("mirror/one")
+    copied = run("copy", "--json", f"{front.host}/{REPO}:v1", f"{ecr.host}/mirror/one:v1")
+    doc = json.loads(copied.stdout)
+    assert doc["digest"] == index.digest and im.head_manifest(ecr, "mirror/one", "v1", auth=ecr.auth) == index.digest
+    assert (doc["referrers"]["copied"], doc["referrers"]["not_applicable"]) == (1, 1)
+    assert doc["referrers"]["refused"] == [provenance.digest] and "HTTP 400" in doc["referrers"]["error"]
+    (warning,) = doc["warnings"]
+    assert warning.startswith(f"{ecr.host}/mirror/one:v1: the image is in place, but its referrers were not all copied")
+    assert f"ecr-mirror: warning: {warning}" in copied.stderr.splitlines()
+
+    run("table", "create")
+    run("add", "app", "--source", f"{front.host}/{REPO}", "--tag", "v1", "--target-repository", "mirror/app")
+    (first,) = json.loads(run("sync", "--json").stdout)
+    assert (first["state"], first["action"], first["error"]) == ("in_sync", "copied", None)
+    assert first["referrers"]["refused"] == [provenance.digest] and "HTTP 400" in first["referrers"]["error"]
+    (status,) = json.loads(run("status", "--json").stdout)
+    assert status["state"] == "in_sync" and "HTTP 400" in status["referrers_error"]
+    assert status["referrers_refused"] == provenance.digest
+
+    # the tag is copied again (its image expired at the target): the refused referrer is not fetched again
+    ecr.lifecycle_expire("mirror/app", [index.digest])
+    front.reset()
+    line = run("sync", "--id", "app").stdout
+    assert "app:v1  in_sync  (copied: target tag does not exist)" in line and "not fetched again" in line, line
+    assert front.count("GET", provenance.digest) == 0
+    (status,) = json.loads(run("status", "--json").stdout)
+    assert status["referrers_refused"] == provenance.digest
 
 
 def test_audit_hook_brings_a_signature_added_after_the_image_was_mirrored(registry_pair, proxy_factory):
