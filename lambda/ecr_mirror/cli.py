@@ -314,17 +314,22 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @main.command()
 @click.argument("row_id")
 @click.option("--source", metavar="REPOSITORY", help="Upstream repository without tag, e.g. docker.io/library/golang.")
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag to mirror (repeatable, or comma-separated).")
-@click.option("--tag-pattern", metavar="REGEX", help="Mirror every upstream tag the whole REGEX matches.")
-@click.option("--keep-latest", type=int, metavar="N", help="With --tag-pattern: only the newest N by version order.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG[@DIGEST]",
+              help="A tag to mirror (repeatable, or comma-separated); TAG@sha256:... pins it to that digest.")
+@click.option("--tag-pattern", "tag_patterns", multiple=True, metavar="REGEX",
+              help="Mirror every upstream tag the whole REGEX matches (repeatable: any of them).")
+@click.option("--exclude-pattern", "exclude_patterns", multiple=True, metavar="REGEX",
+              help="Leave out tags the whole REGEX matches (repeatable).")
+@click.option("--versions", metavar="RANGE", help="Mirror upstream tags in a version range, e.g. '>=1.21 <2'.")
+@click.option("--keep-latest", type=int, metavar="N",
+              help="With --tag-pattern/--versions: only the newest N by version order.")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Mirror only these platforms (repeatable). Default: all, digest-identical.")
 @click.option("--target-repository", metavar="NAME", help="ECR repository (default <prefix>/<source>).")
 @click.option("--arch-tags/--no-arch-tags", default=None, help="Also write <tag>-<arch> tags.")
-@click.option("--referrers/--no-referrers", default=None,
-              help="Copy signatures, SBOMs and attestations with each tag (default: yes).")
 @click.option("--allow-nondistributable-artifacts/--no-allow-nondistributable-artifacts", "allow_nondistributable",
               default=None, help="Also copy non-distributable (foreign) layers where reachable.")
+@click.option("--referrers/--no-referrers", default=None, help="Also copy referrers (signatures, SBOMs); default on.")
 @click.option("--assemble", "assemble", multiple=True, metavar="IMAGE",
               help="Instead of --source: single-platform images joined under the one --tag (repeatable).")
 @click.option("--disabled", is_flag=True, help="Add the row disabled.")
@@ -332,29 +337,37 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @table_option
 @click.pass_obj
 @handle_errors
-def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_pattern: str | None,
-        keep_latest: int | None, platforms: tuple[str, ...], target_repository: str | None, arch_tags: bool | None,
-        referrers: bool | None, allow_nondistributable: bool | None, assemble: tuple[str, ...], disabled: bool,
-        replace: bool,
-        table_name: str | None) -> None:
+def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_patterns: tuple[str, ...],
+        exclude_patterns: tuple[str, ...], versions: str | None, keep_latest: int | None, platforms: tuple[str, ...],
+        target_repository: str | None, arch_tags: bool | None, allow_nondistributable: bool | None,
+        referrers: bool | None, assemble: tuple[str, ...], disabled: bool, replace: bool, table_name: str | None) -> None:
     """Add a row ROW_ID to the mirror table (validated first; it syncs within a minute once deployed).
 
     \b
     ecr-mirror add golang --source docker.io/library/golang --tag 1.22 --tag 1.23
     ecr-mirror add node --source node --tag-pattern '22[.][0-9]+[.][0-9]+-alpine' --keep-latest 3
+    ecr-mirror add kubectl --source registry.k8s.io/kubectl --versions '>=1.30 <2' --keep-latest 5
+    ecr-mirror add base --source debian --tag 'bookworm@sha256:<64 hex digits>'
     ecr-mirror add app-arm --source ghcr.io/org/app --tag v1 --platform linux/arm64
     ecr-mirror add joined --assemble reg/app:1-amd64 --assemble reg/app:1-arm64 --tag 1
+
+    A second row writing the same target repository and tag is refused.
     """
-    from .rows import row_to_item
+    from .rows import parse_row, row_to_item
 
     t = _table(obj, table_name)
     item = row_to_item(
-        row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_pattern, keep_latest=keep_latest,
-        platforms=_split(platforms) or None, target_repository=target_repository, arch_tags=arch_tags,
-        referrers=referrers, assemble=list(assemble) or None, enabled=False if disabled else None,
-        allow_nondistributable_artifacts=allow_nondistributable, prefix=obj.settings.repository_prefix,
+        row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_patterns[0] if len(tag_patterns) == 1 else None,
+        tag_patterns=tag_patterns if len(tag_patterns) > 1 else None, exclude_patterns=exclude_patterns or None,
+        versions=versions, keep_latest=keep_latest, platforms=_split(platforms) or None,
+        target_repository=target_repository, arch_tags=arch_tags, assemble=list(assemble) or None,
+        enabled=False if disabled else None, allow_nondistributable_artifacts=allow_nondistributable,
+        referrers=referrers, prefix=obj.settings.repository_prefix,
     )
+    warnings = _refuse_overlaps(parse_row(item, prefix=obj.settings.repository_prefix), t)
     row = t.put_row(item, overwrite=replace)
+    for warning in warnings:
+        click.echo(f"ecr-mirror: warning: {warning}", err=True)
     click.echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
 
 
@@ -369,6 +382,126 @@ def remove(obj: Context, row_ids: tuple[str, ...], table_name: str | None) -> No
     missing = [r for r in row_ids if not t.delete_row(r)]
     if missing:
         fail(f"no such row: {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- rows as code (ecr_mirror.rowsfile)
+
+
+def _refuse_overlaps(row: Any, t: Any) -> list[str]:
+    """Fail if ``row`` writes a target repository and explicit tag another row of table ``t`` writes;
+    return warnings for rows that may select the same tags through patterns or ranges."""
+    from .rows import find_overlaps
+
+    others = [r for _, r, _ in t.scan_parsed(consistent=True) if r is not None and r.id != row.id]
+    overlaps = [o for o in find_overlaps([*others, row]) if row.id in (o.row_id, o.other_id)]
+    clashes = [o for o in overlaps if o.tag is not None]
+    if clashes:
+        fail(f"{clashes[0].describe()}: each target repository and tag may be written by one row only "
+             f"(give another target repository or tag, or remove row {clashes[0].row_id!r} first)")
+    return [o.describe() for o in overlaps]
+
+
+def _read_rows_file(path: str, prefix: str) -> Any:
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .rowsfile import MAX_FILE_BYTES, load_rows_yaml
+
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with Path(path).open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read rows file {path}: {exc.strerror or exc}") from exc
+    return load_rows_yaml(data, name="<stdin>" if path == "-" else path, prefix=prefix)
+
+
+@main.command("apply")
+@click.option("-f", "--file", "path", required=True, metavar="FILE", help="The rows file (YAML); - reads standard input.")
+@click.option("--dry-run", is_flag=True, help="Print the changes; write nothing.")
+@click.option("--prune", is_flag=True, help="Also delete the rows that are not in the file.")
+@table_option
+@click.pass_obj
+@handle_errors
+def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str | None) -> None:
+    """Make the mirror table match a rows file (rows as code; see the README for the format).
+
+    \b
+    + id   a row the file adds           ~ id   a row it changes (attribute by attribute)
+    - id   a row --prune deletes         ? id   a row not in the file, left as it is
+
+    The whole file is validated before anything is written; an invalid file writes nothing. Rows whose
+    attributes already match are not written, so applying twice changes nothing. Exit status: 0 when
+    the table matches (or would, with --dry-run), 1 on an invalid file or a failed write.
+    """
+    from .errors import RowsFileError
+    from .rowsfile import plan_changes
+
+    prefix = obj.settings.repository_prefix
+    try:
+        rows_file = _read_rows_file(path, prefix)
+        t = _table(obj, table_name)
+        plan = plan_changes(rows_file, t.scan_rows(consistent=True), prune=prune, prefix=prefix)
+        if plan.problems:
+            raise RowsFileError(plan.problems)
+    except RowsFileError as exc:
+        for problem in exc.problems:
+            click.echo(f"ecr-mirror: error: {problem}", err=True)
+        sys.exit(EXIT_ERROR)
+    for line in plan.lines():
+        click.echo(line)
+    for warning in plan.warnings:
+        click.echo(f"ecr-mirror: warning: {warning}", err=True)
+    if dry_run:
+        click.echo(f"dry run: {plan.summary(applied=False)}; nothing written")
+        return
+    writes = plan.writes
+    for done, change in enumerate(writes):
+        try:
+            if change.action == "delete":
+                t.delete_row(change.row_id)
+            else:
+                t.put_row(change.item or {}, overwrite=change.action == "change")
+        except MirrorError as exc:
+            fail(f"{exc} ({done} of {len(writes)} changes written; apply again to finish)")
+    click.echo(f"applied: {plan.summary(applied=True)}")
+
+
+@main.command("export")
+@click.option("-o", "--output", metavar="FILE", default="-", help="Write the rows file to FILE (default: standard output).")
+@table_option
+@click.pass_obj
+@handle_errors
+def export_rows(obj: Context, output: str, table_name: str | None) -> None:
+    """Write the mirror table as a rows file: `ecr-mirror apply -f FILE` on it changes nothing.
+
+    Rows that do not validate are left out, with a warning each.
+    """
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .rowsfile import dump_rows_yaml, export_document
+
+    t = _table(obj, table_name)
+    document, warnings = export_document(t.scan_rows(consistent=True), prefix=obj.settings.repository_prefix)
+    text = dump_rows_yaml(document, header=f"ecr-mirror rows file: the rows of table {t.name}.\n"
+                                           "`ecr-mirror apply -f FILE` makes a table match it.")
+    for warning in warnings:
+        click.echo(f"ecr-mirror: warning: {warning}", err=True)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    click.echo(f"wrote {len(document['sources'])} rows to {output}", err=True)
 
 
 @main.command("list")

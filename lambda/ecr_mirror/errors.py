@@ -13,6 +13,7 @@ handlers turn them into one clear line (``str(exc)``) without a traceback.
     ├── CopyError                    a copy that cannot be done as asked (no such platform, duplicate platforms, ...)
     ├── RowError                     a mirror-table row that does not validate (names the attribute)
     ├── ConfigError                  bad configuration (environment, CLI flags, credentials file)
+    │   └── RowsFileError            a rows file (``ecr-mirror apply -f``) that does not load or validate
     ├── Deadline                     too little time left to start more work (the row goes back to the queue)
     ├── AwsError                     an AWS API call failed (one mapping from botocore: ecr_mirror.aws)
     └── RegistryError                an OCI registry answered with an error or could not be reached
@@ -74,15 +75,27 @@ class CopyError(MirrorError):
 
 
 class RowError(MirrorError):
-    """A mirror-table row that does not validate; ``attribute`` names the culprit (``""`` for the row itself)."""
+    """A mirror-table row that does not validate; ``attribute`` names the culprit (``""`` for the row itself);
+    ``detail`` is what is wrong with it, without the row and attribute (for callers that name those themselves)."""
 
-    def __init__(self, message: str, *, attribute: str = "") -> None:
+    def __init__(self, message: str, *, attribute: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.attribute = attribute
+        self.detail = " ".join((detail or message).split())
 
 
 class ConfigError(MirrorError):
     """Bad configuration: environment variables, flags, credential files."""
+
+
+class RowsFileError(ConfigError):
+    """A rows file that does not load or validate. ``problems``: one line per problem (file, line, entry,
+    attribute); ``str()`` is the first, with how many more there are."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = [" ".join(p.split()) for p in problems] or ["invalid rows file"]
+        more = len(self.problems) - 1
+        super().__init__(self.problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
 
 
 class Deadline(MirrorError):

@@ -5,16 +5,31 @@ One DynamoDB item per mirrored image, partition key ``id`` (S). What users write
     id                 S        required; 1-256 of letters, digits and ._:@/+- (starting with a letter or digit)
     source             S        upstream repository without tag/digest: docker.io/library/golang, golang
     assemble           L of S   instead of source: image references (each with a tag or digest) joined into one index
-    tags               L of S   explicit tags (max 100); for assemble rows exactly one: the tag to write
+    tags               L of S   explicit tags (max 100); for assemble rows exactly one: the tag to write.
+                                An entry ``tag@sha256:<64 hex>`` pins the tag to that digest (see below)
+    digests            M or L   pins: a map tag -> digest, or a list of ``tag@digest``; pinned tags are
+                                mirrored like explicit tags (they need not be in ``tags`` too)
     tag_pattern        S        regular expression the WHOLE tag must match (max 256 chars, must not backtrack badly)
-    keep_latest        N        with tag_pattern: only the newest N matches (version order, 1.10 after 1.9)
+    tag_patterns       L of S   several such patterns (max 16): a tag matching any of them is selected;
+                                give tag_pattern or tag_patterns, not both
+    exclude_patterns   L of S   patterns (max 16) a tag must match none of: they filter what patterns and
+                                versions select (an explicit tag they match is an error)
+    versions           S        a version range, e.g. ``>=1.21 <2`` (grammar: :mod:`ecr_mirror.versions`):
+                                with patterns, a tag must also be inside it; alone, every version tag inside it
+    keep_latest        N        with tag_pattern(s) or versions: only the newest N selected (version order, 1.10 after 1.9)
     platforms          L of S   os/arch[/variant], e.g. linux/amd64 (max 16); absent: every platform, digest-identical
     target_repository  S        ECR repository name; default below
     arch_tags          BOOL     also write <tag>-<arch> tags
-    referrers          BOOL     copy signatures, SBOMs and attestations with each tag; default true
     allow_nondistributable_artifacts
                        BOOL     also copy non-distributable (foreign) layers where reachable; default false
+    referrers          BOOL     also copy the referrers (signatures, SBOMs) of each image; default true
     enabled            BOOL     default true
+
+A pinned tag (``tags: ["1.22@sha256:…"]`` or ``digests: {"1.22": "sha256:…"}``) is mirrored by digest
+and tagged with the tag given: :func:`ecr_mirror.tags.select` hands the sync the digest to copy
+(``SelectedTag.pinned_digest``); the tag at the target never moves while the pin stands. Digests are
+``algorithm:hex`` as in the OCI image spec (``descriptor.md``, "Digests"): sha256 (64 lowercase hex
+digits), sha384 or sha512 (:func:`ecr_mirror.reference.validate_digest`). Pins do not apply to assemble rows (give their references by digest instead).
 
 ``null`` (DynamoDB ``NULL``) counts as absent. ``tags`` and ``platforms`` may also be string
 sets (SS); they are then taken in sorted order. Any other attribute is rejected, except the
@@ -55,8 +70,10 @@ from .reference import (
     is_valid_ecr_repository,
     parse_reference,
     parse_repository,
+    validate_digest,
 )
 from .tagpattern import ATTR_TAG_PATTERN, MAX_TAG_PATTERN_LENGTH, compile_tag_pattern
+from .versions import ATTR_VERSIONS, MAX_RANGE_LENGTH, VersionRange, parse_version_range
 
 # ---------------------------------------------------------------- schema constants
 
@@ -64,13 +81,17 @@ ATTR_ID = "id"
 ATTR_SOURCE = "source"
 ATTR_ASSEMBLE = "assemble"
 ATTR_TAGS = "tags"
+ATTR_DIGESTS = "digests"
+ATTR_TAG_PATTERNS = "tag_patterns"
+ATTR_EXCLUDE_PATTERNS = "exclude_patterns"
 ATTR_KEEP_LATEST = "keep_latest"
 ATTR_PLATFORMS = "platforms"
 ATTR_TARGET_REPOSITORY = "target_repository"
 ATTR_ARCH_TAGS = "arch_tags"
-ATTR_REFERRERS = "referrers"
 #: crane's ``--allow-nondistributable-artifacts``, Docker's daemon option of the same name
 ATTR_ALLOW_NONDISTRIBUTABLE = "allow_nondistributable_artifacts"
+#: regclient's ``referrers`` option: copy the images' referrers too (default on)
+ATTR_REFERRERS = "referrers"
 ATTR_ENABLED = "enabled"
 ATTR_STATUS = "status"
 ATTR_ROW_ERROR = "row_error"
@@ -78,9 +99,10 @@ ATTR_ROW_ERROR_AT = "row_error_at"
 
 #: the partition key of the mirror table (infra/table.py imports it)
 PARTITION_KEY = ATTR_ID
-#: attributes a user may write
-USER_ATTRIBUTES = (ATTR_ID, ATTR_SOURCE, ATTR_ASSEMBLE, ATTR_TAGS, ATTR_TAG_PATTERN, ATTR_KEEP_LATEST, ATTR_PLATFORMS,
-                   ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ALLOW_NONDISTRIBUTABLE, ATTR_ENABLED, ATTR_REFERRERS)
+#: attributes a user may write (in the order a rows file lists them: :mod:`ecr_mirror.rowsfile`)
+USER_ATTRIBUTES = (ATTR_ID, ATTR_SOURCE, ATTR_ASSEMBLE, ATTR_TAGS, ATTR_DIGESTS, ATTR_TAG_PATTERN, ATTR_TAG_PATTERNS,
+                   ATTR_EXCLUDE_PATTERNS, ATTR_VERSIONS, ATTR_KEEP_LATEST, ATTR_PLATFORMS, ATTR_TARGET_REPOSITORY,
+                   ATTR_ARCH_TAGS, ATTR_ALLOW_NONDISTRIBUTABLE, ATTR_REFERRERS, ATTR_ENABLED)
 #: attributes the service writes into the same item; ignored by :func:`parse_row`
 SERVICE_ATTRIBUTES = frozenset({ATTR_STATUS, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT})
 
@@ -88,6 +110,8 @@ MAX_ID_LENGTH = 256
 MAX_TAGS = 100
 MAX_PLATFORMS = 16
 MAX_ASSEMBLE = 16
+#: most entries of tag_patterns, and of exclude_patterns
+MAX_PATTERNS = 16
 #: upper bound for keep_latest, and for how many tags one pattern selects (the status of every
 #: selected tag lives in the row's item, which DynamoDB caps at 400 KB)
 MAX_SELECTED_TAGS = 200
@@ -104,9 +128,14 @@ class Row:
 
     ``source`` is ``None`` for an assemble row, ``assemble`` ``None`` for a source row; ``platforms``
     ``None`` means every platform, digest-identical; ``target_repository`` is always filled in
-    (explicit, or the default from the prefix); ``referrers``: signatures, SBOMs and attestations are
-    copied with each tag (issue 14); ``allow_nondistributable_artifacts``: copies also carry
-    non-distributable layers where their bytes can be fetched (:meth:`ecr_mirror.copy.Copier.copy`).
+    (explicit, or the default from the prefix); ``allow_nondistributable_artifacts``: copies also carry
+    non-distributable layers where their bytes can be fetched (:meth:`ecr_mirror.copy.Copier.copy`);
+    ``referrers``: signatures, SBOMs and attestations are copied with each tag (issue 14).
+
+    ``tags``: every explicit tag, pinned ones included (``tags`` entries first, then tags only in
+    ``digests``); ``pins``: ``(tag, digest)`` for the pinned ones; ``tag_pattern``: the attribute of that
+    name; ``tag_patterns``: every allow pattern (``tag_pattern`` or the ``tag_patterns`` list);
+    ``versions``: the parsed range. Which tags these select: :func:`ecr_mirror.tags.select`.
     """
 
     id: str
@@ -119,8 +148,12 @@ class Row:
     arch_tags: bool
     assemble: tuple[Reference, ...] | None
     enabled: bool
-    referrers: bool = True
     allow_nondistributable_artifacts: bool = False
+    tag_patterns: tuple[str, ...] = ()
+    exclude_patterns: tuple[str, ...] = ()
+    versions: VersionRange | None = None
+    pins: tuple[tuple[str, str], ...] = ()
+    referrers: bool = True
 
     @property
     def is_assemble(self) -> bool:
@@ -129,8 +162,12 @@ class Row:
 
     @property
     def needs_tag_list(self) -> bool:
-        """Whether :func:`ecr_mirror.tags.select_tags` needs the upstream tag list (only for ``tag_pattern``)."""
-        return self.tag_pattern is not None
+        """Whether :func:`ecr_mirror.tags.select` needs the upstream tag list (patterns or a version range)."""
+        return bool(self.tag_patterns) or self.versions is not None
+
+    def pinned_digest(self, tag: str) -> str | None:
+        """The digest ``tag`` is pinned to, or None when it follows upstream's tag."""
+        return next((digest for pinned, digest in self.pins if pinned == tag), None)
 
     @property
     def identical(self) -> bool:
@@ -163,7 +200,9 @@ class _Invalid(Exception):
 
 
 def type_name(value: Any) -> str:
-    """The DynamoDB-ish name of a value's type (string, number, boolean, list, set, map, binary), for messages."""
+    """The DynamoDB-ish name of a value's type (string, number, boolean, list, set, map, binary, null), for messages."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, (int, float, Decimal)):
@@ -297,17 +336,96 @@ def _parse_assemble(value: Any) -> tuple[Reference, ...]:
     return tuple(refs)
 
 
-def _parse_tags(value: Any) -> tuple[str, ...]:
-    items = _want_string_list(ATTR_TAGS, value, max_items=MAX_TAGS, allow_set=True)
-    seen: set[str] = set()
-    for i, tag in enumerate(items):
+def _parse_pin(attribute: str, where: str, tag: Any, digest: Any) -> tuple[str, str]:
+    """``(tag, digest)`` of one pin, both checked; ``where`` names it in messages (``entry 2``)."""
+    try:
+        check_tag(tag)
+    except ReferenceError_ as exc:
+        raise _Invalid(attribute, f"{where}: {exc}") from exc
+    if not isinstance(digest, str) or len(digest) > 200:
+        raise _Invalid(attribute, f"{where}: the digest of {tag!r} must be a string such as sha256:<64 hex digits>, "
+                                  f"not {shown(digest, 60)}")
+    try:
+        validate_digest(digest, what=f"digest of {tag!r}")
+    except ReferenceError_ as exc:
+        raise _Invalid(attribute, f"{where}: {exc}") from exc
+    return tag, digest
+
+
+def _split_pin(attribute: str, where: str, entry: str) -> tuple[str, str | None]:
+    """``1.22@sha256:…`` -> ``('1.22', 'sha256:…')``; ``1.22`` -> ``('1.22', None)``; checked."""
+    tag, at, digest = entry.partition("@")
+    if not at:
         try:
-            check_tag(tag)
+            return check_tag(tag), None
         except ReferenceError_ as exc:
-            raise _Invalid(ATTR_TAGS, f"entry {i + 1}: {exc}") from exc
-        if tag in seen:
+            raise _Invalid(attribute, f"{where}: {exc}") from exc
+    return _parse_pin(attribute, where, tag, digest)
+
+
+def _parse_tags(value: Any) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``tags`` -> (tags in order, {tag: pinned digest})."""
+    items = _want_string_list(ATTR_TAGS, value, max_items=MAX_TAGS, allow_set=True)
+    tags: list[str] = []
+    pins: dict[str, str] = {}
+    for i, entry in enumerate(items):
+        tag, digest = _split_pin(ATTR_TAGS, f"entry {i + 1}", entry)
+        if tag in tags:
             raise _Invalid(ATTR_TAGS, f"tag {tag!r} is listed twice")
-        seen.add(tag)
+        tags.append(tag)
+        if digest is not None:
+            pins[tag] = digest
+    return tuple(tags), pins
+
+
+def _parse_digests(value: Any) -> dict[str, str]:
+    """``digests``: a map tag -> digest (taken in tag order), or a list of ``tag@digest``."""
+    pins: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        if not value:
+            raise _Invalid(ATTR_DIGESTS, "must not be empty (leave the attribute out instead)")
+        if len(value) > MAX_TAGS:
+            raise _Invalid(ATTR_DIGESTS, f"has {len(value)} entries, over the limit of {MAX_TAGS}")
+        if not all(isinstance(k, str) for k in value):
+            raise _Invalid(ATTR_DIGESTS, "keys must be tags (strings)")
+        for tag in sorted(value):
+            pins[tag] = _parse_pin(ATTR_DIGESTS, f"tag {shown(tag, 140)}", tag, value[tag])[1]
+        return pins
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise _Invalid(ATTR_DIGESTS, f"must be a map of tag to digest, or a list of tag@digest, not a {type_name(value)}")
+    items = _want_string_list(ATTR_DIGESTS, value, max_items=MAX_TAGS, allow_set=True)
+    for i, entry in enumerate(items):
+        if "@" not in entry:
+            raise _Invalid(ATTR_DIGESTS, f"entry {i + 1}: {shown(entry)} is not tag@digest (e.g. 1.22@sha256:<64 hex>)")
+        tag, digest = _split_pin(ATTR_DIGESTS, f"entry {i + 1}", entry)
+        if tag in pins:
+            raise _Invalid(ATTR_DIGESTS, f"tag {tag!r} is listed twice")
+        pins[tag] = str(digest)
+    return pins
+
+
+def _merge_pins(tags: tuple[str, ...], tag_pins: dict[str, str], digests: dict[str, str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Every explicit tag (``tags``, then tags only in ``digests``) and every pin; a tag pinned twice differently is an error."""
+    for tag, digest in digests.items():
+        if tag in tag_pins and tag_pins[tag] != digest:
+            raise _Invalid(ATTR_DIGESTS, f"tag {tag!r} is pinned to {digest} here and to {tag_pins[tag]} in tags")
+    merged = tags + tuple(t for t in digests if t not in tags)
+    if len(merged) > MAX_TAGS:
+        raise _Invalid(ATTR_DIGESTS, f"tags and digests name {len(merged)} tags, over the limit of {MAX_TAGS}")
+    pins = {**tag_pins, **digests}
+    return merged, tuple((t, pins[t]) for t in merged if t in pins)
+
+
+def _parse_patterns(attribute: str, value: Any) -> tuple[str, ...]:
+    """A list of tag patterns, each compiled (and checked for bad backtracking) by :func:`compile_tag_pattern`."""
+    items = _want_string_list(attribute, value, max_items=MAX_PATTERNS, allow_set=True)
+    for i, pattern in enumerate(items):
+        try:
+            compile_tag_pattern(pattern)
+        except RowError as exc:
+            raise _Invalid(attribute, f"entry {i + 1}: {exc.detail}") from exc
+        if pattern in items[:i]:
+            raise _Invalid(attribute, f"pattern {shown(pattern)} is listed twice")
     return tuple(items)
 
 
@@ -349,9 +467,14 @@ def _parse_id(item: Mapping[str, Any]) -> str:
     return value
 
 
+def is_valid_id(value: Any) -> bool:
+    """Whether ``value`` is a valid row id (1-256 of letters, digits and ``._:@/+-``, starting with a letter or digit)."""
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and _ID_RE.fullmatch(value) is not None
+
+
 def _row_label(item: Any) -> str:
     value = item.get(ATTR_ID) if isinstance(item, Mapping) else None
-    if isinstance(value, str) and value and len(value) <= MAX_ID_LENGTH and _ID_RE.fullmatch(value):
+    if is_valid_id(value):
         return repr(value)
     return shown(value, 60)
 
@@ -370,9 +493,11 @@ def parse_row(item: Mapping[str, Any], *, prefix: str = DEFAULT_REPOSITORY_PREFI
     try:
         return _parse_row(item, prefix)
     except _Invalid as exc:
-        raise RowError(f"row {label}: attribute {exc.attribute!r}: {exc.message}", attribute=exc.attribute) from exc
+        raise RowError(f"row {label}: attribute {exc.attribute!r}: {exc.message}", attribute=exc.attribute,
+                       detail=exc.message) from exc
     except RowError as exc:  # from helpers that raise RowError themselves
-        raise RowError(f"row {label}: attribute {exc.attribute!r}: {exc}", attribute=exc.attribute) from exc
+        raise RowError(f"row {label}: attribute {exc.attribute!r}: {exc}", attribute=exc.attribute,
+                       detail=str(exc)) from exc
 
 
 def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
@@ -389,7 +514,9 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
 
     source = _parse_source(get(ATTR_SOURCE)) if get(ATTR_SOURCE) is not None else None
     assemble = _parse_assemble(get(ATTR_ASSEMBLE)) if get(ATTR_ASSEMBLE) is not None else None
-    tags = _parse_tags(get(ATTR_TAGS)) if get(ATTR_TAGS) is not None else ()
+    tags, tag_pins = _parse_tags(get(ATTR_TAGS)) if get(ATTR_TAGS) is not None else ((), {})
+    digests = _parse_digests(get(ATTR_DIGESTS)) if get(ATTR_DIGESTS) is not None else {}
+    tags, pins = _merge_pins(tags, tag_pins, digests)
     tag_pattern: str | None = None
     if get(ATTR_TAG_PATTERN) is not None:
         tag_pattern = _want_string(ATTR_TAG_PATTERN, get(ATTR_TAG_PATTERN), max_length=MAX_TAG_PATTERN_LENGTH)
@@ -397,6 +524,21 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
             compile_tag_pattern(tag_pattern)
         except RowError as exc:
             raise _Invalid(ATTR_TAG_PATTERN, str(exc)) from exc
+    tag_patterns = _parse_patterns(ATTR_TAG_PATTERNS, get(ATTR_TAG_PATTERNS)) if get(ATTR_TAG_PATTERNS) is not None else ()
+    if tag_pattern is not None and tag_patterns:
+        raise _Invalid(ATTR_TAG_PATTERNS, "cannot be combined with tag_pattern: list every pattern in tag_patterns")
+    if tag_pattern is not None:
+        tag_patterns = (tag_pattern,)
+    excludes = get(ATTR_EXCLUDE_PATTERNS)
+    exclude_patterns = _parse_patterns(ATTR_EXCLUDE_PATTERNS, excludes) if excludes is not None else ()
+    versions: VersionRange | None = None
+    if get(ATTR_VERSIONS) is not None:
+        text = _want_string(ATTR_VERSIONS, get(ATTR_VERSIONS), max_length=MAX_RANGE_LENGTH)
+        try:
+            versions = parse_version_range(text)
+        except RowError as exc:
+            raise _Invalid(ATTR_VERSIONS, exc.detail) from exc
+    lists = bool(tag_patterns) or versions is not None  # selects from the upstream tag list
     keep_latest = None
     if get(ATTR_KEEP_LATEST) is not None:
         keep_latest = _want_int(ATTR_KEEP_LATEST, get(ATTR_KEEP_LATEST), minimum=1, maximum=MAX_SELECTED_TAGS)
@@ -422,11 +564,25 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
         raise _Invalid(ATTR_SOURCE, "is missing: a row needs a source repository (or an assemble list)")
     if source is not None and assemble is not None:
         raise _Invalid(ATTR_ASSEMBLE, "cannot be combined with source: give one or the other")
-    if keep_latest is not None and tag_pattern is None:
-        raise _Invalid(ATTR_KEEP_LATEST, "only applies together with tag_pattern")
     if assemble is not None:
-        if tag_pattern is not None:
-            raise _Invalid(ATTR_TAG_PATTERN, "does not apply to assemble rows (give the one tag to write in tags)")
+        for attribute, given in ((ATTR_TAG_PATTERN, tag_pattern is not None), (ATTR_TAG_PATTERNS, bool(get(ATTR_TAG_PATTERNS))),
+                                 (ATTR_EXCLUDE_PATTERNS, bool(exclude_patterns)), (ATTR_VERSIONS, versions is not None)):
+            if given:
+                raise _Invalid(attribute, "does not apply to assemble rows (give the one tag to write in tags)")
+        if pins:
+            raise _Invalid(ATTR_DIGESTS if digests else ATTR_TAGS, "pins do not apply to assemble rows "
+                                                                    "(give the assemble references by digest instead)")
+    if keep_latest is not None and not lists:
+        raise _Invalid(ATTR_KEEP_LATEST, "only applies together with tag_pattern, tag_patterns or versions")
+    if exclude_patterns and not lists:
+        raise _Invalid(ATTR_EXCLUDE_PATTERNS, "only applies together with tag_pattern, tag_patterns or versions "
+                                              "(it filters the tags they select)")
+    for pattern in exclude_patterns:
+        named = [t for t in tags if compile_tag_pattern(pattern).fullmatch(t)]
+        if named:
+            raise _Invalid(ATTR_EXCLUDE_PATTERNS, f"pattern {shown(pattern)} excludes {named[0]!r}, which the row "
+                                                  "names explicitly; drop one or the other")
+    if assemble is not None:
         if len(tags) != 1:
             raise _Invalid(ATTR_TAGS, f"an assemble row needs exactly one tag (the tag to write), not {len(tags)}")
         if platforms is not None:
@@ -444,13 +600,14 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
                     )
     else:
         assert source is not None
-        if not tags and tag_pattern is None:
-            raise _Invalid(ATTR_TAGS, "is missing: a source row needs tags, tag_pattern, or both")
+        if not tags and not lists:
+            raise _Invalid(ATTR_TAGS, "is missing: a source row needs tags (or digests), tag_pattern(s) or versions")
         if target is None:
             target = default_target_repository(source, prefix)
     return Row(id=row_id, source=source, tags=tags, tag_pattern=tag_pattern, keep_latest=keep_latest, platforms=platforms,
-               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled, referrers=referrers,
-               allow_nondistributable_artifacts=nondistributable)
+               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled,
+               allow_nondistributable_artifacts=nondistributable, tag_patterns=tag_patterns,
+               exclude_patterns=exclude_patterns, versions=versions, pins=pins, referrers=referrers)
 
 
 def row_to_item(
@@ -463,10 +620,14 @@ def row_to_item(
     platforms: Iterable[str] | None = None,
     target_repository: str | None = None,
     arch_tags: bool | None = None,
-    referrers: bool | None = None,
     assemble: Iterable[str] | None = None,
     enabled: bool | None = None,
     allow_nondistributable_artifacts: bool | None = None,
+    tag_patterns: Iterable[str] | None = None,
+    exclude_patterns: Iterable[str] | None = None,
+    versions: str | None = None,
+    digests: Mapping[str, str] | Iterable[str] | None = None,
+    referrers: bool | None = None,
     prefix: str = DEFAULT_REPOSITORY_PREFIX,
 ) -> dict[str, Any]:
     """A plain item for ``put_item`` from CLI arguments, validated like any row.
@@ -489,10 +650,14 @@ def row_to_item(
         ATTR_PLATFORMS: listed(platforms, keep_empty=False),
         ATTR_TARGET_REPOSITORY: target_repository,
         ATTR_ARCH_TAGS: arch_tags,
-        ATTR_REFERRERS: referrers,
         ATTR_ASSEMBLE: listed(assemble, keep_empty=True),
         ATTR_ENABLED: enabled,
         ATTR_ALLOW_NONDISTRIBUTABLE: allow_nondistributable_artifacts,
+        ATTR_TAG_PATTERNS: listed(tag_patterns, keep_empty=False),
+        ATTR_EXCLUDE_PATTERNS: listed(exclude_patterns, keep_empty=False),
+        ATTR_VERSIONS: versions,
+        ATTR_DIGESTS: dict(digests) if isinstance(digests, Mapping) else listed(digests, keep_empty=False),
+        ATTR_REFERRERS: referrers,
     }
     item: dict[str, Any] = {ATTR_ID: row_id, **{k: v for k, v in given.items() if v is not None}}
     parse_row(item, prefix=prefix)
@@ -520,3 +685,53 @@ def is_enabled(item: Mapping[str, Any]) -> bool:
     if isinstance(value, Mapping) and set(value) == {"BOOL"}:
         value = value["BOOL"]
     return value is not False
+
+
+# ---------------------------------------------------------------- rows that write the same place
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Two rows that write into the same target repository.
+
+    ``tag`` set: both name that tag explicitly (``tags``, ``digests`` or the tag of an assemble row), so
+    they would overwrite each other on every pass: :func:`ecr_mirror.rows.find_overlaps` callers refuse
+    it. ``tag`` None: at least one of them selects tags from the upstream list (patterns, versions), so
+    they *may* select the same tag: a warning (the service's conflict state handles it at run time).
+    """
+
+    row_id: str
+    other_id: str
+    repository: str
+    tag: str | None
+
+    def describe(self) -> str:
+        """One line, e.g. ``rows 'a' and 'b' both write mirror/x:1.22``."""
+        if self.tag is not None:
+            return f"rows {self.row_id!r} and {self.other_id!r} both write {self.repository}:{self.tag}"
+        return (f"rows {self.row_id!r} and {self.other_id!r} both write to {self.repository}, and one selects tags "
+                "by pattern or version range: where both select a tag, they conflict")
+
+
+def find_overlaps(rows: Iterable[Row]) -> list[Overlap]:
+    """Pairs of enabled rows writing the same target repository (see :class:`Overlap`), in input order.
+
+    Arch tags (``<tag>-<arch>``) are not compared. Disabled rows write nothing and are left out.
+    """
+    by_repository: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.enabled:
+            by_repository.setdefault(row.target_repository, []).append(row)
+    found: list[Overlap] = []
+    for repository, group in by_repository.items():
+        writer: dict[str, str] = {}
+        for row in group:
+            for tag in row.tags:
+                first = writer.setdefault(tag, row.id)
+                if first != row.id:
+                    found.append(Overlap(first, row.id, repository, tag))
+        for i, row in enumerate(group):
+            for other in group[i + 1 :]:
+                if (row.needs_tag_list or other.needs_tag_list) and other.id != row.id:
+                    found.append(Overlap(row.id, other.id, repository, None))
+    return found

@@ -389,7 +389,8 @@ def compile_tag_pattern(pattern: str) -> re.Pattern[str]:
 @functools.lru_cache(maxsize=256)
 def _compile_tag_pattern(pattern: str) -> re.Pattern[str]:
     def bad(message: str) -> RowError:
-        return RowError(f"invalid tag_pattern {shown(pattern)}: {message}", attribute=ATTR_TAG_PATTERN)
+        return RowError(f"invalid tag_pattern {shown(pattern)}: {message}", attribute=ATTR_TAG_PATTERN,
+                        detail=f"pattern {shown(pattern)}: {message}")
 
     if not pattern:
         raise bad("empty")

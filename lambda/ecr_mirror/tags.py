@@ -1,58 +1,68 @@
-"""Tag selection: which tags of a row to mirror, and the version order that picks the newest. Pure.
+"""Tag selection: which tags of a row to mirror, and which digest a pinned tag stands for. Pure.
 
-Explicit ``tags`` first, then the upstream tags a ``tag_pattern`` fully matches, newest first by
-:func:`version_key`, at most ``keep_latest`` of them (see :mod:`ecr_mirror.rows` for the schema).
+Explicit ``tags`` (and pinned ones) first; then the upstream tags that ``tag_pattern``/``tag_patterns``
+fully match and ``versions`` contains, minus those an ``exclude_patterns`` entry matches, newest first
+by :func:`version_key`, at most ``keep_latest`` of them (see :mod:`ecr_mirror.rows` for the schema,
+:mod:`ecr_mirror.versions` for the version order and ranges).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from .reference import is_valid_tag
 from .rows import MAX_SELECTED_TAGS, Row
 from .tagpattern import compile_tag_pattern
+from .versions import version_key
 
-_VERSION_TOKEN = re.compile(r"[0-9]+|[^0-9]+")
-_PRERELEASE = re.compile(r"[-._+~]?(?:alpha|beta|rc|pre|preview|dev)[-._]?", re.IGNORECASE)
+__all__ = ["SelectedTag", "select", "select_tags", "version_key"]
 
 
-def version_key(tag: str) -> tuple[tuple[tuple[Any, ...], ...], str]:
-    """Natural version order: digit runs compare as numbers, the rest as text.
+@dataclass(frozen=True)
+class SelectedTag:
+    """One tag a row mirrors.
 
-    ``1.9 < 1.10``; ``1.21 < 1.21.3 < 1.21.3-alpine < 1.21.4``; a pre-release marker
-    (alpha, beta, rc, pre, preview, dev) sorts before the release (``1.22rc1 < 1.22``);
-    at the same position a number sorts after text (``v2 < 2``). Ties (``1.01`` vs ``1.1``)
-    are broken by the tag itself, so the order is total and deterministic.
+    ``pinned_digest`` None: follow upstream's tag (copy what it points at now). Set: the row pins the tag
+    to that digest: copy ``source@pinned_digest`` and write it under ``tag``; never move the tag to what
+    upstream's tag points at later (when upstream's tag differs from the pin, that is worth saying, not
+    copying). ``explicit``: named by the row (``tags``/``digests``), not found through patterns or versions.
     """
-    tokens: list[tuple[Any, ...]] = []
-    for piece in _VERSION_TOKEN.findall(tag):
-        if piece[0] in "0123456789":
-            tokens.append((3, int(piece)))
-        elif _PRERELEASE.fullmatch(piece):
-            tokens.append((0, piece.lower()))
-        else:
-            tokens.append((2, piece))
-    tokens.append((1,))  # the end sorts after a pre-release marker, before anything else
-    return tuple(tokens), tag
+
+    tag: str
+    pinned_digest: str | None = None
+    explicit: bool = True
+
+
+def select(row: Row, available_tags: Iterable[str] = ()) -> list[SelectedTag]:
+    """The tags to mirror for ``row``, each with the digest it is pinned to (or None).
+
+    The row's explicit tags come first, in the row's order, whether or not they appear in
+    ``available_tags`` (a missing one is reported by the sync). Then, if the row selects from the
+    upstream list (:attr:`Row.needs_tag_list`), the tags of ``available_tags`` that match any allow
+    pattern (all tags, without patterns), are inside ``versions`` (if given), and match no
+    ``exclude_patterns`` entry: newest first by :func:`version_key`, at most ``keep_latest`` of them (and
+    never more than :data:`MAX_SELECTED_TAGS`). Invalid tags in ``available_tags`` (which a hostile
+    registry might list) are ignored; duplicates count once; the result does not depend on their order.
+    """
+    selected = [SelectedTag(tag, row.pinned_digest(tag)) for tag in row.tags]
+    if not row.needs_tag_list:
+        return selected
+    allow = [compile_tag_pattern(p) for p in row.tag_patterns]
+    deny = [compile_tag_pattern(p) for p in row.exclude_patterns]
+    explicit = set(row.tags)
+    matches = {
+        t for t in available_tags
+        if t not in explicit and is_valid_tag(t)
+        and (not allow or any(p.fullmatch(t) for p in allow))
+        and (row.versions is None or t in row.versions)
+        and not any(p.fullmatch(t) for p in deny)
+    }
+    newest_first = sorted(matches, key=version_key, reverse=True)
+    limit = min(row.keep_latest or MAX_SELECTED_TAGS, MAX_SELECTED_TAGS)
+    return selected + [SelectedTag(t, None, explicit=False) for t in newest_first[:limit]]
 
 
 def select_tags(row: Row, available_tags: Iterable[str] = ()) -> list[str]:
-    """The tags to mirror for ``row``.
-
-    The row's explicit ``tags`` come first, in the row's order, whether or not they appear
-    in ``available_tags`` (a missing one is reported by the sync). Then the tags from
-    ``available_tags`` that ``tag_pattern`` fully matches, newest first by :func:`version_key`,
-    at most ``keep_latest`` of them (and never more than :data:`MAX_SELECTED_TAGS`).
-    Invalid tags in ``available_tags`` (which a hostile registry might list) are ignored.
-    """
-    selected = list(row.tags)
-    if row.tag_pattern is None:
-        return selected
-    pattern = compile_tag_pattern(row.tag_pattern)
-    explicit = set(selected)
-    matches = {t for t in available_tags if t not in explicit and is_valid_tag(t) and pattern.fullmatch(t)}
-    newest_first = sorted(matches, key=version_key, reverse=True)
-    limit = min(row.keep_latest or MAX_SELECTED_TAGS, MAX_SELECTED_TAGS)
-    return selected + newest_first[:limit]
+    """The names of :func:`select`'s tags, in its order."""
+    return [s.tag for s in select(row, available_tags)]
