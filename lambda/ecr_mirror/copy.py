@@ -55,6 +55,32 @@ MAX_CONFIG_BYTES = 4 << 20
 ProgressFn = Callable[[int], None]
 
 
+class CopyProgress:
+    """What a copy reports while it runs, for a progress display; every method is a no-op here.
+
+    ``destination`` is the reference written (``str``); ``label`` says which part of the image a blob
+    belongs to: its platform (``linux/arm64/v8``), ``attestations``, or ``image`` (a single image whose
+    platform was not read). Sizes are bytes, from the manifests' descriptors, so the total is known
+    as soon as the manifests are read. Called from several threads at once.
+    """
+
+    def planned(self, destination: str, label: str, size: int) -> None:
+        """A blob of ``size`` bytes is part of the copy."""
+
+    def moved(self, destination: str, label: str, n: int) -> None:
+        """``n`` more bytes of a blob were sent; negative when a blob restarts and takes back what it had sent."""
+
+    def settled(self, destination: str, label: str, size: int) -> None:
+        """A planned blob needed no transfer (already there, mounted): its ``size`` leaves the total."""
+
+
+def part_label(d: Descriptor) -> str:
+    """The :class:`CopyProgress` label of an index child: its platform, or ``attestations``."""
+    if d.is_attestation or (d.platform is not None and d.platform.is_unknown):
+        return "attestations"
+    return str(d.platform) if d.platform is not None else "image"
+
+
 @dataclass
 class CopyReport:
     """What one copy (or assemble) did.
@@ -149,15 +175,15 @@ def coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
 class Copier:
     """Copies images between registries with bounded concurrency. Reuse one for many copies.
 
-    ``concurrency``: blob transfers in flight (manifests: as many, at least 2); ``progress``: called
-    with each chunk's size in bytes as it is sent. Close it (or use it as a context manager) to stop
-    its threads.
+    ``concurrency``: blob transfers in flight (manifests: as many, at least 2); ``progress``: told
+    what is to be copied and how far it got (:class:`CopyProgress`). Close it (or use it as a context
+    manager) to stop its threads; after the client's ``abort()`` closing does not wait for them.
     """
 
-    def __init__(self, client: RegistryClient, *, concurrency: int = 8, progress: ProgressFn | None = None) -> None:
+    def __init__(self, client: RegistryClient, *, concurrency: int = 8, progress: CopyProgress | None = None) -> None:
         self.client = client
         self.concurrency = max(1, concurrency)
-        self.progress = progress
+        self.progress = progress or CopyProgress()
         self._blob_pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob")
         self._manifest_pool = ThreadPoolExecutor(max(2, self.concurrency), thread_name_prefix="manifest")
         self._lock = threading.Lock()
@@ -166,9 +192,11 @@ class Copier:
         self._known: dict[tuple[str, str], set[str]] = {}
 
     def close(self) -> None:
-        """Stop the worker threads (waiting for running transfers, dropping queued ones)."""
-        self._blob_pool.shutdown(wait=True, cancel_futures=True)
-        self._manifest_pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker threads (waiting for running transfers unless the client was aborted; dropping queued ones)."""
+        interrupter = getattr(self.client, "interrupter", None)
+        wait = not (interrupter is not None and interrupter.interrupted)
+        self._blob_pool.shutdown(wait=wait, cancel_futures=True)
+        self._manifest_pool.shutdown(wait=wait, cancel_futures=True)
 
     def __enter__(self) -> Copier:
         return self
@@ -269,7 +297,8 @@ class Copier:
             if platform in seen:
                 raise CopyError(f"assemble: {seen[platform]} and {src} are both {platform}")
             seen[platform] = src
-        futures = [self._manifest_pool.submit(self._copy_image_manifest, src, destination, m, report) for src, m, _ in resolved]
+        futures = [self._manifest_pool.submit(self._copy_image_manifest, src, destination, m, report, label=str(p))
+                   for src, m, p in resolved]
         self._wait_all(futures)
         media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
         index = build_index([(m, p) for _, m, p in resolved], media)
@@ -313,7 +342,7 @@ class Copier:
             if platforms and not any(want.matches(platform) for want in platforms):
                 wanted = ", ".join(map(str, platforms))
                 raise CopyError(f"{source} is a single {platform} image, not {wanted}")
-        self._copy_image_manifest(source, destination, manifest, report, put=False)
+        self._copy_image_manifest(source, destination, manifest, report, put=False, label=str(platform) if platform else "image")
         if arch_tags and platform is not None:
             tag = f"{destination.tag}-{platform.architecture}"
             self.client.manifest_put(destination.with_tag(tag), manifest)
@@ -358,11 +387,15 @@ class Copier:
             raise ManifestError(f"index {source} lists another index {d.digest}; nested indexes are not supported")
         if len(m.raw) != d.size:
             raise DigestMismatchError(f"manifest {d.digest} is {len(m.raw)} bytes, its descriptor says {d.size}", expected=d.digest)
-        self._copy_image_manifest(source, destination, m, report)
+        self._copy_image_manifest(source, destination, m, report, label=part_label(d))
         return m
 
-    def _copy_image_manifest(self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *, put: bool = True) -> None:
-        blobs = [self._blob_pool.submit(self._copy_blob, source, destination, b, report) for b in m.blobs]
+    def _copy_image_manifest(
+        self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *, put: bool = True, label: str = "image",
+    ) -> None:
+        for b in m.blobs:
+            self.progress.planned(str(destination), label, b.size)
+        blobs = [self._blob_pool.submit(self._copy_blob, source, destination, b, report, label) for b in m.blobs]
         self._wait_all(blobs)
         if put:
             self.client.manifest_put(destination.with_digest(m.digest), m)
@@ -399,7 +432,7 @@ class Copier:
             raise ManifestError(f"config {cfg.digest} of {source} is not a JSON object")
         return doc
 
-    def _copy_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport) -> str:
+    def _copy_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, label: str = "image") -> str:
         key = (destination.api_host, destination.repository, d.digest)
         with self._lock:
             running = self._inflight.get(key)
@@ -409,9 +442,10 @@ class Copier:
         if running is not None:
             running.result()  # another copy is moving the same blob into the same repository
             report.add(blobs_skipped=1)
+            self.progress.settled(str(destination), label, d.size)
             return d.digest
         try:
-            outcome = self._transfer_blob(source, destination, d, report)
+            outcome = self._transfer_blob(source, destination, d, report, label)
             mine.set_result(outcome)
         except BaseException as exc:
             mine.set_exception(exc)
@@ -423,10 +457,12 @@ class Copier:
             self._known.setdefault((destination.api_host, d.digest), set()).add(destination.repository)
         return d.digest
 
-    def _transfer_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport) -> str:
+    def _transfer_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, label: str) -> str:
         client = self.client
+        dest = str(destination)
         if client.blob_head(destination, d.digest) is not None:
             report.add(blobs_skipped=1)
+            self.progress.settled(dest, label, d.size)
             return "skipped"
         sessions: list[str] = []  # an upload session a mount attempt opened (202): used by the first try
         with self._lock:
@@ -441,14 +477,26 @@ class Copier:
             else:
                 if location is None:
                     report.add(blobs_mounted=1)
+                    self.progress.settled(dest, label, d.size)
                     return "mounted"
                 sessions.append(location)
 
+        sent = 0  # bytes of this blob reported as sent, taken back when the transfer restarts
+
+        def advance(n: int) -> None:
+            nonlocal sent
+            sent += n
+            self.progress.moved(dest, label, n)
+
         def transfer() -> None:
+            nonlocal sent
+            if sent:
+                self.progress.moved(dest, label, -sent)
+                sent = 0
             with client.blob_open(source, d.digest) as chunks:
                 # a session is used once: a broken upload cannot be resumed (ECR), the next try opens another
                 location = sessions.pop() if sessions else client.blob_upload_start(destination)
-                body = coalesce(verified_chunks(chunks, d, progress=self.progress), CHUNK_SIZE)
+                body = coalesce(verified_chunks(chunks, d, progress=advance), CHUNK_SIZE)
                 client.blob_upload_finish(destination, location, d.digest, d.size, body)
 
         client.retrying(transfer, what=f"copy blob {d.digest}")
