@@ -146,11 +146,17 @@ def _progress(console: Any) -> Any:
 class _Display(CopyProgress):
     """A rich progress display on stderr while the ``with`` block runs, erased at its end; nothing
     when stderr is not a terminal. Lines are tasks keyed by name; :meth:`abandon` restores the
-    terminal from another thread."""
+    terminal from another thread.
+
+    While it is shown the terminal does not echo keys (``ECHO``, ``ECHOCTL`` off; Ctrl-C still
+    interrupts): an echoed ``^C`` at the end of a full-width line would move the cursor to a new line,
+    and erasing the display would then leave its first line behind.
+    """
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = is_terminal(sys.stderr) if enabled is None else enabled
         self.progress: Any = None
+        self._saved_tty: list[Any] | None = None
         self._lock = threading.RLock()
         self._ids: dict[str, Any] = {}
         self._totals: dict[str, int] = {}
@@ -161,21 +167,48 @@ class _Display(CopyProgress):
 
     def __enter__(self) -> _Display:
         if self.progress is not None:
+            self._quiet_keys()
             self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self._restore_keys()
+
+    def _quiet_keys(self) -> None:
+        try:
+            import termios
+
+            fd = sys.stderr.fileno()
+            attrs = termios.tcgetattr(fd)
+            quiet = list(attrs)
+            quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)  # lflag
+            termios.tcsetattr(fd, termios.TCSANOW, quiet)
+            self._saved_tty = attrs
+        except (ImportError, OSError, ValueError, AttributeError):  # not a real terminal (or not POSIX): leave it
+            self._saved_tty = None
+
+    def _restore_keys(self) -> None:
+        if self._saved_tty is None:
+            return
+        try:
+            import termios
+
+            termios.tcsetattr(sys.stderr.fileno(), termios.TCSANOW, self._saved_tty)
+        except (ImportError, OSError, ValueError):
+            pass
+        self._saved_tty = None
 
     def abandon(self) -> None:
-        """Erase the display's lines and show the cursor again, without waiting for any lock (the
-        process is about to leave while a thread may be stuck)."""
+        """Erase the display's lines, show the cursor and echo keys again, without waiting for any
+        lock (the process is about to leave while a thread may be stuck)."""
         if self.progress is None or not self.progress.live.is_started:
             return
         lines = len(self._ids)
         sys.stderr.write("\r\x1b[2K" + "\x1b[1A\x1b[2K" * max(0, lines - 1) + "\x1b[?25h")
         sys.stderr.flush()
+        self._restore_keys()
 
     def _line(self, key: str, description: str, total: int | None = 0) -> None:
         """Show line ``key`` (created on first use, in order) with ``description``."""

@@ -361,6 +361,8 @@ class Copier:
         if dest_digest == out.digest:
             self._unchanged(report, out.digest, out.media_type)
             return
+        for d in children:  # announce the parts in index order (a display draws them in this order)
+            self.progress.planned(str(destination), part_label(d), 0)
         futures = [self._manifest_pool.submit(self._copy_child, source, destination, d, report, arch_tags, force) for d in children]
         manifests = self._wait_all(futures)
         if arch_tags:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 
 from tests.support import images as im
 from tests.support.terminal import Screen, TerminalRun
@@ -63,7 +64,9 @@ def test_copy_progress_has_totals_per_platform_and_the_summary_human_sizes(regis
     assert "/s;0alreadythere,0mounted)" in summary
 
 
-def test_ctrl_c_mid_copy_stops_leaves_the_tag_and_a_clean_terminal(registry_pair, proxy_factory, record_property):
+@pytest.mark.parametrize("how", ["key", "kill"])
+def test_ctrl_c_mid_copy_stops_leaves_the_tag_and_a_clean_terminal(how, registry_pair, proxy_factory, record_property):
+    """Ctrl-C typed on the terminal (SIGINT from the line discipline, ``^C`` echo) or ``kill -INT``."""
     src, dst = registry_pair
     index = two_platforms(seed=42, layer_size=8_000_000)
     im.push_index(src, "app", index, "v2")
@@ -75,11 +78,11 @@ def test_ctrl_c_mid_copy_stops_leaves_the_tag_and_a_clean_terminal(registry_pair
     with TerminalRun([EXE, "copy", f"{stalled.host}/app:v2", f"{dst.host}/app:v1"], env=env(), columns=COLUMNS) as run:
         run.wait_for("linux/arm64/v8")
         run.wait_for(re.compile(r"total\s+\S+\s+[1-9][0-9.]*/"))  # bytes are moving (each layer's first 2 MB)
-        sent = run.interrupt()
+        sent = run.press_ctrl_c() if how == "key" else run.interrupt()
         code = run.wait(timeout=60)  # without the abort: the 60 s read timeout, then retries
         stopped = time.monotonic() - sent
     record_property("ctrl_c_stop_seconds", round(stopped, 3))
-    print(f"Ctrl-C to exit: {stopped:.3f} s")
+    print(f"Ctrl-C ({how}) to exit: {stopped:.3f} s")
     assert code == 130, run.text
     assert im.head_manifest(dst, "app", "v1") == before.digest  # the tag is untouched
     assert not any(im.blob_exists(dst, "app", layer.digest) for image in index.images for layer in image.layers)

@@ -8,7 +8,9 @@
     assert "━" not in screen.text and screen.cursor_visible
 
 The process gets the pty as stdin, stdout and stderr (so ``isatty()`` is true for all three) with
-the given window size. :class:`Screen` applies the bytes as a VT100-style terminal would, for the
+the given window size, and as its controlling terminal in a session of its own (util-linux
+``setsid --ctty``, which execs the command in place), so :meth:`TerminalRun.press_ctrl_c` works as
+the key does: the terminal sends SIGINT to the process and echoes ``^C`` unless told not to. :class:`Screen` applies the bytes as a VT100-style terminal would, for the
 subset that progress displays use: printable text with line wrap, CR, LF, BS, cursor up/down/
 forward/back/column/position (``ESC [ n A/B/C/D/G/H``), erase in line and display (``ESC [ n K/J``),
 cursor visibility (``ESC [ ? 25 l/h``); colours and other modes are ignored. The screen has no
@@ -46,7 +48,7 @@ class TerminalRun:
     everything it writes (bytes), read continuously so the process never blocks on a full pty."""
 
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], columns: int = 100, rows: int = 40) -> None:
-        self.argv = list(argv)
+        self.argv = ["setsid", "--ctty", *argv]  # not a process-group leader here, so setsid execs in place
         self.env = {**env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
         self.env.pop("NO_COLOR", None)
         self.columns, self.rows = columns, rows
@@ -107,10 +109,17 @@ class TerminalRun:
         raise AssertionError(f"{needle!r} not shown within {timeout:g}s:\n{self.text}")
 
     def interrupt(self) -> float:
-        """Send SIGINT (what Ctrl-C sends); returns the :func:`time.monotonic` reading when sent."""
+        """Send SIGINT to the process (``kill -INT``); returns the :func:`time.monotonic` reading when sent."""
         assert self.proc is not None
         sent = time.monotonic()
         self.proc.send_signal(signal.SIGINT)
+        return sent
+
+    def press_ctrl_c(self) -> float:
+        """Type Ctrl-C on the terminal (the line discipline turns it into SIGINT for the foreground
+        process group, and echoes ``^C`` if ECHO and ECHOCTL are on); returns when it was typed."""
+        sent = time.monotonic()
+        os.write(self._master, b"\x03")
         return sent
 
     def wait(self, timeout: float = 120.0) -> int:
