@@ -9,23 +9,20 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: setup system-deps test test-fast demo bench synth clean
 
+# Node.js >= 18 with npm, Python >= 3.11 with venv, docker-registry, skopeo: installed with apt-get
+# where it can; otherwise one line naming what is missing, and the set-up stops (no stamp).
 system-deps:
-	@missing=""; \
-	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
-	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
-	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing system packages:$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@bash .ci/check-tools
 
-$(STAMP): requirements.txt lambda/requirements.txt pyproject.toml package.json
-	test -d $(VENV) || python3 -m venv $(VENV)
+# The stamp is touched only after every step worked; system-deps runs first, every time.
+$(STAMP): requirements.txt lambda/requirements.txt pyproject.toml package.json package-lock.json | system-deps
+	test -x $(VENV)/bin/pip || python3 -m venv --clear $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
-	cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null || \
-	  [ "$$(node -p 'require("./node_modules/aws-cdk/package.json").version' 2>/dev/null)" = "$$(node -p 'require("./package.json").devDependencies["aws-cdk"]')" ] || \
+	cmp -s package-lock.json node_modules/.package-lock.json 2>/dev/null || { \
+	  have="$$(node -p 'require("./node_modules/aws-cdk/package.json").version' 2>/dev/null)"; \
+	  want="$$(node -p 'require("./package.json").devDependencies["aws-cdk"]')"; \
+	  [ -n "$$have" ] && [ "$$have" = "$$want" ]; } || \
 	  npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 

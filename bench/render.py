@@ -85,9 +85,14 @@ def sync_rows(res: dict[str, Any]) -> list[Row]:
     sync = res["sync"]
     k = sync["tags"]
     per = {side: {m: n / k for m, n in sync["unchanged"][side].items()} for side in ("source", "destination")}
-    return [[f"3. Unchanged `ecr-mirror sync` ({k} rows): per tag at source / at ECR",
+    rows = [[f"3. Unchanged `ecr-mirror sync` ({k} rows): per tag at source / at ECR",
              f"{_counts(per['source'])} / {_counts(per['destination'])}", "–", "", "1 HEAD, 0 GET",
              verdict(_source_is_one_head(per["source"]))]]
+    actions = sync["unchanged"].get("ecr_actions")  # the ECR stand-in's count, each request as the action it is billed as
+    if actions:
+        rows.append(["3. Same sync: ECR API actions per tag (the ECR stand-in's count)",
+                     _counts({a: n / k for a, n in actions.items()}), "–", "", "(shown)", "n/a"])
+    return rows
 
 
 def rss_rows(res: dict[str, Any]) -> list[Row]:

@@ -14,8 +14,8 @@ bench/RESULTS.md, by hand, from such a run. Measures:
    throughput as a fraction of the loopback ceiling (plain httpx GET piped into a monolithic PUT);
 2. 100 small two-platform images: ecr-mirror in ONE process (shared Copier, images concurrently)
    vs skopeo invoked per image, and vs one `skopeo sync`;
-3. unchanged re-copy (and unchanged `ecr-mirror sync` against moto + a registry standing in for
-   ECR): requests per tag at the source and destination, through counting proxies;
+3. unchanged re-copy (and unchanged `ecr-mirror sync` against moto + the ECR stand-in of
+   tests/support/ecr): requests per tag at the source and destination, counted;
 4. peak RSS copying one 1 GiB layer (each tool's own process, from wait4 rusage);
 5. scaling: cold copy of 1, 10, 100 images;
 6. a CPU profile of an ecr-mirror copy (hashing vs moving bytes vs HTTP overhead).
@@ -535,32 +535,33 @@ class Bench:
     # -------------------------------------------------------------- 3b. unchanged sync (moto + ECR stand-in)
 
     def section_sync(self) -> None:
-        from tests.support.moto import MotoServer, boto3_env, ecr_credentials
-        from tests.support.registry import RegistryProcess
+        """DynamoDB from moto; ECR (its API and its registry face, with ECR's rules) from the stand-in,
+        which counts what it is asked, in requests and in ECR API actions."""
+        from tests.support.ecr import EcrStandIn
+        from tests.support.moto import MotoServer, boto3_env
 
         k = self.cfg.unchanged_tags
         small = self.small
         moto = MotoServer()
         self.cleanup.callback(moto.stop)
         moto.start()
-        user, password = ecr_credentials(moto)
-        ecr = RegistryProcess(storage=self.cfg.storage, htpasswd={user: password})
+        ecr = EcrStandIn(storage=self.cfg.storage)
         self.cleanup.callback(ecr.stop)
         ecr.start()
         src_proxy = self.cleanup.proxy(self.src)
-        ecr_proxy = self.cleanup.proxy(ecr)
         home = self.cleanup.tempdir("ecr-mirror-bench-home-")
         env = E.ecr_mirror_env()
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
             env.pop(name, None)
         env.update(boto3_env(moto.url))
+        env.update(ecr.env)  # boto3's ecr client (only it) -> the stand-in
         env.update(
             {
                 "AWS_CONFIG_FILE": str(home / "no-aws-config"),
                 "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
                 "DOCKER_CONFIG": str(home / "no-docker-config"),
                 "ECR_MIRROR_TABLE": "bench-mirror",
-                "ECR_MIRROR_TARGET_REGISTRY": ecr_proxy.host,
+                "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
                 "ECR_MIRROR_REPOSITORY_PREFIX": "mirror",
                 "ECR_MIRROR_CONCURRENCY": str(self.cfg.concurrency),
             }
@@ -575,27 +576,30 @@ class Bench:
                 repo, tag = ref.rsplit(":", 1)
                 cli("add", repo.rsplit("/", 1)[1], "--source", f"{src_proxy.host}/{repo}", "--tag", tag)
             src_proxy.reset()
-            ecr_proxy.reset()
+            ecr.reset_counts()
             cold = cli("sync", "--json")
-            cold_counts = (_method_counts(src_proxy), _method_counts(ecr_proxy))
+            cold_counts = (_method_counts(src_proxy), _method_counts(ecr), _ecr_actions(ecr))
             src_proxy.reset()
-            ecr_proxy.reset()
+            ecr.reset_counts()
             again = cli("sync", "--json")
             states = _sync_states(again.stdout)
             self.results["sync"] = {
                 "tags": k,
                 "cold_wall": cold.wall,
                 "unchanged_wall": again.wall,
-                "cold": {"source": cold_counts[0], "destination": cold_counts[1]},
-                "unchanged": {"source": _method_counts(src_proxy), "destination": _method_counts(ecr_proxy)},
+                "cold": {"source": cold_counts[0], "destination": cold_counts[1], "ecr_actions": cold_counts[2]},
+                "unchanged": {
+                    "source": _method_counts(src_proxy),
+                    "destination": _method_counts(ecr),
+                    "ecr_actions": _ecr_actions(ecr),
+                },
                 "states": states,
             }
             log(
-                f"unchanged sync of {k} tags: source {_method_counts(src_proxy)}, ECR {_method_counts(ecr_proxy)}, states {states}"
+                f"unchanged sync of {k} tags: source {_method_counts(src_proxy)}, ECR {_ecr_actions(ecr)}, states {states}"
             )
         finally:
             src_proxy.stop()
-            ecr_proxy.stop()
             ecr.stop()
             moto.stop()
 
@@ -743,6 +747,18 @@ def _method_counts(proxy: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for method, _ in proxy.requests:
         counts[method] = counts.get(method, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _ecr_actions(ecr: Any) -> dict[str, int]:
+    """What the ECR stand-in was asked, as ECR API actions: its API calls, and its registry requests counted
+    as the action each is billed and throttled as (a manifest HEAD is BatchGetImage, a blob HEAD
+    BatchCheckLayerAvailability...; tests/support/ecr ``ecr_action``)."""
+    from tests.support.ecr import ecr_action
+
+    counts: dict[str, int] = {}
+    for op in [c.op for c in ecr.api_calls] + [ecr_action(r.method, r.target) or "other" for r in ecr.records]:
+        counts[op] = counts.get(op, 0) + 1
     return dict(sorted(counts.items()))
 
 

@@ -3,8 +3,8 @@
 
     .venv/bin/python demo/run.py          (what `make demo` runs after its set-up)
 
-Starts moto (the AWS APIs), an upstream docker-registry behind a request-counting proxy and an
-ECR stand-in docker-registry; seeds the upstream; adds rows with the real `ecr-mirror` CLI; runs
+Starts moto (the AWS APIs but ECR), an upstream docker-registry behind a request-counting proxy and
+the ECR stand-in (ECR's API and registry face, with ECR's rules, over one store); seeds the upstream; adds rows with the real `ecr-mirror` CLI; runs
 the schedule and worker Lambda handlers through SQS as the deployed stack does; reads the result
 back like `docker manifest inspect`; proves the second sync copies nothing and GETs nothing
 upstream; overwrites a mirrored tag by hand and shows the drift found and repaired.
@@ -155,19 +155,22 @@ class Demo:
     # ------------------------------------------------------------------ the steps
 
     def start(self) -> None:
-        with self.step("Start the stand-ins: moto (AWS APIs), upstream registry + counting proxy, ECR stand-in"):
+        with self.step("Start the stand-ins: moto (AWS APIs), upstream registry + counting proxy, the ECR stand-in"):
             w = self.world
             w.start_processes()
             w.configure_environment()
             table = Table("component", "plays", "address", box=None, padding=(0, 2))
-            table.add_row("moto_server", "AWS APIs: DynamoDB, SQS, ECR control plane", w.moto.url)
+            table.add_row("moto_server", "AWS APIs: DynamoDB, SQS (everything but ECR)", w.moto.url)
             table.add_row("docker-registry", "upstream (Docker Hub)", w.upstream.url)
             table.add_row("RegistryProxy", "the way to upstream: counts every request", w.proxy.url)
-            table.add_row("docker-registry", "ECR registry endpoint: Basic auth AWS:<GetAuthorizationToken>", w.ecr.url)
+            table.add_row("ECR stand-in", "ECR's API (boto3 ecr, AWS_ENDPOINT_URL_ECR)", w.ecr.api_url)
+            table.add_row("", "ECR's registry endpoint, over the same store (a docker-registry behind ECR's rules)", w.ecr.url)
             console.print(table)
             self.check(httpx.get(f"{w.ecr.url}/v2/").status_code == 401
                        and httpx.get(f"{w.ecr.url}/v2/", auth=w.ecr.auth).status_code == 200,
-                       "the ECR stand-in refuses anonymous requests and accepts moto's ECR token")
+                       "the ECR stand-in refuses anonymous requests and accepts AWS:<password> from its GetAuthorizationToken")
+            self.check(httpx.get(f"{w.ecr.url}/v2/{PREFIX}/nothing/tags/list", auth=w.ecr.auth).status_code == 404,
+                       "and, like ECR, knows no repository its API did not create (NAME_UNKNOWN)")
 
     def seed(self) -> None:
         with self.step("Seed the upstream (images built locally: real layers, real configs)"):
@@ -214,7 +217,8 @@ class Demo:
                        f"metrics: {m}")
             self.check(m.get("BytesCopied", 0) > 10_000_000, f"{m.get('BytesCopied', 0) / 1e6:.1f} MB copied (BytesCopied metric)")
             console.print(f"  upstream requests through the proxy: GET {w.proxy.count('GET')}, HEAD {w.proxy.count('HEAD')}")
-            repos = w.moto.client("ecr").describe_repositories()["repositories"]
+            ecr_api = w.ecr.client()
+            repos = ecr_api.describe_repositories()["repositories"]
             table = Table("ECR repository (created by the worker)", "scan on push", "tag mutability", "encryption",
                           box=None, padding=(0, 2))
             for r in sorted(repos, key=lambda r: r["repositoryName"]):
@@ -224,6 +228,12 @@ class Demo:
             self.check(sorted(r["repositoryName"] for r in repos) == sorted(set(self.targets.values()))
                        and all(r["imageScanningConfiguration"]["scanOnPush"] for r in repos),
                        "the worker created each target repository through the ECR API, with scan on push")
+            golang = ecr_api.describe_images(repositoryName=self.targets["golang"],
+                                             imageIds=[{"imageTag": seed.GOLANG_TAG}])["imageDetails"]
+            self.check([d["imageDigest"] for d in golang] == [self.upstream.golang.digest]
+                       and sorted(golang[0]["imageTags"]) == [seed.GOLANG_TAG],
+                       "ECR's DescribeImages reports the index the registry face received (one store, two faces)",
+                       json.dumps(golang, default=str))
 
     def inspect(self) -> None:
         up = self.upstream
@@ -291,6 +301,7 @@ class Demo:
         with self.step("Second scheduled run: upstream unchanged, so nothing is copied and no manifest or blob is fetched"):
             w = self.world
             w.proxy.reset()
+            w.ecr.reset_counts()
             run = w.sync_run()  # fresh containers: nothing is remembered in memory between runs
             self.show_run(run)
             m = run.metrics
@@ -315,6 +326,16 @@ class Demo:
                 f"one HEAD per mirrored tag or assembled source: {expected_heads} HEADs", f"HEADs: {heads}")
             self.check(gets == ["/v2/team/app/tags/list?n=1000"] or (len(gets) == 1 and gets[0].startswith("/v2/team/app/tags/list")),
                        "the only GET is the pattern row's tag listing (a tag_pattern row must list tags)", f"GETs: {gets}")
+            ecr = w.ecr
+            actions = ("BatchGetImage", "BatchCheckLayerAvailability", "DescribeRepositories", "GetAuthorizationToken",
+                       "PutImage", "InitiateLayerUpload", "GetDownloadUrlForLayer", "CreateRepository")
+            counted = {a: ecr.count(op=a) for a in actions}
+            console.print("  at ECR, in ECR's terms (registry requests counted as the API action they are billed as): "
+                          + "  ".join(f"{a}={n}" for a, n in counted.items()))
+            writes = {a: counted[a] for a in ("PutImage", "InitiateLayerUpload", "CreateRepository")}
+            self.check(not any(writes.values()) and counted["GetDownloadUrlForLayer"] == 0,
+                       "nothing written to ECR and no layer downloaded there (PutImage, InitiateLayerUpload, CreateRepository = 0)",
+                       f"counts: {counted}")
 
     def drift(self) -> None:
         up = self.upstream

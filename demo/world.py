@@ -1,14 +1,17 @@
-"""The demo's little world: moto, two registries, a counting proxy, and the Lambda-style plumbing.
+"""The demo's little world: moto, an upstream registry, a counting proxy, the ECR stand-in, and the Lambda-style plumbing.
 
 Everything started here is registered with one :class:`contextlib.ExitStack` *before* it starts, so
 a normal exit, a failed check, an exception, Ctrl-C (SIGINT) or SIGTERM/SIGHUP stops every process
 and removes every temp dir. Nothing listens on anything but 127.0.0.1.
 
-- ``moto_server``: the AWS APIs (DynamoDB, SQS, ECR's control plane, Secrets Manager).
+- ``moto_server``: the AWS APIs other than ECR (DynamoDB, SQS, Secrets Manager).
 - ``upstream``: a ``docker-registry`` playing Docker Hub, reached only through a counting proxy
   (:class:`tests.support.proxy.RegistryProxy`), so the demo can prove which requests a sync made.
-- ``ecr``: a ``docker-registry`` playing ECR's registry endpoint; it demands Basic auth with user
-  ``AWS`` and the password moto's ``GetAuthorizationToken`` hands out, as ECR does.
+- ``ecr``: the ECR stand-in (:class:`tests.support.ecr.EcrStandIn`): ECR's API (boto3's ``ecr``
+  client goes there, ``AWS_ENDPOINT_URL_ECR``) and its registry face, with ECR's rules (Basic
+  ``AWS:<password>`` from its own GetAuthorizationToken, no push into a repository the API did not
+  create, PutImage throttling, blob GETs redirected to a layer bucket), over one store; it counts
+  every request in ECR's terms.
 
 The handlers are invoked in this process, as the Lambda runtime would: an event, a context object
 with a real deadline, and stdout captured (Powertools writes its JSON logs and EMF metrics there).
@@ -39,7 +42,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ecr_mirror import config  # noqa: E402 - the names only; the package reads the environment later
-from tests.support.moto import MotoServer, boto3_env, ecr_credentials  # noqa: E402
+from tests.support.ecr import EcrStandIn  # noqa: E402
+from tests.support.moto import MotoServer, boto3_env  # noqa: E402
 from tests.support.proxy import RegistryProxy  # noqa: E402
 from tests.support.registry import RegistryProcess  # noqa: E402
 
@@ -226,7 +230,7 @@ class World:
         self.tmp: Path | None = None
         self.moto = MotoServer()
         self.upstream = RegistryProcess(storage="memory")
-        self.ecr: RegistryProcess | None = None
+        self.ecr: EcrStandIn | None = None
         self.proxy: RegistryProxy | None = None
         self.stdout: StdoutSwitch | None = None
         self.queue_url = ""
@@ -259,8 +263,7 @@ class World:
         self.moto.start()
         self._stack.callback(self.upstream.stop)
         self.upstream.start()
-        user, password = ecr_credentials(self.moto, REGION)
-        self.ecr = RegistryProcess(storage="memory", htpasswd={user: password}, realm="ecr-stand-in")
+        self.ecr = EcrStandIn(storage="memory", region=REGION, registry_id=ACCOUNT)
         self._stack.callback(self.ecr.stop)
         self.ecr.start()
         self.proxy = RegistryProxy(self.upstream)
@@ -271,12 +274,13 @@ class World:
         """Point boto3 at moto and the product at the stand-ins; nothing of the user's leaks in."""
         assert self.tmp is not None and self.ecr is not None
         for name in list(os.environ):
-            if name.startswith(("ECR_MIRROR_", "POWERTOOLS_")) or name in (
+            if name.startswith(("ECR_MIRROR_", "POWERTOOLS_", "AWS_ENDPOINT_URL")) or name in (
                 "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION", "AWS_DEFAULT_PROFILE",
             ):
                 del os.environ[name]
         (self.tmp / "docker").mkdir()
         os.environ.update(boto3_env(self.moto.url, REGION))
+        os.environ.update(self.ecr.env)  # boto3's ecr client (only it) goes to the ECR stand-in
         os.environ.update({
             # no ~/.aws or ~/.docker of the user's: the demo talks only to its own stand-ins
             "AWS_CONFIG_FILE": str(self.tmp / "no-aws-config"),

@@ -20,7 +20,7 @@ if str(_ROOT) not in sys.path:
 
 from tests.support.ecr import EcrStandIn, ReferrersProxy  # noqa: E402
 from tests.support.images import Index, build_image, build_index  # noqa: E402
-from tests.support.moto import MotoServer, boto3_env, ecr_credentials  # noqa: E402
+from tests.support.moto import MotoServer, boto3_env  # noqa: E402
 from tests.support.proxy import RegistryProxy  # noqa: E402
 from tests.support.registry import RegistryProcess  # noqa: E402
 
@@ -112,14 +112,6 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
     for name, value in boto3_env(moto_server.url).items():
         monkeypatch.setenv(name, value)
     return moto_server
-
-
-@pytest.fixture
-def ecr_registry(moto_server: MotoServer, registry_factory: Callable[..., RegistryProcess]) -> RegistryProcess:
-    """A registry standing in for ECR's registry API: Basic auth with the user and password that
-    moto's ``GetAuthorizationToken`` returns (``AWS`` / ``<account>-auth-token``)."""
-    user, password = ecr_credentials(moto_server)
-    return registry_factory(htpasswd={user: password})
 
 
 @pytest.fixture

@@ -202,6 +202,24 @@ def _client(obj: Context):
     return client
 
 
+def _ensure_ecr_repository(obj: Context, destination: Any) -> None:
+    """ECR refuses pushes into a repository that does not exist (ecr-facts.md 1): like ``sync``, create it
+    first when DESTINATION is an ECR host (or ECR_MIRROR_TARGET_REGISTRY); other registries create on push."""
+    from .errors import AwsError
+    from .runtime import ecr_target_for
+
+    target = ecr_target_for(obj.settings, destination.api_host)
+    if target is None:
+        return
+    try:
+        target.ensure_repository(destination.repository)
+    except AwsError as exc:
+        if exc.code != "AccessDeniedException":
+            raise
+        # a role allowed to push but not to describe or create repositories: the push itself tells
+        echo(f"ecr-mirror: warning: cannot check repository {destination.repository} ({exc}); pushing anyway", err=True)
+
+
 def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> None:
     """Run ``action(copier)`` with a progress display on a terminal; Ctrl-C aborts it; print the digest
     (stdout) and a summary in human sizes (stderr), or the JSON report."""
@@ -228,7 +246,15 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
         click.echo(_redactor(json.dumps(report.as_dict(), indent=2, sort_keys=True)))
     else:
         echo(copy_summary(report, time.monotonic() - started), err=True)
+        for warning in report.warnings:
+            echo(f"ecr-mirror: warning: {warning}", err=True)
         echo(report.digest)
+
+
+nondistributable_option = click.option(
+    "--allow-nondistributable-artifacts", "allow_nondistributable", is_flag=True,
+    help="Also copy non-distributable (foreign) layers, e.g. Windows base layers, where their bytes can be "
+         "fetched and the destination takes them. Default: left out, as their registries serve them.")
 
 
 @main.command()
@@ -237,10 +263,12 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only this platform (repeatable, or comma-separated). Default: every platform, digest-identical.")
 @click.option("--arch-tags", is_flag=True, help="Also tag each platform's image DEST_TAG-<arch> (e.g. 1.22-amd64, 1.22-arm64).")
+@nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
 @click.pass_obj
 @handle_errors
-def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool, json_out: bool) -> None:
+def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool,
+         allow_nondistributable: bool, json_out: bool) -> None:
     """Copy SOURCE to DESTINATION over the registry API, every digest verified.
 
     \b
@@ -261,16 +289,20 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
     if not dst.tag:
         dst = dst.with_tag(src.tag or "latest")
     wanted = parse_platforms(_split(platforms)) if platforms else None
-    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags))
+    _ensure_ecr_repository(obj, dst)
+    _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags,
+                                              allow_nondistributable=allow_nondistributable))
 
 
 @main.command()
 @click.argument("destination")
 @click.argument("sources", nargs=-1, required=True)
+@nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
 @click.pass_obj
 @handle_errors
-def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out: bool) -> None:
+def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_nondistributable: bool,
+             json_out: bool) -> None:
     """Join single-platform images into one multi-arch index at DESTINATION.
 
     The manual `docker manifest create` + `docker manifest push` in one step, across registries:
@@ -284,7 +316,8 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], json_out:
     if not dst.tag or dst.digest:
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
-    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs))
+    _ensure_ecr_repository(obj, dst)
+    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable))
 
 
 # ---------------------------------------------------------------- looking at images (as crane, skopeo, regctl do)
@@ -360,7 +393,7 @@ def inspect(obj: Context, reference: str, raw: bool, platform: str | None) -> No
             raise CopyError(f"{ref} is a single image, not an index: --platform does not apply")
         child = select_children(manifest, [wanted])
         images = [d for d in child if part_label(d) != "attestations"]
-        return client.manifest_get(ref.with_digest(images[0].digest))
+        return client.manifest_get(ref.with_digest(images[0].digest), media_type=images[0].media_type)
 
     manifest = _with_client(obj, read)
     if raw:
@@ -378,6 +411,8 @@ def inspect(obj: Context, reference: str, raw: bool, platform: str | None) -> No
 def digest(obj: Context, reference: str) -> None:
     """Print the digest REFERENCE points at (one HEAD request; for a multi-arch image, the index's digest).
 
+    A registry that answers the HEAD 404 is asked again with a GET before REFERENCE is called missing.
+
     \b
     ecr-mirror digest golang:1.22
     """
@@ -385,7 +420,7 @@ def digest(obj: Context, reference: str) -> None:
     from .reference import parse_reference
 
     ref = parse_reference(reference)
-    head = _with_client(obj, lambda c: c.manifest_head(ref))
+    head = _with_client(obj, lambda c: c.manifest_head(ref, confirm_missing=True))
     if head is None:
         raise NotFoundError(f"{ref} not found")
     echo(head.digest)
@@ -435,6 +470,8 @@ def table_create(obj: Context, table_name: str | None) -> None:
               help="Mirror only these platforms (repeatable). Default: all, digest-identical.")
 @click.option("--target-repository", metavar="NAME", help="ECR repository (default <prefix>/<source>).")
 @click.option("--arch-tags/--no-arch-tags", default=None, help="Also write <tag>-<arch> tags.")
+@click.option("--allow-nondistributable-artifacts/--no-allow-nondistributable-artifacts", "allow_nondistributable",
+              default=None, help="Also copy non-distributable (foreign) layers where reachable.")
 @click.option("--assemble", "assemble", multiple=True, metavar="IMAGE",
               help="Instead of --source: single-platform images joined under the one --tag (repeatable).")
 @click.option("--disabled", is_flag=True, help="Add the row disabled.")
@@ -444,7 +481,8 @@ def table_create(obj: Context, table_name: str | None) -> None:
 @handle_errors
 def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], tag_pattern: str | None,
         keep_latest: int | None, platforms: tuple[str, ...], target_repository: str | None, arch_tags: bool | None,
-        assemble: tuple[str, ...], disabled: bool, replace: bool, table_name: str | None) -> None:
+        allow_nondistributable: bool | None, assemble: tuple[str, ...], disabled: bool, replace: bool,
+        table_name: str | None) -> None:
     """Add a row ROW_ID to the mirror table (validated first; it syncs within a minute once deployed).
 
     \b
@@ -459,7 +497,8 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
     item = row_to_item(
         row_id, source=source, tags=_split(tags) or None, tag_pattern=tag_pattern, keep_latest=keep_latest,
         platforms=_split(platforms) or None, target_repository=target_repository, arch_tags=arch_tags,
-        assemble=list(assemble) or None, enabled=False if disabled else None, prefix=obj.settings.repository_prefix,
+        assemble=list(assemble) or None, enabled=False if disabled else None,
+        allow_nondistributable_artifacts=allow_nondistributable, prefix=obj.settings.repository_prefix,
     )
     row = t.put_row(item, overwrite=replace)
     echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
@@ -512,6 +551,8 @@ def row_listing(item: dict[str, Any], row: Any, error: Any) -> dict[str, Any]:
 #: ``list`` table: (column, attribute) for the attributes shown in a column of their own
 _LIST_COLUMNS = (("id", "id"), ("source", "source"), ("tags", "tags"), ("platforms", "platforms"),
                  ("target", "target_repository"), ("arch tags", "arch_tags"), ("enabled", "enabled"))
+#: columns shown only when some row is not at the default (the attribute's name says what it does)
+_LIST_OPTIONAL_COLUMNS = (("foreign layers", "allow_nondistributable_artifacts"),)
 
 
 def _list_cell(attribute: str, r: dict[str, Any]) -> str:
@@ -523,6 +564,8 @@ def _list_cell(attribute: str, r: dict[str, Any]) -> str:
         return text + (f" (newest {r['keep_latest']})" if r.get("keep_latest") else "")
     if attribute == "platforms":
         return ", ".join(map(str, value)) if value else "all"
+    if attribute == "allow_nondistributable_artifacts":
+        return "copy" if value else "skip"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -538,7 +581,8 @@ def _list_cell(attribute: str, r: dict[str, Any]) -> str:
 def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
     """List the rows of the mirror table (what is mirrored, and whether each row is valid).
 
-    On a terminal the table fits its width (long values wrap); piped, nothing is cut.
+    On a terminal the table fits its width (long values wrap); piped, nothing is cut. A
+    "foreign layers" column appears when a row copies non-distributable layers (--json: every attribute).
     """
     t = _table(obj, table_name)
     rows = [row_listing(item, row, error) for item, row, error in t.scan_parsed()]
@@ -547,11 +591,12 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
         return
     from .console import print_table
 
-    shown = {a for _, a in _LIST_COLUMNS} | {"assemble", "tag_pattern", "keep_latest", "error", "attributes"}
+    columns = [*_LIST_COLUMNS, *((h, a) for h, a in _LIST_OPTIONAL_COLUMNS if any(r.get(a) for r in rows))]
+    shown = {a for _, a in _LIST_COLUMNS + _LIST_OPTIONAL_COLUMNS} | {"assemble", "tag_pattern", "keep_latest", "error", "attributes"}
     extra = [k for r in rows for k in r if k not in shown]  # attributes a later schema adds get a column too
     extra = list(dict.fromkeys(extra))
-    headers = [h for h, _ in _LIST_COLUMNS] + extra + ["problem"]
-    body = [[_list_cell(a, r) for _, a in _LIST_COLUMNS] + [_list_cell(a, r) for a in extra] + [r["error"] or ""] for r in rows]
+    headers = [h for h, _ in columns] + extra + ["problem"]
+    body = [[_list_cell(a, r) for _, a in columns] + [_list_cell(a, r) for a in extra] + [r["error"] or ""] for r in rows]
     print_table(headers, body, styles=lambda col, text: "red" if col == len(headers) - 1 and text else None)
 
 

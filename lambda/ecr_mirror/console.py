@@ -268,13 +268,16 @@ class CopyDisplay(_Display):
 
 
 def copy_summary(report: Any, seconds: float) -> str:
-    """One line about a finished copy: where, which platforms, what moved, in human sizes."""
+    """One line about a finished copy: where, which platforms, what moved, in human sizes (and the
+    non-distributable layers left out, absent by design)."""
     where = f"{safe(report.destination)}: {safe(', '.join(report.platforms) or report.media_type)}"
     if report.unchanged:
         return f"{where} (unchanged, nothing copied)"
     rate = f", {human_size(report.bytes_copied / seconds)}/s" if seconds > 0 and report.bytes_copied else ""
+    foreign = report.nondistributable_skipped
+    left_out = f"; {foreign} non-distributable layer{'s' if foreign != 1 else ''} left out" if foreign else ""
     return (f"{where} ({report.blobs_copied} blobs copied, {human_size(report.bytes_copied)} in {human_duration(seconds)}{rate}; "
-            f"{report.blobs_skipped} already there, {report.blobs_mounted} mounted)")
+            f"{report.blobs_skipped} already there, {report.blobs_mounted} mounted{left_out})")
 
 
 class SyncDisplay(_Display):

@@ -1,5 +1,15 @@
 """The copy engine: index -> child manifests -> blobs, every digest verified, the tag written last.
 
+What it does with each kind of descriptor (decided in :mod:`ecr_mirror.manifest`; the README has the
+table with the spec sections): index entries that are image or artifact manifests are copied by digest
+(their required blobs first); an index inside an index is recursed into, up to
+:data:`~ecr_mirror.manifest.MAX_INDEX_DEPTH`; an entry of a media type it does not know is fetched by
+digest (accepting that type) and copied as what it turns out to be, or as opaque bytes; non-distributable
+layers (Docker foreign, OCI ``nondistributable``, any layer with ``urls``) are neither fetched nor
+pushed unless the copy opts in (``allow_nondistributable``), and the manifest is copied byte for byte
+either way; ``subject`` is never followed (a manifest PUT whose registry does not answer ``OCI-Subject``
+gets the referrers tag schema index updated instead, as distribution-spec 1.1 asks).
+
 Guarantees:
 - An unchanged re-copy (destination tag already at the source digest) costs one HEAD at the
   source and makes no GET there.
@@ -17,33 +27,55 @@ the package's errors and ``bytes`` (it imports with httpx unavailable).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import CopyError, DigestMismatchError, ManifestError, MirrorError, NotFoundError, RegistryError
+from .errors import (
+    CopyError,
+    Deadline,
+    DigestMismatchError,
+    Interrupted,
+    ManifestError,
+    MirrorError,
+    NotFoundError,
+    ReferenceError_,
+    RegistryError,
+    TagImmutableError,
+)
 from .manifest import (
     ANNOTATION_SOURCE_DIGEST,
     DOCKER_LIST,
     DOCKER_MANIFEST,
+    ENTRY_INDEX,
+    MAX_INDEX_DEPTH,
     OCI_INDEX,
     Descriptor,
     Manifest,
     Platform,
     arch_tag_suffixes,
     build_index,
+    entry_kind,
+    referrers_index_with,
+    referrers_tag,
     rewrite_index,
     select_children,
 )
-from .reference import Reference
+from .reference import Reference, check_tag
 
 if TYPE_CHECKING:  # the engine needs the client's methods, not its module (which imports httpx)
-    from .registry.client import RegistryClient
+    from contextlib import AbstractContextManager
+
+    from .registry.client import ManifestPut, RegistryClient
+
+    #: opens a blob's bytes: ``with opener() as chunks: ...``
+    Opener = Callable[[], AbstractContextManager[Iterator[bytes]]]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +92,11 @@ class CopyProgress:
 
     ``destination`` is the reference written (``str``); ``label`` says which part of the image a blob
     belongs to: its platform (``linux/arm64/v8``), ``attestations``, or ``image`` (a single image whose
-    platform was not read). Sizes are bytes, from the manifests' descriptors, so the total is known
-    as soon as the manifests are read. Called from several threads at once.
+    platform was not read); blobs under a nested index without a platform count toward the entry that
+    lists them (:func:`part_label`). Sizes are bytes, from the manifests' descriptors, so the total is
+    known as soon as the manifests are read; non-distributable layers left out are never in it. Labels
+    are first named in index order, a nested index's entries once it is read. Called from several
+    threads at once.
     """
 
     def planned(self, destination: str, label: str, size: int) -> None:
@@ -71,14 +106,17 @@ class CopyProgress:
         """``n`` more bytes of a blob were sent; negative when a blob restarts and takes back what it had sent."""
 
     def settled(self, destination: str, label: str, size: int) -> None:
-        """A planned blob needed no transfer (already there, mounted): its ``size`` leaves the total."""
+        """Planned bytes that will not be sent (the blob was already there or mounted, a non-distributable
+        layer was left out, the copy failed): ``size`` leaves the total."""
 
 
-def part_label(d: Descriptor) -> str:
-    """The :class:`CopyProgress` label of an index child: its platform, or ``attestations``."""
+def part_label(d: Descriptor, parent: str = "image") -> str:
+    """The :class:`CopyProgress` label of an index entry: ``attestations``, else its platform, else
+    ``parent`` (the label of the index it is in: an entry of a nested index without platforms counts
+    toward the part that lists it)."""
     if d.is_attestation or (d.platform is not None and d.platform.is_unknown):
         return "attestations"
-    return str(d.platform) if d.platform is not None else "image"
+    return str(d.platform) if d.platform is not None else parent
 
 
 @dataclass
@@ -89,8 +127,11 @@ class CopyReport:
     destination tag holds now; ``platforms``: the platforms written (``os/arch[/variant]``);
     ``unchanged``: the destination already held it, nothing was written. Counts: manifests
     written or found present; blobs uploaded, found present, or mounted from another repository;
-    ``bytes_copied``: blob bytes uploaded. ``arch_tags``: the ``<tag>-<arch>`` tags written;
-    ``requests``: ``{host: {method: count}}``, filled in by the CLI. Thread-safe counters (:meth:`add`).
+    ``bytes_copied``: blob bytes uploaded; non-distributable layer descriptors left out (absent by
+    design) or copied (opted in). ``arch_tags``: the ``<tag>-<arch>`` tags written; ``warnings``: one
+    line each, what was done short of the ideal without failing the copy (a non-distributable layer
+    that could not be copied, a referrers tag left alone); ``requests``: ``{host: {method: count}}``,
+    filled in by the CLI. Thread-safe counters (:meth:`add`, :meth:`warn`).
     """
 
     source: str
@@ -105,7 +146,10 @@ class CopyReport:
     blobs_skipped: int = 0
     blobs_mounted: int = 0
     bytes_copied: int = 0
+    nondistributable_skipped: int = 0
+    nondistributable_copied: int = 0
     arch_tags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -114,6 +158,12 @@ class CopyReport:
         with self._lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
+
+    def warn(self, message: str) -> None:
+        """Record a one-line warning (also logged)."""
+        log.warning("%s", message)
+        with self._lock:
+            self.warnings.append(message)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (the CLI's ``--json``)."""
@@ -190,6 +240,8 @@ class Copier:
         self._inflight: dict[tuple[str, str, str], Future[str]] = {}
         #: (registry host, digest) -> repositories there known to hold the blob (mount candidates)
         self._known: dict[tuple[str, str], set[str]] = {}
+        #: (registry host, repository, subject digest) -> lock of that referrers tag's read-modify-write
+        self._tag_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
     def close(self) -> None:
         """Stop the worker threads (waiting for running transfers unless the client was aborted; dropping queued ones)."""
@@ -216,6 +268,7 @@ class Copier:
         expected_digest: str | None = None,
         source_digest: str | None = None,
         force: bool = False,
+        allow_nondistributable: bool = False,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag). ``platforms=None`` copies every platform digest-identical.
 
@@ -223,20 +276,25 @@ class Copier:
         subsets), so an unchanged subset is recognised without a source GET. ``source_digest``: the source
         digest if the caller already did the HEAD. ``force``: re-check and repair every child and blob even
         if the destination tag already points at the right digest (a ``broken`` image).
+        ``allow_nondistributable``: also copy non-distributable layers, from the source registry or their
+        ``urls``, where the bytes can be fetched and the destination takes them (else they are left out,
+        with a warning in the report).
 
-        Raises :class:`NotFoundError` (no such source), :class:`CopyError` (no tag, platforms not there),
-        :class:`ManifestError`, :class:`DigestMismatchError`, :class:`RegistryError`. On an error the
-        destination tag is as it was.
+        Raises :class:`NotFoundError` (no such source: a HEAD 404 is confirmed with a GET first),
+        :class:`CopyError` (no tag, platforms not there, arch tags that cannot tell two images apart:
+        before anything is written), :class:`ManifestError`, :class:`DigestMismatchError`,
+        :class:`RegistryError`. On an error the destination tag is as it was.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
         report = CopyReport(str(source), str(destination))
         platforms = list(platforms) if platforms else None
+        fetched: Manifest | None = None
         if source_digest is None:
-            head = self.client.manifest_head(source)
+            head = self.client.manifest_head(source, confirm_missing=True)
             if head is None:
                 raise NotFoundError(f"source {source} not found")
-            source_digest = head.digest
+            source_digest, fetched = head.digest, head.manifest
         dest_head = self.client.manifest_head(destination)
         if dest_head is not None and not force:
             if platforms is None and dest_head.digest == source_digest:
@@ -245,21 +303,28 @@ class Copier:
                 dest_head.digest == expected_digest or self._dest_records_source(destination, dest_head.digest, source_digest, platforms)
             ):
                 return self._unchanged(report, dest_head.digest, dest_head.media_type)
-        src = self.client.manifest_get(source.in_repository(source.repository).with_digest(source_digest))
-        if src.is_index:
-            self._copy_index(source, destination, src, platforms, arch_tags, report,
-                             dest_head.digest if dest_head and not force else None, force)
-        else:
-            self._copy_single(source, destination, src, platforms, arch_tags, report)
+        src = fetched if fetched is not None and fetched.digest == source_digest else (
+            self.client.manifest_get(source.with_digest(source_digest))
+        )
+        tally = _Tally(self.progress)
+        job = _Job(source, destination, report, force, allow_nondistributable, progress=tally)
+        with tally.until_done():
+            if src.is_index:
+                self._copy_index(job, src, platforms, arch_tags, dest_head.digest if dest_head and not force else None)
+            else:
+                self._copy_single(job, src, platforms, arch_tags)
         return report
 
-    def assemble(self, destination: Reference, sources: Sequence[Reference]) -> CopyReport:
+    def assemble(
+        self, destination: Reference, sources: Sequence[Reference], *, allow_nondistributable: bool = False,
+    ) -> CopyReport:
         """Join single-platform images (from any registries) into one index at ``destination`` (a tag).
 
         Each source's platform comes from its config. The index is a Docker manifest list when every
         source is a Docker manifest, else an OCI index. Unchanged when the destination index already
-        lists exactly these images. Raises :class:`CopyError` (no sources, an index of several platforms,
-        two sources of one platform) and what :meth:`copy` raises.
+        lists exactly these images. ``allow_nondistributable`` as in :meth:`copy`. Raises
+        :class:`CopyError` (no sources, an index of several platforms, an artifact, two sources of one
+        platform) and what :meth:`copy` raises.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -268,7 +333,7 @@ class Copier:
         report = CopyReport(" + ".join(map(str, sources)), str(destination))
         heads = []
         for src in sources:
-            head = self.client.manifest_head(src)
+            head = self.client.manifest_head(src, confirm_missing=True)
             if head is None:
                 raise NotFoundError(f"source {src} not found")
             heads.append(head)
@@ -279,15 +344,17 @@ class Copier:
                 return self._unchanged(report, current.digest, current.media_type)
 
         def resolve(i: int) -> tuple[Reference, Manifest, Platform]:
-            src = sources[i]
-            m = self.client.manifest_get(src.with_digest(heads[i].digest))
+            src, head = sources[i], heads[i]
+            m = head.manifest if head.manifest is not None else self.client.manifest_get(src.with_digest(head.digest))
             if m.is_index:
                 images = [c for c in m.children if not c.is_attestation and not (c.platform and c.platform.is_unknown)]
                 if len(images) != 1:
                     raise CopyError(f"assemble source {src} is an index of {len(images)} platforms; give single-platform images")
-                m = self.client.manifest_get(src.with_digest(images[0].digest))
+                m = self.client.manifest_get(src.with_digest(images[0].digest), media_type=images[0].media_type)
                 if m.is_index:
                     raise ManifestError(f"assemble source {src}: an index inside an index is not supported")
+            if not m.is_image:
+                raise CopyError(f"assemble source {src} is not an image ({m.artifact_type or m.media_type})")
             platform = Platform.from_config(self._config_json(src, m))
             return src, m, platform
 
@@ -297,16 +364,60 @@ class Copier:
             if platform in seen:
                 raise CopyError(f"assemble: {seen[platform]} and {src} are both {platform}")
             seen[platform] = src
-        futures = [self._manifest_pool.submit(self._copy_image_manifest, src, destination, m, report, label=str(p))
-                   for src, m, p in resolved]
-        self._wait_all(futures)
-        media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
-        index = build_index([(m, p) for _, m, p in resolved], media)
-        self.client.manifest_put(destination, index)
+        tally = _Tally(self.progress)
+        jobs = [_Job(src, destination, report, allow_nondistributable=allow_nondistributable, label=str(p), progress=tally)
+                for src, _, p in resolved]
+        with tally.until_done():
+            for job in jobs:  # announce the parts in the order given (a display draws them in this order)
+                tally.planned(str(destination), job.label, 0)
+            futures = [self._manifest_pool.submit(self._copy_manifest, job, m) for job, (_, m, _) in zip(jobs, resolved)]
+            self._wait_all(futures)
+            media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
+            index = build_index([(m, p) for _, m, p in resolved], media)
+            self._put_tag(destination, index)
         report.add(manifests_copied=1)
         report.digest, report.media_type = index.digest, index.media_type
         report.platforms = [str(p) for _, _, p in resolved]
         return report
+
+    def find_missing(self, ref: Reference, *, blobs: bool = True, verified: set[str] | None = None) -> str | None:
+        """What of the manifest ``ref`` (at a registry, usually by digest) is gone: ``None`` when complete,
+        else one line naming the first absent manifest or blob.
+
+        Walks what a copy writes (the same rules): every index entry, nested indexes to
+        :data:`~ecr_mirror.manifest.MAX_INDEX_DEPTH`; with ``blobs``, every required blob (HEAD), skipping
+        non-distributable layers, which are absent by design, and digests in ``verified`` (seen present
+        during this pass; found ones are added). ``subject`` is not followed. Raises what the client raises
+        for anything but a 404.
+        """
+        verified = set() if verified is None else verified
+
+        def walk(m: Manifest, depth: int) -> str | None:
+            if m.is_index:
+                if depth > MAX_INDEX_DEPTH:
+                    return None  # a copy refuses deeper trees; nothing below was written
+                for child in m.children:
+                    try:
+                        found = self.client.manifest_get(ref.with_digest(child.digest), media_type=child.media_type)
+                    except NotFoundError:
+                        return f"child manifest {child.digest}"
+                    gone = walk(found, depth + 1)
+                    if gone:
+                        return gone
+                return None
+            for blob in m.required_blobs if blobs else []:
+                if blob.digest in verified:
+                    continue
+                if self.client.blob_head(ref, blob.digest) is None:
+                    return f"blob {blob.digest}"
+                verified.add(blob.digest)
+            return None
+
+        try:
+            top = self.client.manifest_get(ref)
+        except NotFoundError:
+            return f"manifest {ref.identifier}"
+        return walk(top, 1)
 
     # ------------------------------------------------------------ internals
 
@@ -320,6 +431,8 @@ class Copier:
         """An OCI index we rewrote records its source digest: compare it, reading only the destination."""
         try:
             current = self.client.manifest_get(destination.with_digest(dest_digest))
+        except Interrupted:
+            raise
         except MirrorError:
             return False
         if current.media_type != OCI_INDEX:
@@ -332,76 +445,158 @@ class Copier:
             any(want.matches(p) for want in platforms) for p in have
         )
 
-    def _copy_single(
-        self, source: Reference, destination: Reference, manifest: Manifest, platforms: Sequence[Platform] | None,
-        arch_tags: bool, report: CopyReport,
-    ) -> None:
+    @staticmethod
+    def _arch_tag(destination: Reference, suffix: str) -> str:
+        tag = f"{destination.tag}-{suffix}"
+        try:
+            return check_tag(tag)
+        except ReferenceError_ as exc:
+            raise CopyError(f"arch tag for {destination}: {exc}") from exc
+
+    def _copy_single(self, job: _Job, manifest: Manifest, platforms: Sequence[Platform] | None, arch_tags: bool) -> None:
+        source, destination, report = job.source, job.destination, job.report
         platform: Platform | None = None
-        if platforms or arch_tags:
+        if platforms and not manifest.is_image:
+            what = manifest.artifact_type or manifest.media_type
+            raise CopyError(f"{source} is not an image ({what}); platforms do not apply")
+        if (platforms or arch_tags) and manifest.is_image:
             platform = Platform.from_config(self._config_json(source, manifest))
             if platforms and not any(want.matches(platform) for want in platforms):
                 wanted = ", ".join(map(str, platforms))
                 raise CopyError(f"{source} is a single {platform} image, not {wanted}")
-        self._copy_image_manifest(source, destination, manifest, report, put=False, label=str(platform) if platform else "image")
-        if arch_tags and platform is not None:
-            tag = f"{destination.tag}-{platform.architecture}"
-            self.client.manifest_put(destination.with_tag(tag), manifest)
+        tag = self._arch_tag(destination, platform.architecture) if arch_tags and platform is not None else None
+        if arch_tags and tag is None:
+            report.warn(f"{source} is not an image ({manifest.artifact_type or manifest.media_type}): no arch tag written")
+        self._copy_manifest(replace(job, label=str(platform)) if platform else job, manifest, put=False)
+        if tag is not None:
+            self._put_tag(destination.with_tag(tag), manifest)
             report.arch_tags.append(tag)
-        self.client.manifest_put(destination, manifest)
+        self._put(job, destination, manifest)
         report.add(manifests_copied=1)
         report.digest, report.media_type = manifest.digest, manifest.media_type
         report.platforms = [str(platform)] if platform else []
 
     def _copy_index(
-        self, source: Reference, destination: Reference, index: Manifest, platforms: Sequence[Platform] | None,
-        arch_tags: bool, report: CopyReport, dest_digest: str | None, force: bool = False,
+        self, job: _Job, index: Manifest, platforms: Sequence[Platform] | None, arch_tags: bool, dest_digest: str | None,
     ) -> None:
+        destination, report = job.destination, job.report
         children = select_children(index, platforms)
-        out = rewrite_index(index, children, source=str(source)) if platforms else index
+        out = rewrite_index(index, children, source=str(job.source)) if platforms else index
         if dest_digest == out.digest:
             self._unchanged(report, out.digest, out.media_type)
             return
-        for d in children:  # announce the parts in index order (a display draws them in this order)
-            self.progress.planned(str(destination), part_label(d), 0)
-        futures = [self._manifest_pool.submit(self._copy_child, source, destination, d, report, arch_tags, force) for d in children]
+        # every arch tag is decided before anything is written: two images one tag cannot tell apart refuse the copy
+        suffixes = arch_tag_suffixes(children) if arch_tags else []
+        tags = [(d.digest, self._arch_tag(destination, suffix)) for d, suffix in suffixes]
+        need = {digest for digest, _ in tags}
+        self._announce(job, children)
+        futures = [self._manifest_pool.submit(self._copy_child, job, d, 2, d.digest in need) for d in children]
         manifests = self._wait_all(futures)
-        if arch_tags:
-            by_digest = {m.digest: m for m in manifests if m is not None}
-            for digest, suffix in arch_tag_suffixes(children).items():
-                tag = f"{destination.tag}-{suffix}"
-                self.client.manifest_put(destination.with_tag(tag), by_digest[digest])
-                report.arch_tags.append(tag)
-        self.client.manifest_put(destination, out)
+        by_digest = {m.digest: m for m in manifests if m is not None}
+        for digest, tag in dict.fromkeys(tags):
+            self._put_tag(destination.with_tag(tag), by_digest[digest])
+            report.arch_tags.append(tag)
+        self._put(job, destination, out)
         report.add(manifests_copied=1)
         report.digest, report.media_type = out.digest, out.media_type
-        report.platforms = [str(c.platform) for c in children if c.platform and not c.is_attestation]
+        report.platforms = [
+            str(c.platform) for c in children if c.platform and not c.platform.is_unknown and not c.is_attestation
+        ]
 
-    def _copy_child(
-        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, need_manifest: bool = False,
-        force: bool = False,
-    ) -> Manifest | None:
-        target = destination.with_digest(d.digest)
-        if not force and self.client.manifest_head(target) is not None:
-            report.add(manifests_skipped=1)
-            return self.client.manifest_get(target) if need_manifest else None
-        m = self.client.manifest_get(source.with_digest(d.digest))
-        if m.is_index:
-            raise ManifestError(f"index {source} lists another index {d.digest}; nested indexes are not supported")
+    def _copy_child(self, job: _Job, d: Descriptor, depth: int, need_manifest: bool = False) -> Manifest | None:
+        """Copy index entry ``d`` (at ``depth``; the top-level index is 1) by digest, as its kind asks.
+
+        Runs on the manifest pool; the entries of a nested index are copied in this thread (no pool
+        thread waits on another). Returns the manifest when ``need_manifest`` (or it was fetched anyway).
+        """
+        target = job.destination.with_digest(d.digest)
+        if not job.force and self.client.manifest_head(target) is not None:
+            job.report.add(manifests_skipped=1)
+            return self.client.manifest_get(target, media_type=d.media_type) if need_manifest else None
+        m = self.client.manifest_get(job.source.with_digest(d.digest), media_type=d.media_type)
         if len(m.raw) != d.size:
             raise DigestMismatchError(f"manifest {d.digest} is {len(m.raw)} bytes, its descriptor says {d.size}", expected=d.digest)
-        self._copy_image_manifest(source, destination, m, report, label=part_label(d))
+        job = replace(job, label=part_label(d, job.label))
+        if m.is_index:
+            if depth > MAX_INDEX_DEPTH:
+                raise ManifestError(
+                    f"index {job.source} nests indexes more than {MAX_INDEX_DEPTH} deep (at {d.digest}); refused"
+                )
+            children = m.children
+            self._announce(job, children)
+            for child in children:
+                self._copy_child(job, child, depth + 1)
+            self._put(job, target, m)
+            job.report.add(manifests_copied=1)
+        else:
+            self._copy_manifest(job, m)
         return m
 
-    def _copy_image_manifest(
-        self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *, put: bool = True, label: str = "image",
-    ) -> None:
-        for b in m.blobs:
-            self.progress.planned(str(destination), label, b.size)
-        blobs = [self._blob_pool.submit(self._copy_blob, source, destination, b, report, label) for b in m.blobs]
-        self._wait_all(blobs)
+    def _announce(self, job: _Job, children: Sequence[Descriptor]) -> None:
+        """Tell the progress display the parts of an index in index order (it draws them in this order);
+        an entry that is an index without a platform is announced by its own entries when it is read."""
+        for d in children:
+            if d.platform is not None or entry_kind(d) != ENTRY_INDEX:
+                job.progress.planned(str(job.destination), part_label(d, job.label), 0)
+
+    def _copy_manifest(self, job: _Job, m: Manifest, *, put: bool = True) -> None:
+        """An image, artifact or opaque manifest: its required blobs (and, opted in, its non-distributable
+        layers), then, with ``put``, the manifest by digest. Non-distributable layers left out are not
+        part of the progress total."""
+        required = m.required_blobs
+        foreign = m.nondistributable_layers if job.allow_nondistributable else []
+        for b in [*required, *foreign]:
+            job.progress.planned(str(job.destination), job.label, b.size)
+        futures = [self._blob_pool.submit(self._copy_blob, job, b) for b in required]
+        futures += [self._blob_pool.submit(self._copy_nondistributable, job, d) for d in foreign]
+        if not job.allow_nondistributable and m.nondistributable_layers:
+            job.report.add(nondistributable_skipped=len(m.nondistributable_layers))
+        self._wait_all(futures)
         if put:
-            self.client.manifest_put(destination.with_digest(m.digest), m)
-            report.add(manifests_copied=1)
+            self._put(job, job.destination.with_digest(m.digest), m)
+            job.report.add(manifests_copied=1)
+
+    def _put(self, job: _Job, ref: Reference, m: Manifest) -> None:
+        """PUT ``m`` at ``ref``; for a manifest with a ``subject`` that the registry did not index
+        (no ``OCI-Subject`` in the answer), add it to the subject's referrers tag schema index
+        (distribution-spec 1.1, "Pushing Manifests with Subject")."""
+        answer = self._put_tag(ref, m)
+        if answer is None:  # an immutable tag already holding ``m``: written before
+            return
+        try:
+            subject = m.subject
+        except ManifestError:
+            subject = None  # a malformed subject: nothing a referrers list could name
+        if subject is not None and answer.oci_subject is None:
+            self._referrers_tag_add(job, subject.digest, m)
+
+    def _put_tag(self, ref: Reference, m: Manifest) -> ManifestPut | None:
+        """PUT ``m`` at ``ref``; ``None`` when ``ref``'s tag is immutable and already holds ``m``'s digest: ECR
+        refuses that re-push even with the same digest (TAG_INVALID; aws/containers-roadmap#2179), as on a
+        retry after a PUT whose answer was lost, or a rerun after the arch tags were written."""
+        try:
+            return self.client.manifest_put(ref, m)
+        except TagImmutableError:
+            head = self.client.manifest_head(ref)
+            if head is None or head.digest != m.digest:
+                raise
+            return None
+
+    def _referrers_tag_add(self, job: _Job, subject: str, m: Manifest) -> None:
+        tag_ref = job.destination.with_tag(referrers_tag(subject))
+        with self._lock:
+            lock = self._tag_locks.setdefault((tag_ref.api_host, tag_ref.repository, subject), threading.Lock())
+        with lock:  # two referrers of one subject in one copy: one read-modify-write at a time
+            try:
+                current = self.client.manifest_get(tag_ref)
+            except NotFoundError:
+                current = None
+            try:
+                updated = referrers_index_with(current, m)
+                if updated is not None:
+                    self.client.manifest_put(tag_ref, updated)
+            except (ManifestError, TagImmutableError) as exc:
+                job.report.warn(f"referrers tag {tag_ref.tag} of {subject} not updated for {m.digest}: {exc}")
 
     def _wait_all(self, futures: Sequence[Future[Any]]) -> list[Any]:
         """Wait for every future (so nothing is left running), then raise the first error."""
@@ -434,7 +629,31 @@ class Copier:
             raise ManifestError(f"config {cfg.digest} of {source} is not a JSON object")
         return doc
 
-    def _copy_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, label: str = "image") -> str:
+    def _copy_nondistributable(self, job: _Job, d: Descriptor) -> None:
+        """Opted in: copy a non-distributable layer from the source registry, else from each of its
+        ``urls`` in turn; where none serves the right bytes or the destination refuses them, leave it
+        out (as without the option) with a warning, and out of the progress total."""
+        openers: list[tuple[str, Opener]] = [("the source registry", lambda: self.client.blob_open(job.source, d.digest))]
+        openers += [(url, lambda url=url: self.client.blob_open_url(job.source, url, d.digest)) for url in d.urls]
+        failures = []
+        for where, opener in openers:
+            try:
+                self._copy_blob(job, d, opener)
+            except (Deadline, Interrupted):
+                raise
+            except MirrorError as exc:
+                failures.append(f"{where}: {exc}")
+                continue
+            job.report.add(nondistributable_copied=1)
+            return
+        job.report.add(nondistributable_skipped=1)
+        job.progress.settled(str(job.destination), job.label, d.size)
+        job.report.warn(f"non-distributable layer {d.digest} left out ({'; '.join(failures)})")
+
+    def _copy_blob(self, job: _Job, d: Descriptor, opener: Opener | None = None) -> str:
+        """Blob ``d`` of ``job`` at its destination (:meth:`_transfer_blob`), once per destination repository
+        however many copies in flight ask for it. Returns the digest."""
+        destination, report = job.destination, job.report
         key = (destination.api_host, destination.repository, d.digest)
         with self._lock:
             running = self._inflight.get(key)
@@ -444,10 +663,10 @@ class Copier:
         if running is not None:
             running.result()  # another copy is moving the same blob into the same repository
             report.add(blobs_skipped=1)
-            self.progress.settled(str(destination), label, d.size)
+            job.progress.settled(str(destination), job.label, d.size)
             return d.digest
         try:
-            outcome = self._transfer_blob(source, destination, d, report, label)
+            outcome = self._transfer_blob(job, d, opener)
             mine.set_result(outcome)
         except BaseException as exc:
             mine.set_exception(exc)
@@ -459,12 +678,17 @@ class Copier:
             self._known.setdefault((destination.api_host, d.digest), set()).add(destination.repository)
         return d.digest
 
-    def _transfer_blob(self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, label: str) -> str:
-        client = self.client
+    def _transfer_blob(self, job: _Job, d: Descriptor, opener: Opener | None = None) -> str:
+        """Blob ``d`` at ``job``'s destination: found there (HEAD), mounted from a repository known to hold
+        it, or streamed from ``opener`` (default: the source registry) into an upload, retried as a whole.
+        Progress: ``settled`` when nothing moved, else every byte sent (taken back on a restart or a failure)."""
+        client, source, destination, report, label, progress = (
+            self.client, job.source, job.destination, job.report, job.label, job.progress,
+        )
         dest = str(destination)
         if client.blob_head(destination, d.digest) is not None:
             report.add(blobs_skipped=1)
-            self.progress.settled(dest, label, d.size)
+            progress.settled(dest, label, d.size)
             return "skipped"
         sessions: list[str] = []  # an upload session a mount attempt opened (202): used by the first try
         with self._lock:
@@ -479,28 +703,92 @@ class Copier:
             else:
                 if location is None:
                     report.add(blobs_mounted=1)
-                    self.progress.settled(dest, label, d.size)
+                    progress.settled(dest, label, d.size)
                     return "mounted"
                 sessions.append(location)
+        open_blob = opener or (lambda: client.blob_open(source, d.digest))
 
-        sent = 0  # bytes of this blob reported as sent, taken back when the transfer restarts
+        sent = 0  # bytes of this blob reported as sent, taken back when the transfer restarts or fails
 
         def advance(n: int) -> None:
             nonlocal sent
             sent += n
-            self.progress.moved(dest, label, n)
+            progress.moved(dest, label, n)
 
-        def transfer() -> None:
+        def take_back() -> None:
             nonlocal sent
             if sent:
-                self.progress.moved(dest, label, -sent)
+                progress.moved(dest, label, -sent)
                 sent = 0
-            with client.blob_open(source, d.digest) as chunks:
+
+        def transfer() -> None:
+            take_back()
+            with open_blob() as chunks:
                 # a session is used once: a broken upload cannot be resumed (ECR), the next try opens another
                 location = sessions.pop() if sessions else client.blob_upload_start(destination)
                 body = coalesce(verified_chunks(chunks, d, progress=advance), CHUNK_SIZE)
                 client.blob_upload_finish(destination, location, d.digest, d.size, body)
 
-        client.retrying(transfer, what=f"copy blob {d.digest}")
+        try:
+            client.retrying(transfer, what=f"copy blob {d.digest}")
+        except BaseException:
+            take_back()  # a non-distributable layer tried from its next URL starts from nothing
+            raise
         report.add(blobs_copied=1, bytes_copied=d.size)
         return "copied"
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One copy's fixed parts, handed down the tree: where from and to, its report, its options."""
+
+    source: Reference
+    destination: Reference
+    report: CopyReport
+    force: bool = False
+    allow_nondistributable: bool = False
+    #: the :class:`CopyProgress` label of the part being copied (an index entry's platform, ...)
+    label: str = "image"
+    #: where progress goes: the copier's, through this copy's :class:`_Tally`
+    progress: CopyProgress = field(default_factory=CopyProgress)
+
+
+class _Tally(CopyProgress):
+    """One copy's progress, passed on to ``inner`` and counted: when the copy fails, what it planned and
+    did not move or settle leaves the total (:meth:`until_done`), so a display that goes on (``sync``'s,
+    over many tags, or a copy started again) keeps a total that can be reached."""
+
+    def __init__(self, inner: CopyProgress) -> None:
+        self.inner = inner
+        self._open: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def _count(self, destination: str, label: str, n: int) -> None:
+        with self._lock:
+            key = (destination, label)
+            self._open[key] = self._open.get(key, 0) + n
+
+    def planned(self, destination: str, label: str, size: int) -> None:
+        self._count(destination, label, size)
+        self.inner.planned(destination, label, size)
+
+    def moved(self, destination: str, label: str, n: int) -> None:
+        self._count(destination, label, -n)
+        self.inner.moved(destination, label, n)
+
+    def settled(self, destination: str, label: str, size: int) -> None:
+        self._count(destination, label, -size)
+        self.inner.settled(destination, label, size)
+
+    @contextlib.contextmanager
+    def until_done(self) -> Iterator[None]:
+        """Run the copy; if it raises, settle every byte still open, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                left, self._open = self._open, {}
+            for (destination, label), size in left.items():
+                if size > 0:
+                    self.inner.settled(destination, label, size)
+            raise

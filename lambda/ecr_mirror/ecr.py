@@ -30,7 +30,8 @@ class EcrTarget:
     ``ecr_client``: a boto3 ``ecr`` client; ``registry_host``: the registry host, if not the one
     ``GetAuthorizationToken`` reports; ``tag_mutability``: for repositories it creates
     (``MUTABLE``, ``IMMUTABLE``, ...: API_CreateRepository ``imageTagMutability``); ``repository_tags``:
-    resource tags on them. Raises :class:`~ecr_mirror.errors.AwsError` for failed calls.
+    resource tags on them; ``registry_id``: the account that owns the registry, if not the caller's.
+    Raises :class:`~ecr_mirror.errors.AwsError` for failed calls.
     """
 
     def __init__(
@@ -40,9 +41,13 @@ class EcrTarget:
         registry_host: str = "",
         tag_mutability: str = "MUTABLE",
         repository_tags: dict[str, str] | None = None,
+        registry_id: str = "",
     ) -> None:
         self.ecr = ecr_client
         self.tag_mutability = tag_mutability
+        #: the account whose registry this is (``registryId``); empty: the caller's own
+        self.registry_id = registry_id
+        self._registry = {"registryId": registry_id} if registry_id else {}
         self.repository_tags = repository_tags or {"managed-by": "ecr-mirror"}
         self._host = registry_host
         self._known: set[str] = set()
@@ -57,7 +62,9 @@ class EcrTarget:
                 data = self.ecr.get_authorization_token()["authorizationData"][0]
             except Exception as exc:  # botocore errors, malformed answers
                 raise aws_error(exc, "ecr:GetAuthorizationToken") from exc
-            host = str(data.get("proxyEndpoint", "")).removeprefix("https://").rstrip("/")
+            endpoint = str(data.get("proxyEndpoint", ""))
+            host = endpoint.split("://", 1)[1] if "://" in endpoint else endpoint  # https:// (ECR), http:// (stand-ins)
+            host = host.rstrip("/")
             if not host:
                 raise ConfigError(f"ecr:GetAuthorizationToken returned no proxyEndpoint; set {ENV_TARGET_REGISTRY}")
             self._host = host
@@ -75,7 +82,7 @@ class EcrTarget:
                 return self._mutability.get(name, self.tag_mutability)
         mutability = self.tag_mutability
         try:
-            answer = self.ecr.describe_repositories(repositoryNames=[name])
+            answer = self.ecr.describe_repositories(repositoryNames=[name], **self._registry)
             mutability = answer["repositories"][0].get("imageTagMutability", mutability)
         except Exception as exc:  # botocore errors, malformed answers
             if error_code(exc) != "RepositoryNotFoundException":
@@ -87,6 +94,7 @@ class EcrTarget:
                     imageScanningConfiguration={"scanOnPush": True},
                     encryptionConfiguration={"encryptionType": "AES256"},
                     tags=[{"Key": k, "Value": v} for k, v in self.repository_tags.items()],
+                    **self._registry,
                 )
                 log.info("created ECR repository %s (%s)", name, mutability)
             except Exception as exc2:  # botocore errors
@@ -96,6 +104,12 @@ class EcrTarget:
             self._known.add(name)
             self._mutability[name] = mutability
         return mutability
+
+    def forget(self, name: str) -> None:
+        """Drop what :meth:`ensure_repository` remembered about ``name`` (it was deleted under us)."""
+        with self._lock:
+            self._known.discard(name)
+            self._mutability.pop(name, None)
 
     def is_immutable(self, name: str) -> bool:
         """Whether repository ``name`` refuses to overwrite tags (``IMMUTABLE``, ``IMMUTABLE_WITH_EXCLUSION``)."""
@@ -161,11 +175,15 @@ class EcrCredentials:
             self._cache[region] = (cred, expires_at)
             return cred
 
-    def invalidate(self, host: str) -> None:
-        """Forget the cached token for ``host``'s region (after the registry refused it)."""
+    def invalidate(self, host: str, refused: str | None = None) -> bool:
+        """Forget the cached token for ``host``'s region after the registry refused it (``refused``: the
+        ``Authorization`` value sent; a token cached since, by another thread, is kept). True for an ECR host."""
         region = self.region_for(host)
         with self._lock:
-            self._cache.pop(region or "", None)
+            cached = self._cache.get(region or "")
+            if cached is not None and (refused is None or cached[0].basic_header() == refused):
+                del self._cache[region or ""]
+        return region is not None
 
     def secrets(self) -> Iterable[str]:
         """The ECR passwords fetched so far."""

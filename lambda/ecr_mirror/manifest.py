@@ -2,6 +2,12 @@
 
 Pure: no I/O. A manifest's digest is the sha256 of its exact bytes, so a :class:`Manifest`
 always carries the bytes it was parsed from, and copying PUTs those bytes unchanged.
+
+What a copy does with each kind of descriptor is decided here, once (:func:`entry_kind`,
+:attr:`Manifest.required_blobs`, :attr:`Manifest.nondistributable_layers`); the copy engine and the
+completeness check both follow it. Sources: OCI image-spec 1.1 (``image-index.md``, ``manifest.md``,
+``descriptor.md``, ``layer.md`` "Non-Distributable Layers"), Docker image manifest v2 schema 2 and
+manifest list, image-spec v1.1.0-rc2 ``artifact.md`` (the withdrawn artifact manifest).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ManifestError, PlatformError
+from .errors import CopyError, ManifestError, PlatformError
 from .reference import ReferenceError_, validate_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -24,10 +30,27 @@ DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+#: image-spec v1.1.0-rc1/rc2 ``artifact.md``: withdrawn before 1.1.0, still stored by some registries
+OCI_ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"
+#: image-spec 1.1 ``manifest.md`` "Guidelines for Artifact Usage": the config of an artifact without one
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+#: Docker image manifest v2 schema 2, "foreign" layers (Windows base layers), with and without gzip
+DOCKER_FOREIGN_LAYER_PREFIX = "application/vnd.docker.image.rootfs.foreign."
+DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+#: image-spec ``layer.md`` "Non-Distributable Layers" (``.v1.tar``, ``+gzip``, ``+zstd``; deprecated in 1.1)
+OCI_NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 MANIFEST_TYPES = INDEX_TYPES | IMAGE_TYPES
+#: every manifest type parsed and walked (the withdrawn artifact manifest lists its ``blobs``)
+KNOWN_TYPES = MANIFEST_TYPES | {OCI_ARTIFACT_MANIFEST}
+#: configs of runnable images (any other config media type, or ``artifactType``, makes an artifact)
+IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
+#: media types of blobs, never of manifests: an index entry of one of these is refused
+_BLOB_TYPE_PREFIXES = (
+    "application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.", OCI_CONFIG, DOCKER_CONFIG, OCI_EMPTY,
+)
 #: sent on every manifest HEAD and GET, so no registry converts what it stores
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 
@@ -35,6 +58,9 @@ ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_INDEX_CHILDREN = 1024
 MAX_IMAGE_LAYERS = 1024
+#: indexes inside indexes followed (image-index.md: implementations SHOULD support a nested index);
+#: the top-level index is depth 1. Real trees nest 2 deep (CNAB bundles, some attestation layouts).
+MAX_INDEX_DEPTH = 4
 #: JSON nesting allowed in a manifest (real ones nest about 5 deep); a fixed limit, so that whether
 #: a manifest parses, and whether rewriting it recurses too deep, never depends on the caller's stack
 MAX_JSON_DEPTH = 64
@@ -172,6 +198,22 @@ class Descriptor:
         return cls(media_type, digest, size, Platform.from_descriptor(obj), annotations, obj)
 
     @property
+    def urls(self) -> list[str]:
+        """The descriptor's ``urls`` (descriptor.md: where the content MAY also be fetched), strings only."""
+        value = self.raw.get("urls")
+        return [u for u in value if isinstance(u, str)] if isinstance(value, list) else []
+
+    @property
+    def is_nondistributable(self) -> bool:
+        """A layer whose bytes a registry need not hold: the Docker foreign types, the OCI
+        ``nondistributable`` types (layer.md), or any descriptor carrying ``urls`` (containers/image
+        and containerd skip those too). Meaningful for layers; configs are always copied."""
+        return (
+            self.media_type.startswith((DOCKER_FOREIGN_LAYER_PREFIX, OCI_NONDISTRIBUTABLE_PREFIX))
+            or bool(self.urls)
+        )
+
+    @property
     def is_attestation(self) -> bool:
         """A BuildKit attestation manifest (``vnd.docker.reference.type: attestation-manifest``)."""
         return self.annotations.get(ATTESTATION_TYPE_KEY) == ATTESTATION_TYPE
@@ -198,6 +240,33 @@ class Manifest:
         return self.media_type in INDEX_TYPES
 
     @property
+    def is_opaque(self) -> bool:
+        """A manifest of a type ecr-mirror does not know (parsed with ``opaque_type``): copied as bytes,
+        nothing in it followed."""
+        return self.media_type not in KNOWN_TYPES
+
+    @property
+    def is_image(self) -> bool:
+        """An image manifest whose config is an image config (a runnable image, not an artifact)."""
+        if self.media_type not in IMAGE_TYPES or self.data.get("artifactType"):
+            return False
+        config = self.data.get("config")
+        return isinstance(config, dict) and config.get("mediaType") in IMAGE_CONFIG_TYPES
+
+    @property
+    def artifact_type(self) -> str | None:
+        """What an artifact is (manifest.md: ``artifactType``, else the config media type); ``None`` for
+        runnable images, indexes without ``artifactType`` and opaque manifests."""
+        declared = self.data.get("artifactType")
+        if isinstance(declared, str) and declared:
+            return declared
+        if self.media_type in IMAGE_TYPES and not self.is_image:
+            config = self.data.get("config")
+            media_type = config.get("mediaType") if isinstance(config, dict) else None
+            return media_type if isinstance(media_type, str) else None
+        return None
+
+    @property
     def children(self) -> list[Descriptor]:
         """An index's ``manifests`` entries (``[]`` for an image manifest)."""
         if not self.is_index:
@@ -207,32 +276,59 @@ class Manifest:
 
     @property
     def config(self) -> Descriptor:
-        """An image manifest's config descriptor; raises :class:`ManifestError` for an index."""
-        if self.is_index:
-            raise ManifestError(f"{self.digest} is an index, it has no config")
+        """An image manifest's config descriptor; raises :class:`ManifestError` for anything else."""
+        if self.media_type not in IMAGE_TYPES:
+            kind = "an index" if self.is_index else f"a {self.media_type}"
+            raise ManifestError(f"{self.digest} is {kind}, it has no config")
         return Descriptor.from_json(self.data["config"], where=f"manifest {self.digest}")
 
     @property
     def layers(self) -> list[Descriptor]:
-        """An image manifest's layer descriptors (``[]`` for an index)."""
-        if self.is_index:
-            return []
-        return [Descriptor.from_json(d, where=f"manifest {self.digest}") for d in self.data.get("layers", [])]
+        """An image manifest's layer descriptors; the withdrawn artifact manifest's ``blobs``; ``[]`` for
+        an index or an opaque manifest."""
+        where = f"manifest {self.digest}"
+        if self.media_type in IMAGE_TYPES:
+            return [Descriptor.from_json(d, where=where) for d in self.data.get("layers", [])]
+        if self.media_type == OCI_ARTIFACT_MANIFEST:
+            return [Descriptor.from_json(d, where=where) for d in self.data.get("blobs", [])]
+        return []
 
     @property
     def blobs(self) -> list[Descriptor]:
-        """Config first, then layers (duplicates removed, order kept)."""
+        """Every blob descriptor: config first, then layers (duplicates removed, order kept); non-distributable
+        layers included (see :attr:`required_blobs`)."""
         seen: set[str] = set()
         out = []
-        for d in [self.config, *self.layers]:
+        config = [self.config] if self.media_type in IMAGE_TYPES else []
+        for d in [*config, *self.layers]:
             if d.digest not in seen:
                 seen.add(d.digest)
                 out.append(d)
         return out
 
     @property
+    def nondistributable_layers(self) -> list[Descriptor]:
+        """Layers that are absent from registries by design (:attr:`Descriptor.is_nondistributable`)."""
+        return [d for d in self.layers if d.is_nondistributable]
+
+    @property
+    def required_blobs(self) -> list[Descriptor]:
+        """The blobs a registry must hold for this manifest: :attr:`blobs` without non-distributable layers.
+
+        What a copy transfers by default and what a completeness check looks for (image-spec layer.md:
+        non-distributable layers are fetched from their ``urls``, not from the registry).
+        """
+        skipped = {d.digest for d in self.nondistributable_layers}
+        config = self.config.digest if self.media_type in IMAGE_TYPES else None
+        return [d for d in self.blobs if d.digest not in skipped or d.digest == config]
+
+    @property
     def subject(self) -> Descriptor | None:
-        """The ``subject`` (OCI 1.1: the manifest this one refers to), or ``None``."""
+        """The ``subject`` (OCI 1.1: the manifest this one refers to), or ``None``. Never followed by a
+        copy: a subject need not exist where the manifest is pushed (distribution-spec, "Pushing
+        Manifests with Subject")."""
+        if self.is_opaque:
+            return None
         s = self.data.get("subject")
         return Descriptor.from_json(s, where=f"manifest {self.digest}") if s else None
 
@@ -244,7 +340,7 @@ class Manifest:
         return d
 
 
-def _media_type_of(data: dict[str, Any], content_type: str | None) -> str:
+def _media_type_of(data: dict[str, Any], content_type: str | None, *, opaque_ok: bool = False) -> str:
     declared = data.get("mediaType")
     header = (content_type or "").split(";", 1)[0].strip().lower()
     if declared is not None and not isinstance(declared, str):
@@ -252,19 +348,23 @@ def _media_type_of(data: dict[str, Any], content_type: str | None) -> str:
     version = data.get("schemaVersion")
     if declared in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or header in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) or (type(version) is int and version == 1):
         raise ManifestError("Docker schema 1 manifests are not supported (deprecated since 2017); re-push the image with a current tool")
-    if declared in MANIFEST_TYPES:
-        if header in MANIFEST_TYPES and header != declared:
+    if declared in KNOWN_TYPES:
+        if header in KNOWN_TYPES and header != declared:
             raise ManifestError(f"Content-Type {header} disagrees with the manifest's mediaType {declared}")
         return declared
     if declared:
+        if opaque_ok:
+            return header or declared
         raise ManifestError(f"unsupported manifest mediaType {declared}")
-    if header in MANIFEST_TYPES:
+    if header in KNOWN_TYPES:
         return header
     # OCI allows mediaType to be absent: tell index from manifest by shape
     if "manifests" in data:
         return OCI_INDEX
     if "config" in data:
         return OCI_MANIFEST
+    if opaque_ok and header:
+        return header
     raise ManifestError(f"cannot tell what kind of manifest this is (Content-Type {header or 'missing'})")
 
 
@@ -279,8 +379,35 @@ def _json_depth_exceeds(data: Any, limit: int) -> bool:
     return False
 
 
-def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_digest: str | None = None) -> Manifest:
-    """Parse manifest bytes; verify ``expected_digest`` (if given) against the bytes."""
+#: a media type as RFC 6838 section 4.2 names them
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\Z")
+
+
+def is_media_type(text: object) -> bool:
+    """Whether ``text`` is a well-formed media type (``type/subtype``, RFC 6838 section 4.2): fit for an
+    ``Accept`` or ``Content-Type`` header."""
+    return isinstance(text, str) and _MEDIA_TYPE.match(text) is not None
+
+
+def _opaque(raw: bytes, digest: str, content_type: str | None, opaque_type: str) -> Manifest:
+    header = (content_type or "").split(";", 1)[0].strip().lower()
+    media_type = header or opaque_type
+    if not is_media_type(media_type):
+        raise ManifestError(f"manifest {digest} has no usable media type ({media_type[:80]!r})")
+    return Manifest(raw, media_type, digest, {})
+
+
+def parse_manifest(
+    raw: bytes, content_type: str | None = None, *, expected_digest: str | None = None, opaque_type: str | None = None,
+) -> Manifest:
+    """Parse manifest bytes; verify ``expected_digest`` (if given) against the bytes.
+
+    ``opaque_type``: the media type an index entry gives these bytes, when it is one ecr-mirror does
+    not know. Bytes that are not a manifest of a known type then parse as an opaque :class:`Manifest`
+    (media type: ``content_type``, else ``opaque_type``; :attr:`Manifest.is_opaque`) instead of failing:
+    image-index.md says an unknown entry media type MUST NOT be an error. Raises :class:`ManifestError`,
+    :class:`DigestMismatchError`.
+    """
     if len(raw) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
     digest = sha256_digest(raw)
@@ -295,13 +422,20 @@ def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_dige
     except RecursionError as exc:
         raise ManifestError(f"manifest {digest} is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
+        if opaque_type:
+            return _opaque(raw, digest, content_type, opaque_type)
         raise ManifestError(f"manifest {digest} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
+        if opaque_type:
+            return _opaque(raw, digest, content_type, opaque_type)
         raise ManifestError(f"manifest {digest} is not a JSON object")
     if _json_depth_exceeds(data, MAX_JSON_DEPTH):
         raise ManifestError(f"manifest {digest} is nested too deeply (over {MAX_JSON_DEPTH} levels)")
-    media_type = _media_type_of(data, content_type)
-    if type(data.get("schemaVersion")) is not int or data["schemaVersion"] != 2:
+    media_type = _media_type_of(data, content_type, opaque_ok=opaque_type is not None)
+    if media_type not in KNOWN_TYPES:
+        return _opaque(raw, digest, content_type, opaque_type or media_type)
+    # the withdrawn artifact manifest had no schemaVersion (image-spec v1.1.0-rc2 artifact.md)
+    if media_type != OCI_ARTIFACT_MANIFEST and (type(data.get("schemaVersion")) is not int or data["schemaVersion"] != 2):
         raise ManifestError(f"manifest {digest} has schemaVersion {data.get('schemaVersion')!r}, expected 2")
     m = Manifest(raw, media_type, digest, data)
     if m.is_index:
@@ -313,8 +447,16 @@ def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_dige
         for child in m.children:
             if child.digest == digest:
                 raise ManifestError(f"index {digest} lists itself")
-            if child.media_type not in MANIFEST_TYPES:
-                raise ManifestError(f"index {digest} lists {child.digest} of unsupported type {child.media_type}")
+            if child.media_type.startswith(_BLOB_TYPE_PREFIXES):
+                raise ManifestError(
+                    f"index {digest} lists {child.digest} of unsupported type {child.media_type} (a blob, not a manifest)"
+                )
+    elif media_type == OCI_ARTIFACT_MANIFEST:
+        if not isinstance(data.get("blobs", []), list):
+            raise ManifestError(f"artifact manifest {digest} has an invalid blobs list")
+        if len(data.get("blobs", [])) > MAX_IMAGE_LAYERS:
+            raise ManifestError(f"artifact manifest {digest} lists over {MAX_IMAGE_LAYERS} blobs")
+        m.blobs  # validates every descriptor
     else:
         if not isinstance(data.get("config"), dict):
             raise ManifestError(f"manifest {digest} has no config descriptor")
@@ -325,6 +467,25 @@ def parse_manifest(raw: bytes, content_type: str | None = None, *, expected_dige
             raise ManifestError(f"manifest {digest} has {len(layers)} layers, over the limit of {MAX_IMAGE_LAYERS}")
         m.blobs  # validates every descriptor
     return m
+
+
+# ---------------------------------------------------------------- what a copy does with each entry
+
+#: :func:`entry_kind` values
+ENTRY_INDEX = "index"  # recurse: its entries first, then it, by digest
+ENTRY_MANIFEST = "manifest"  # an image or artifact manifest: its required blobs, then it, by digest
+ENTRY_UNKNOWN = "unknown"  # fetched by digest accepting its media type, then handled as what it turns out to be
+
+
+def entry_kind(descriptor: Descriptor) -> str:
+    """What a copy does with an index entry (image-index.md ``manifests``), by its descriptor media type:
+    :data:`ENTRY_INDEX`, :data:`ENTRY_MANIFEST` or :data:`ENTRY_UNKNOWN` (image-index.md: an unknown
+    media type MUST NOT be an error; copied by digest so the index stays valid at the destination)."""
+    if descriptor.media_type in INDEX_TYPES:
+        return ENTRY_INDEX
+    if descriptor.media_type in KNOWN_TYPES:
+        return ENTRY_MANIFEST
+    return ENTRY_UNKNOWN
 
 
 # ---------------------------------------------------------------- selecting and rewriting
@@ -344,7 +505,10 @@ def select_children(index: Manifest, platforms: Sequence[Platform] | None) -> li
         found = [c for c in children if not c.is_attestation and c.platform and want.matches(c.platform)]
         if not found:
             available = ", ".join(sorted({str(c.platform) for c in children if c.platform and not c.is_attestation}))
-            raise ManifestError(f"platform {want} is not in {index.digest} (available: {available or 'none'})")
+            nested = sum(1 for c in children if c.media_type in INDEX_TYPES)
+            hint = (f"; platforms inside its {nested} nested index(es) are not selected: copy every platform instead"
+                    if nested else "")
+            raise ManifestError(f"platform {want} is not in {index.digest} (available: {available or 'none'}){hint}")
         kept_entries.update(id(c.raw) for c in found)
     # keep index order; then attach attestations for kept images
     for c in children:
@@ -467,25 +631,97 @@ def build_index(children: Sequence[tuple[Manifest, Platform]], media_type: str, 
     return parse_manifest(raw, media_type)
 
 
-def arch_tag_suffixes(descriptors: Sequence[Descriptor]) -> dict[str, str]:
-    """``digest -> suffix`` for ``<tag>-<suffix>`` tags: ``amd64``, ``arm64``; ``arm-v7`` only where needed.
+def arch_tag_suffixes(descriptors: Sequence[Descriptor]) -> list[tuple[Descriptor, str]]:
+    """``(descriptor, suffix)`` for ``<tag>-<suffix>`` tags, one per image entry, in index order.
 
-    Attestation and unknown-platform entries get no tag.
+    ``amd64``, ``arm64``; then only what is needed to tell entries of one architecture apart: the
+    variant (``arm-v7``), the OS (``linux-amd64``, ``windows-amd64``), the ``os.version``
+    (``amd64-10.0.17763.5820``; image-index.md ``platform``). Attestation, ``unknown/unknown`` and
+    platform-less entries (artifacts, nested indexes) get no tag. Raises :class:`CopyError` when two
+    entries would still get the same tag (same platform, or differing only in what no tag shows, such
+    as ``os.features``), so a caller can refuse before writing anything.
     """
     images = [d for d in descriptors if d.platform and not d.platform.is_unknown and not d.is_attestation]
+
+    def os_version(d: Descriptor) -> str:
+        value = (d.raw.get("platform") or {}).get("os.version")
+        return value if isinstance(value, str) else ""
+
     by_arch: dict[str, list[Descriptor]] = {}
     for d in images:
         by_arch.setdefault(d.platform.architecture, []).append(d)  # type: ignore[union-attr]
-    out: dict[str, str] = {}
+    suffix_of: dict[int, str] = {}
     for arch, group in by_arch.items():
+        variants = {d.platform.variant for d in group}  # type: ignore[union-attr]
+        oses = {d.platform.os for d in group}  # type: ignore[union-attr]
+        versions = {os_version(d) for d in group}
         for d in group:
             p = d.platform
             assert p is not None
-            if len(group) == 1:
-                suffix = arch
-            else:
-                suffix = f"{arch}-{p.variant}" if p.variant else arch
-                if sum(1 for g in group if g.platform and g.platform.variant == p.variant) > 1:
-                    suffix = f"{p.os}-{suffix}"
-            out[d.digest] = re.sub(r"[^\w.-]", "-", suffix)
+            parts = [p.os] if len(oses) > 1 else []
+            parts.append(arch)
+            if len(variants) > 1 and p.variant:
+                parts.append(p.variant)
+            if len(versions) > 1 and os_version(d):
+                parts.append(os_version(d))
+            suffix_of[id(d.raw)] = re.sub(r"[^A-Za-z0-9_.-]", "-", "-".join(parts))
+    out = [(d, suffix_of[id(d.raw)]) for d in images]
+    owners: dict[str, Descriptor] = {}
+    for d, suffix in out:
+        other = owners.setdefault(suffix, d)
+        if other is not d and other.digest != d.digest:
+            raise CopyError(
+                f"arch tags: {other.digest} and {d.digest} ({d.platform}) would both be tagged <tag>-{suffix}; "
+                "their platforms differ in nothing a tag shows"
+            )
     return out
+
+
+# ---------------------------------------------------------------- the referrers tag schema
+
+#: distribution-spec "Referrers Tag Schema": ``<alg>-<ref>``, ``<ref>`` cut to 64 characters
+_REFERRERS_TAG_REF_MAX = 64
+
+
+def referrers_tag(digest: str) -> str:
+    """The referrers tag schema tag of a subject digest: ``sha256:<hex>`` -> ``sha256-<hex>``
+    (distribution-spec "Referrers Tag Schema"; characters outside ``[a-zA-Z0-9._-]`` become ``-``)."""
+    alg, _, ref = digest.partition(":")
+    return re.sub(r"[^a-zA-Z0-9._-]", "-", alg) + "-" + re.sub(r"[^a-zA-Z0-9._-]", "-", ref)[:_REFERRERS_TAG_REF_MAX]
+
+
+def referrer_descriptor(manifest: Manifest) -> dict[str, Any]:
+    """The entry a referrers list holds for ``manifest`` (distribution-spec "Listing Referrers"):
+    its descriptor, ``artifactType`` (the manifest's, else its config media type) and its annotations."""
+    d: dict[str, Any] = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)}
+    artifact_type = manifest.data.get("artifactType")
+    if not isinstance(artifact_type, str) or not artifact_type:
+        config = manifest.data.get("config")
+        artifact_type = config.get("mediaType") if isinstance(config, dict) else None
+    if isinstance(artifact_type, str) and artifact_type:
+        d["artifactType"] = artifact_type
+    annotations = manifest.data.get("annotations")
+    if isinstance(annotations, dict) and annotations:
+        d["annotations"] = annotations
+    return d
+
+
+def referrers_index_with(current: Manifest | None, referrer: Manifest) -> Manifest | None:
+    """The referrers tag schema index with ``referrer`` added: ``None`` when ``current`` lists it already.
+
+    ``current``: what the tag holds now (``None``: no tag yet, start from an empty OCI index). Entries
+    already there are kept byte for byte (distribution-spec "Pushing Manifests with Subject": no
+    duplicates). Raises :class:`ManifestError` when ``current`` is not an OCI index (the spec: report a
+    failure and leave the tag alone).
+    """
+    if current is None:
+        doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    elif current.media_type != OCI_INDEX:
+        raise ManifestError(f"referrers tag holds a {current.media_type}, not an OCI image index; left alone")
+    else:
+        if any(c.digest == referrer.digest for c in current.children):
+            return None
+        doc = dict(current.data)
+        doc["manifests"] = list(current.data["manifests"])
+    doc["manifests"].append(referrer_descriptor(referrer))
+    return parse_manifest(json.dumps(doc, separators=(",", ":")).encode(), OCI_INDEX)

@@ -11,6 +11,8 @@ One DynamoDB item per mirrored image, partition key ``id`` (S). What users write
     platforms          L of S   os/arch[/variant], e.g. linux/amd64 (max 16); absent: every platform, digest-identical
     target_repository  S        ECR repository name; default below
     arch_tags          BOOL     also write <tag>-<arch> tags
+    allow_nondistributable_artifacts
+                       BOOL     also copy non-distributable (foreign) layers where reachable; default false
     enabled            BOOL     default true
 
 ``null`` (DynamoDB ``NULL``) counts as absent. ``tags`` and ``platforms`` may also be string
@@ -65,6 +67,8 @@ ATTR_KEEP_LATEST = "keep_latest"
 ATTR_PLATFORMS = "platforms"
 ATTR_TARGET_REPOSITORY = "target_repository"
 ATTR_ARCH_TAGS = "arch_tags"
+#: crane's ``--allow-nondistributable-artifacts``, Docker's daemon option of the same name
+ATTR_ALLOW_NONDISTRIBUTABLE = "allow_nondistributable_artifacts"
 ATTR_ENABLED = "enabled"
 ATTR_STATUS = "status"
 ATTR_ROW_ERROR = "row_error"
@@ -74,7 +78,7 @@ ATTR_ROW_ERROR_AT = "row_error_at"
 PARTITION_KEY = ATTR_ID
 #: attributes a user may write
 USER_ATTRIBUTES = (ATTR_ID, ATTR_SOURCE, ATTR_ASSEMBLE, ATTR_TAGS, ATTR_TAG_PATTERN, ATTR_KEEP_LATEST, ATTR_PLATFORMS,
-                   ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ENABLED)
+                   ATTR_TARGET_REPOSITORY, ATTR_ARCH_TAGS, ATTR_ALLOW_NONDISTRIBUTABLE, ATTR_ENABLED)
 #: attributes the service writes into the same item; ignored by :func:`parse_row`
 SERVICE_ATTRIBUTES = frozenset({ATTR_STATUS, ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT})
 
@@ -98,7 +102,8 @@ class Row:
 
     ``source`` is ``None`` for an assemble row, ``assemble`` ``None`` for a source row; ``platforms``
     ``None`` means every platform, digest-identical; ``target_repository`` is always filled in
-    (explicit, or the default from the prefix).
+    (explicit, or the default from the prefix); ``allow_nondistributable_artifacts``: copies also carry
+    non-distributable layers where their bytes can be fetched (:meth:`ecr_mirror.copy.Copier.copy`).
     """
 
     id: str
@@ -111,6 +116,7 @@ class Row:
     arch_tags: bool
     assemble: tuple[Reference, ...] | None
     enabled: bool
+    allow_nondistributable_artifacts: bool = False
 
     @property
     def is_assemble(self) -> bool:
@@ -402,6 +408,8 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
                 f"letters, digits and ._- in /-separated components{hint}",
             )
     arch_tags = _want_bool(ATTR_ARCH_TAGS, get(ATTR_ARCH_TAGS)) if get(ATTR_ARCH_TAGS) is not None else False
+    nondistributable = get(ATTR_ALLOW_NONDISTRIBUTABLE)
+    nondistributable = _want_bool(ATTR_ALLOW_NONDISTRIBUTABLE, nondistributable) if nondistributable is not None else False
     enabled = _want_bool(ATTR_ENABLED, get(ATTR_ENABLED)) if get(ATTR_ENABLED) is not None else True
 
     # rules across attributes
@@ -436,7 +444,8 @@ def _parse_row(item: Mapping[str, Any], prefix: str) -> Row:
         if target is None:
             target = default_target_repository(source, prefix)
     return Row(id=row_id, source=source, tags=tags, tag_pattern=tag_pattern, keep_latest=keep_latest, platforms=platforms,
-               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled)
+               target_repository=target, arch_tags=arch_tags, assemble=assemble, enabled=enabled,
+               allow_nondistributable_artifacts=nondistributable)
 
 
 def row_to_item(
@@ -451,6 +460,7 @@ def row_to_item(
     arch_tags: bool | None = None,
     assemble: Iterable[str] | None = None,
     enabled: bool | None = None,
+    allow_nondistributable_artifacts: bool | None = None,
     prefix: str = DEFAULT_REPOSITORY_PREFIX,
 ) -> dict[str, Any]:
     """A plain item for ``put_item`` from CLI arguments, validated like any row.
@@ -475,6 +485,7 @@ def row_to_item(
         ATTR_ARCH_TAGS: arch_tags,
         ATTR_ASSEMBLE: listed(assemble, keep_empty=True),
         ATTR_ENABLED: enabled,
+        ATTR_ALLOW_NONDISTRIBUTABLE: allow_nondistributable_artifacts,
     }
     item: dict[str, Any] = {ATTR_ID: row_id, **{k: v for k, v in given.items() if v is not None}}
     parse_row(item, prefix=prefix)

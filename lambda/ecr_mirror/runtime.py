@@ -172,6 +172,24 @@ def quiet_aws_loggers() -> None:
             logger.setLevel(logging.INFO)
 
 
+def ecr_target_for(settings: Settings, host: str) -> Any | None:
+    """The :class:`~ecr_mirror.ecr.EcrTarget` that owns registry ``host``, or ``None`` if it is not ECR.
+
+    ECR hosts: ``<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`` and the dual-stack
+    ``dkr-ecr[-fips]`` forms (:func:`~ecr_mirror.reference.ecr_host_region`; ecr-facts.md 1), and the
+    host named by ``ECR_MIRROR_TARGET_REGISTRY``. Repositories it creates get the settings ``sync``
+    gives them (tag mutability from ``ECR_MIRROR_TAG_MUTABILITY``, scan on push, AES256).
+    """
+    from .ecr import EcrTarget
+    from .reference import ecr_host_region
+
+    found = ecr_host_region(host)
+    if found is None and host.lower() != settings.target_registry.lower():
+        return None
+    client = boto3_client("ecr", found[1] if found else None)
+    return EcrTarget(client, registry_host=host, tag_mutability=settings.tag_mutability, registry_id=found[0] if found else "")
+
+
 def build_syncer(
     settings: Settings, table: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False,
     ca_file: str | None = None,

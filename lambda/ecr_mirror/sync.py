@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from . import drift
 from .copy import Copier, CopyReport
 from .errors import Deadline, Interrupted, MirrorError, NotFoundError, RowError
-from .manifest import Manifest
 from .reference import Reference
 from .rows import Row, parse_row
 from .status import now_timestamp, status_entry
@@ -79,6 +78,10 @@ class Target(Protocol):
 
     def is_immutable(self, name: str) -> bool:
         """Whether repository ``name`` refuses to overwrite tags."""
+        ...
+
+    def forget(self, name: str) -> None:
+        """Forget what :meth:`ensure_repository` remembered about ``name`` (deleted since)."""
         ...
 
 
@@ -218,6 +221,8 @@ class Syncer:
             else:
                 available = self.client.tags_list(row.source) if row.needs_tag_list else []
                 tags = select_tags(row, available)
+        except Interrupted:
+            raise  # Ctrl-C: nothing is recorded as a failure
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
             # every tag the row names or was last seen with gets the failure, so `status` shows it
@@ -302,13 +307,13 @@ class Syncer:
         if row.assemble:
             heads = []
             for ref in row.assemble:
-                head = self.client.manifest_head(ref)
+                head = self.client.manifest_head(ref, confirm_missing=True)
                 if head is None:
                     raise NotFoundError(f"assemble source {ref} not found upstream")
                 heads.append(head.digest)
             return "sha256:" + hashlib.sha256("\n".join(heads).encode()).hexdigest(), None
         assert row.source is not None
-        head = self.client.manifest_head(row.source.with_tag(tag))
+        head = self.client.manifest_head(row.source.with_tag(tag), confirm_missing=True)
         if head is None:
             raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
         return head.digest, head.digest
@@ -363,14 +368,28 @@ class Syncer:
         self._write(row.id, tag, res, previous, interim=True)
         force = state == drift.BROKEN
         self._tell(row, tag, "copying")
-        if row.assemble:
-            report = self.copier.assemble(dest, list(row.assemble))
-        else:
+
+        def copy() -> CopyReport:
+            if row.assemble:
+                return self.copier.assemble(
+                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts
+                )
             assert row.source is not None
-            report = self.copier.copy(
+            return self.copier.copy(
                 row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
+                allow_nondistributable=row.allow_nondistributable_artifacts,
             )
+
+        try:
+            report = copy()
+        except NotFoundError as exc:
+            # the repository was deleted since this process checked it; ECR does not create on push (NAME_UNKNOWN)
+            if "NAME_UNKNOWN" not in exc.codes or f"://{dest.api_host}/v2/{dest.repository}/" not in exc.url:
+                raise
+            self.target.forget(row.target_repository)
+            self.target.ensure_repository(row.target_repository)
+            report = copy()
         self._apply_report(res, report)
         res.state = drift.IN_SYNC
         res.error = None
@@ -385,24 +404,12 @@ class Syncer:
         res.blobs_mounted = report.blobs_mounted
 
     def _complete(self, ref: Reference, verified: set[str]) -> bool:
-        """Every child manifest (and, with ``verify_blobs``, every blob) of ``ref`` is still at the target."""
-        try:
-            top = self.client.manifest_get(ref)
-            manifests: list[Manifest] = [top]
-            if top.is_index:
-                for child in top.children:
-                    manifests.append(self.client.manifest_get(ref.with_digest(child.digest)))
-            if self.verify_blobs:
-                for m in manifests:
-                    for blob in m.blobs if not m.is_index else []:
-                        if blob.digest in verified:
-                            continue
-                        if self.client.blob_head(ref, blob.digest) is None:
-                            log.warning("%s: blob %s is gone", ref, blob.digest)
-                            return False
-                        verified.add(blob.digest)
-        except NotFoundError as exc:
-            log.warning("%s is incomplete: %s", ref, exc)
+        """Every child manifest (and, with ``verify_blobs``, every blob a registry must hold) of ``ref`` is
+        still at the target (:meth:`~ecr_mirror.copy.Copier.find_missing`: non-distributable layers are
+        absent by design)."""
+        missing = self.copier.find_missing(ref, blobs=self.verify_blobs, verified=verified)
+        if missing:
+            log.warning("%s is incomplete: %s is gone", ref, missing)
             return False
         return True
 

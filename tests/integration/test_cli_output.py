@@ -82,7 +82,7 @@ def test_list_shows_every_attribute_as_text_and_never_cuts_when_piped(table):
     assert rows["odd-platform"]["error"].endswith("expected os/architecture[/variant], e.g. linux/arm64")
 
 
-def test_status_piped_is_complete_and_registry_errors_are_text(table, aws_env, ecr_registry, registry, proxy_factory):
+def test_status_piped_is_complete_and_registry_errors_are_text(table, aws_env, ecr, registry, proxy_factory):
     index, other = two_platforms(seed=61), two_platforms(seed=60)
     im.push_index(registry, "app", index, "v1")
     im.push_index(registry, "app", other, "v2")
@@ -90,7 +90,7 @@ def test_status_piped_is_complete_and_registry_errors_are_text(table, aws_env, e
     message = f"quota {ESC}[31mexceeded{ESC}[0m for [link=http://x]{index.digest}[/link]"
     hostile.add_fault(method="GET", path=f"/manifests/{other.digest}$", action="status", status=400, body=json.dumps(
         {"errors": [{"code": "DENIED", "message": message}]}), times=None)
-    e = {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr_registry.host}
+    e = {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr.host}
     assert run("add", "app", "--source", f"{hostile.host}/app", "--tag", "v1", "--tag", "v2", env=e).returncode == 0
     synced = run("sync", env=e)
     assert synced.returncode == 1, text(synced.stdout)  # v2 failed
@@ -106,9 +106,9 @@ def test_status_piped_is_complete_and_registry_errors_are_text(table, aws_env, e
 # ---------------------------------------------------------------- exit codes
 
 
-def test_sync_check_and_dry_run_exit_non_zero_until_in_sync(table, aws_env, ecr_registry, registry):
+def test_sync_check_and_dry_run_exit_non_zero_until_in_sync(table, aws_env, ecr, registry):
     im.push_index(registry, "app", two_platforms(seed=62), "v1")
-    e = {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr_registry.host}
+    e = {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr.host}
     assert run("add", "app", "--source", f"{registry.host}/app", "--tag", "v1", env=e).returncode == 0
     assert run("sync", "--dry-run", env=e).returncode == 4  # missing: a copy is due
     assert run("sync", "--check", env=e).returncode == 4
@@ -175,6 +175,80 @@ def test_tags_inspect_and_digest(registry_pair, proxy_factory):
     assert "not found" in one_line_error(run("digest", f"{counted.host}/team/app:nope"))
     assert "not in" in one_line_error(run("inspect", "--platform", "linux/s390x", f"{counted.host}/team/app:1.22"))
     assert "without a tag" in one_line_error(run("tags", f"{counted.host}/team/app:1.22"))
+
+
+def test_digest_confirms_a_head_404_with_a_get(registry, proxy_factory):
+    """A registry that answers manifest HEADs 404 while GET works (issue 13, kind 3): `digest` does not call the tag missing."""
+    index = two_platforms(seed=67)
+    im.push_index(registry, "app", index, "v1")
+    quirky = proxy_factory(registry)
+    quirky.add_fault("HEAD", "/manifests/", "status", status=404, times=None)
+    found = run("digest", f"{quirky.host}/app:v1")
+    assert found.returncode == 0 and text(found.stdout).strip() == index.digest, text(found.stderr)
+    assert "not found" in one_line_error(run("digest", f"{quirky.host}/app:nope"))
+
+
+def test_list_shows_a_foreign_layers_column_when_a_row_copies_them(table):
+    items = boto3.resource("dynamodb").Table(table)
+    items.put_item(Item={"id": "linux", "source": "docker.io/library/golang", "tags": ["1.22"]})
+    header = text(run("list", "--table", table).stdout).splitlines()[0]
+    assert "foreign" not in header  # every row at the default: no column for it
+    items.put_item(Item={"id": "windows", "source": "mcr.microsoft.com/windows/servercore", "tags": ["ltsc2022"],
+                         "allow_nondistributable_artifacts": True})
+    header, *lines = text(run("list", "--table", table).stdout).splitlines()
+    assert "foreign layers" in header
+    cells = {line.split()[0]: line.split() for line in lines}
+    assert "copy" in cells["windows"] and "skip" in cells["linux"]
+
+
+# ---------------------------------------------------------------- warnings are text too
+
+
+HOSTILE = f"denied {ESC}[31mred{ESC}[0m \u202e[bold]x[/bold]"
+
+
+def assert_shown_as_text(err: str) -> None:
+    assert ESC not in err and "\u202e" not in err  # no control or bidi character from data reaches the terminal
+    assert "\\x1b[31mred\\x1b[0m \\u202e[bold]x[/bold]" in err  # escaped, markup shown as written
+
+
+def test_copy_warnings_are_text_and_the_summary_counts_foreign_layers_left_out(registry_factory, proxy_factory):
+    from tests.support import field as fl
+
+    src = registry_factory(manifest_urls_allow=list(fl.URLS_ALLOW_ANY))
+    dst = registry_factory(manifest_urls_allow=list(fl.URLS_ALLOW_ANY))
+    index = fl.windows_manifest_list(seed=68)
+    windows = index.image_for("windows/amd64")
+    (foreign,) = windows.foreign
+    im.push_index(src, "win/app", index, "ltsc")
+    im.push_blob(src, "win/app", foreign, windows.layers[0].data)  # the source registry serves it: opted in, it is sent
+    refusing = proxy_factory(dst)
+    refusing.add_fault("PUT", foreign.split(":")[1], "status", status=400, times=None,
+                       body=json.dumps({"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": HOSTILE}]}).encode())
+
+    skipped = run("copy", f"{src.host}/win/app:ltsc", f"{refusing.host}/app:ltsc")
+    assert skipped.returncode == 0, text(skipped.stderr)
+    summary, = text(skipped.stderr).splitlines()
+    assert summary.endswith("; 1 non-distributable layer left out)"), summary
+    assert text(skipped.stdout).strip() == index.digest
+
+    opted = run("copy", "--allow-nondistributable-artifacts", f"{src.host}/win/app:ltsc", f"{refusing.host}/app-full:ltsc")
+    assert opted.returncode == 0, text(opted.stderr)
+    err = text(opted.stderr)
+    summary, warning = err.splitlines()
+    assert warning.startswith(f"ecr-mirror: warning: non-distributable layer {foreign} left out"), warning
+    assert_shown_as_text(err)
+
+
+def test_the_ecr_repository_warning_is_text(ecr, registry):
+    im.push_image(registry, "app", im.build_image(seed=69), "v1")
+    ecr.create_repository("team/app")
+    ecr.add_api_fault("DescribeRepositories", "AccessDeniedException", HOSTILE, times=None)
+    copied = run("copy", f"{registry.host}/app:v1", f"{ecr.host}/team/app:v1", env={"ECR_MIRROR_TARGET_REGISTRY": ecr.host})
+    assert copied.returncode == 0, text(copied.stderr)
+    err = text(copied.stderr)
+    assert "ecr-mirror: warning: cannot check repository team/app" in err and "AccessDeniedException" in err
+    assert_shown_as_text(err)
 
 
 # ---------------------------------------------------------------- errors say what and what to do

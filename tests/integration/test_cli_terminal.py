@@ -107,14 +107,14 @@ def test_list_on_a_terminal_fits_its_width_and_wraps_instead_of_cutting(aws_env)
     assert long_source in joined.replace(" ", ""), screen.text  # folded over several lines, all of it there
 
 
-def test_sync_on_a_terminal_shows_row_tag_and_bytes(aws_env, ecr_registry, registry_factory, proxy_factory, tmp_path):
+def test_sync_on_a_terminal_shows_row_tag_and_bytes(aws_env, ecr, registry_factory, proxy_factory, tmp_path):
     upstream = registry_factory()
     index = two_platforms(seed=44)
     im.push_index(upstream, "app", index, "v1")
     slow = proxy_factory(upstream)
     slow.add_fault(method="GET", path=r"/blobs/sha256:", action="delay", delay=0.3, times=None)
     table = "mirror-" + uuid.uuid4().hex[:8]
-    e = env(ECR_MIRROR_TABLE=table, ECR_MIRROR_TARGET_REGISTRY=ecr_registry.host)
+    e = env(ECR_MIRROR_TABLE=table, ECR_MIRROR_TARGET_REGISTRY=ecr.host)
     with TerminalRun([EXE, "table", "create"], env=e) as run:
         assert run.wait() == 0, run.text
     with TerminalRun([EXE, "add", "golang", "--source", f"{slow.host}/app", "--tag", "v1"], env=e) as run:

@@ -5,8 +5,8 @@ and in the middle of manifests and blobs, bodies truncated under a correct Conte
 that stall longer than the read timeout, bearer tokens expiring mid-copy. Destination faults:
 throttled uploads (429 on POST/PUT, and PATCH, which the client never sends), a failing final
 manifest PUT, a PUT applied but answered with an error. The process killed with SIGKILL mid-copy,
-then rerun. With the mirror table (moto + real registries): one failing row never stops the others,
-and a sync interrupted at any point loses no status update.
+then rerun. With the mirror table (moto, a real upstream registry, the ECR stand-in of tests/support/ecr):
+one failing row never stops the others, and a sync interrupted at any point loses no status update.
 
 Retry budgets are counted at the proxies: an operation is tried at most ``RetryPolicy.attempts``
 times, never that many times inside each of that many retries.
@@ -450,12 +450,12 @@ def test_sigkill_mid_copy_then_rerun(registry_pair, proxy_factory, tmp_path):
 
 
 @pytest.fixture
-def mirror(monkeypatch, aws_env, ecr_registry, registry_factory, proxy_factory):
-    """A mirror table in moto, an upstream registry behind a fault proxy, ECR = ``ecr_registry``."""
+def mirror(monkeypatch, ecr, registry_factory, proxy_factory):
+    """A mirror table in moto, an upstream registry behind a fault proxy, ECR = the ``ecr`` stand-in."""
     upstream = registry_factory()
     proxy = proxy_factory(upstream)
     name = "mirror-" + uuid.uuid4().hex[:8]
-    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr_registry.host)
+    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
     monkeypatch.setenv("ECR_MIRROR_TABLE", name)
     monkeypatch.setenv("ECR_MIRROR_CONCURRENCY", "4")
     table = MirrorTable(boto3_client("dynamodb"), name)
@@ -465,9 +465,9 @@ def mirror(monkeypatch, aws_env, ecr_registry, registry_factory, proxy_factory):
         pass
 
     m = Mirror()
-    m.upstream, m.proxy, m.ecr, m.table = upstream, proxy, ecr_registry, table
+    m.upstream, m.proxy, m.ecr, m.table = upstream, proxy, ecr, table
     m.items = boto3.resource("dynamodb").Table(name)
-    m.auth = ecr_registry.auth
+    m.auth = ecr.auth
     m.build = lambda: build_syncer(Settings.from_env(), table, retry=FAST)
     return m
 

@@ -309,8 +309,8 @@ def test_index_that_lists_itself(hostile, dest):
 
 
 def test_child_that_lists_the_index(hostile, dest):
-    """index -> child (a real index, right digest) -> 'the parent' again: the copier refuses an
-    index inside an index before following it, so the cycle is never walked."""
+    """index -> child (a real index, right digest) -> 'the parent' again: the nested index is followed
+    (image-index.md), and the loop dies at the first step back, since bytes give their digest away."""
     loop_digest = sha(b"points back at the parent")
     child = _index([{"mediaType": mf.OCI_INDEX, "digest": loop_digest, "size": 500}])
     parent = _index([{"mediaType": mf.OCI_INDEX, "digest": sha(child), "size": len(child),
@@ -318,9 +318,27 @@ def test_child_that_lists_the_index(hostile, dest):
     hostile.tagged("app", "v1", parent, mf.OCI_INDEX)
     hostile.manifest("app", sha(child), child, mf.OCI_INDEX)
     hostile.manifest("app", loop_digest, parent, mf.OCI_INDEX, digest=loop_digest)
+    error = copy_fails(hostile, dest, DigestMismatchError)
+    assert f"hash to {sha(parent)}, expected {loop_digest}" in str(error)
+    assert hostile.count("GET", loop_digest) == 1
+    assert_nothing_written(dest)
+
+
+def test_indexes_nested_deeper_than_the_limit(hostile, dest):
+    """A chain of real indexes, each listing the next: followed to MAX_INDEX_DEPTH, then refused,
+    before anything is written."""
+    image = json.dumps(manifest_doc()).encode()
+    levels = [_index([{"mediaType": mf.OCI_MANIFEST, "digest": sha(image), "size": len(image)}])]  # the deepest
+    while len(levels) < mf.MAX_INDEX_DEPTH + 1:
+        levels.append(_index([{"mediaType": mf.OCI_INDEX, "digest": sha(levels[-1]), "size": len(levels[-1])}]))
+    top = levels[-1]
+    hostile.tagged("app", "v1", top, mf.OCI_INDEX)
+    for body in levels[:-1]:
+        hostile.manifest("app", sha(body), body, mf.OCI_INDEX)
     error = copy_fails(hostile, dest, ManifestError)
-    assert "lists another index" in str(error) and sha(child) in str(error)
-    assert hostile.count("GET", loop_digest) == 0
+    assert f"nests indexes more than {mf.MAX_INDEX_DEPTH} deep" in str(error)
+    assert hostile.count("GET", sha(levels[0])) == 1  # the deepest index: fetched, refused, nothing under it
+    assert hostile.count("GET", sha(image)) == 0
     assert_nothing_written(dest)
 
 

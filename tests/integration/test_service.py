@@ -1,7 +1,8 @@
 """The mirror service end to end: rows -> schedule handler -> SQS -> worker handler -> ECR + status.
 
-AWS APIs are moto (server mode); upstream and the ECR registry endpoint are real docker-registry
-processes, the latter behind htpasswd user ``AWS`` with the password moto's GetAuthorizationToken hands out.
+AWS APIs are moto (server mode), except ECR: the ECR stand-in (tests/support/ecr) serves both ECR's API
+(boto3 ``ecr`` via ``AWS_ENDPOINT_URL_ECR``) and its registry face, with ECR's rules, over one store.
+Upstreams are real docker-registry processes.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ class Ctx:
 class Service:
     """Everything a test needs: env set, a table, a queue, an upstream (behind a counting proxy), an ECR stand-in."""
 
-    def __init__(self, monkeypatch, aws_env, ecr_registry, upstream, proxy) -> None:
-        self.moto, self.ecr, self.upstream, self.proxy = aws_env, ecr_registry, upstream, proxy
+    def __init__(self, monkeypatch, ecr, upstream, proxy) -> None:
+        self.ecr, self.upstream, self.proxy = ecr, upstream, proxy
         self.table_name = "mirror-" + uuid.uuid4().hex[:8]
         self.sqs = boto3.client("sqs")
         self.queue_url = self.sqs.create_queue(QueueName="q-" + uuid.uuid4().hex[:8])["QueueUrl"]
         for k, v in {
             "ECR_MIRROR_TABLE": self.table_name,
             "ECR_MIRROR_QUEUE_URL": self.queue_url,
-            "ECR_MIRROR_TARGET_REGISTRY": ecr_registry.host,
+            "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
             "ECR_MIRROR_REPOSITORY_PREFIX": "mirror",
         }.items():
             monkeypatch.setenv(k, v)
@@ -118,9 +119,9 @@ def emf(output: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def service(monkeypatch, aws_env, ecr_registry, registry_factory, proxy_factory):
+def service(monkeypatch, ecr, registry_factory, proxy_factory):
     upstream = registry_factory()
-    svc = Service(monkeypatch, aws_env, ecr_registry, upstream, proxy_factory(upstream))
+    svc = Service(monkeypatch, ecr, upstream, proxy_factory(upstream))
     yield svc
     _common.reset()
 
@@ -158,9 +159,14 @@ def test_rows_to_ecr_through_schedule_queue_and_worker(service, capsys):
     counts = emf(out)
     assert counts[metrics.TAGS_IN_SYNC] == 3 and counts[metrics.TAGS_COPIED] == 3
     assert counts[metrics.BYTES_COPIED] > 0 and counts[metrics.TAGS_DRIFTED] == 0
-    # the repositories were created in (moto's) ECR with scan on push
-    repos = {r["repositoryName"]: r for r in boto3.client("ecr").describe_repositories()["repositories"]}
+    # the repositories were created through the ECR API with scan on push, and ECR's API describes the
+    # images the registry face received (the stand-in refuses pushes to repositories not created first)
+    ecr = boto3.client("ecr")
+    repos = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
     assert repos[repo]["imageScanningConfiguration"]["scanOnPush"] is True
+    assert sorted(repos) == sorted([repo, "mirror/golang-arm"])
+    described = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "1.19.2"}])["imageDetails"]
+    assert [(d["imageDigest"], d["imageManifestMediaType"]) for d in described] == [(index.digest, index.media_type)]
 
 
 def test_second_sync_makes_no_upstream_get(service, capsys):
@@ -172,9 +178,14 @@ def test_second_sync_makes_no_upstream_get(service, capsys):
     service.run_schedule()
     assert service.drain() == {"batchItemFailures": []}
     service.proxy.reset()
+    service.ecr.reset_counts()
     capsys.readouterr()
     service.run_schedule()
     assert service.drain() == {"batchItemFailures": []}
+    # at ECR: nothing written, no repository created, no layer downloaded
+    for op in ("PutImage", "InitiateLayerUpload", "CompleteLayerUpload", "CreateRepository", "GetDownloadUrlForLayer"):
+        assert service.ecr.count(op=op) == 0, op
+    assert service.ecr.count(op="BatchGetImage") > 0  # the tags were checked there
     assert service.proxy.count("GET") == 0
     assert service.proxy.count("HEAD") == 3  # one per tag
     assert sorted(service.proxy.requests) == sorted([
@@ -231,7 +242,8 @@ def test_broken_index_detected_and_repaired(service, capsys):
     service.run_schedule()
     service.drain()
     arm = index.image_for("linux/arm64/v8")
-    im.delete_manifest(service.ecr, "mirror/app", arm.digest, auth=service.ecr.auth)  # as a lifecycle policy would
+    # as a lifecycle rule does (ECR's own DELETE refuses an index child; lifecycle rules do not protect them)
+    service.ecr.lifecycle_expire("mirror/app", [arm.digest])
     capsys.readouterr()
     service.run_schedule()
     service.drain()
@@ -419,3 +431,22 @@ def test_upstream_credentials_from_secret_never_printed(service, monkeypatch, pr
     item = boto3.client("dynamodb").get_item(TableName=service.table_name, Key={"id": {"S": "private"}})["Item"]
     for text in (out.out, out.err, caplog.text, json.dumps(item), service.cli("status", "--json").output):
         assert secret_value not in text
+
+
+def test_repository_deleted_under_a_warm_worker_is_created_again(service):
+    """A mirrored repository deleted in ECR (DeleteRepository with force) while a worker container stays
+    warm: ECR refuses pushes into it (NAME_UNKNOWN), so the worker must not trust what it remembered about
+    the repository; the next pass creates it again and mirrors the tag, without a failure in between."""
+    index = golang_index()
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("app", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/app")
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}
+    boto3.client("ecr").delete_repository(repositoryName="mirror/app", force=True)
+    service.ecr.reset_counts()
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}  # the same (warm) worker: no _common.reset()
+    record = service.state("app", "v1")
+    assert record["state"] == "in_sync" and record["target_digest"] == index.digest, record
+    assert service.ecr.tags("mirror/app") == {"v1": index.digest}
+    assert service.ecr.count(op="CreateRepository") == 1

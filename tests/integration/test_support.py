@@ -398,20 +398,6 @@ def test_bearer_front_expire_tokens_fault_and_helper_auth(registry, proxy_factor
 # ---------------------------------------------------------------------- moto
 
 
-def test_moto_server_answers_ecr(aws_env, ecr_registry):
-    import boto3
-
-    ecr = boto3.client("ecr")
-    ecr.create_repository(repositoryName="mirror/app")
-    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["mirror/app"]
-    data = ecr.get_authorization_token()["authorizationData"][0]
-    assert data["proxyEndpoint"].startswith("https://")
-    user, password = ecr_registry.credentials
-    assert user == "AWS"
-    assert httpx.get(f"{ecr_registry.url}/v2/", auth=(user, password)).status_code == 200
-    assert httpx.get(f"{ecr_registry.url}/v2/").status_code == 401
-
-
 def test_aws_env_resets_moto(aws_env):
     import boto3
 

@@ -12,6 +12,17 @@ Modules:
 - :mod:`tests.support.moto` -- :class:`MotoServer`, ``moto_server`` on loopback, and :func:`boto3_env`
 - :mod:`tests.support.ecr` -- :class:`EcrStandIn`, a faithful ECR (registry API with ECR's rules and
   the ECR JSON API over one store), and :class:`ReferrersProxy` (referrers API for upstream registries)
+- :mod:`tests.support.referrers` -- OCI 1.1 artifacts (``artifactType``, ``subject``), the referrers tag
+  schema (pushing and reading it), and :func:`list_referrers` as a client finds them
+- :mod:`tests.support.cosign` -- sign as cosign does (``.sig``/``.att``/``.sbom`` tags, OCI 1.1 mode) and an
+  independent verifier
+- :mod:`tests.support.ratelimit` -- :class:`PullLimiter`, Docker Hub's pull limit as a proxy extension
+- :mod:`tests.support.field` -- Windows images with foreign layers, ``os.version`` twins, nested indexes,
+  indexes with artifact and unknown entries
+- :mod:`tests.support.quirks` -- registry behaviours distribution 2.8 lacks (:class:`TagPager`), and how
+  faults give the others (HEAD 404, missing Content-Length, Location, OCI-Subject)
+
+(Import the last five modules directly; they are not re-exported here.)
 """
 
 from .ecr import EcrStandIn, ReferrersProxy
@@ -37,7 +48,7 @@ from .images import (
     push_index,
     push_manifest,
 )
-from .moto import MotoServer, boto3_env, ecr_credentials
+from .moto import MotoServer, boto3_env
 from .proxy import Fault, RegistryProxy
 from .registry import RegistryProcess, find_free_port
 
@@ -60,7 +71,6 @@ __all__ = [
     "build_image",
     "build_index",
     "delete_manifest",
-    "ecr_credentials",
     "find_free_port",
     "get_blob",
     "get_manifest",

@@ -29,7 +29,7 @@ import re
 import ssl
 import tarfile
 import zlib
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,11 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#: non-distributable ("foreign") layers: bytes at the descriptor's ``urls``, not in the registry
+DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+OCI_NONDISTRIBUTABLE_LAYER = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+#: default ``urls`` of foreign layers: an ``.invalid`` host, so nothing can reach the internet through them
+FOREIGN_URL_BASE = "https://foreign-layers.example.invalid/v2/windows/servercore/blobs"
 IN_TOTO = "application/vnd.in-toto+json"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v0.2"
 
@@ -256,6 +261,9 @@ class Image:
     blobs: dict[str, bytes]  # every in-memory blob: config, small layers, attestation payloads
     platform: dict[str, str] | None = None
     annotations: dict[str, str] | None = None  # for the index descriptor (attestations)
+    #: digests of non-distributable (foreign) layers: listed in the manifest with ``urls``, bytes kept in
+    #: ``layers`` (so a test can serve them elsewhere) but never pushed (see tests.support.field)
+    foreign: frozenset[str] = frozenset()
 
     @property
     def size(self) -> int:
@@ -321,13 +329,22 @@ def build_image(
     oci: bool = True,
     base: Image | None = None,
     stream: bool | None = None,
+    os_version: str | None = None,
+    foreign_layers: int = 0,
+    foreign_urls: Callable[[str], Sequence[str]] | Sequence[str] | None = None,
 ) -> Image:
     """A runnable-looking image for ``platform`` with ``layers`` new layers of ``layer_size`` bytes.
 
     Same arguments, same digests. Different platforms or seeds give different layers.
     ``base`` puts that image's layers first (shared blobs, as images built FROM one base).
+    ``os_version`` sets ``os.version`` in the config and the platform (Windows images).
+    ``foreign_layers=N`` makes the first N new layers non-distributable (Docker foreign type, or the OCI
+    nondistributable type) with ``urls`` (``foreign_urls``: a list or ``f(digest) -> list``; default an
+    ``.invalid`` host); their digests are in ``Image.foreign`` and :func:`push_image` skips them.
     """
     plat = parse_platform(platform)
+    if os_version is not None:
+        plat["os.version"] = os_version
     new_layers = [
         make_layer(_seed_for(seed, platform, i), layer_size, label=f"layer{i}", stream=stream) for i in range(layers)
     ]
@@ -337,6 +354,7 @@ def build_image(
         "architecture": plat["architecture"],
         "os": plat["os"],
         **({"variant": plat["variant"]} if "variant" in plat else {}),
+        **({"os.version": os_version} if os_version is not None else {}),
         "config": {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Cmd": ["/bin/sh"],
@@ -354,6 +372,12 @@ def build_image(
         "size": len(config_bytes),
     }
     layer_descs = [{"mediaType": layer_type, "digest": layer.digest, "size": layer.size} for layer in all_layers]
+    foreign = frozenset(layer.digest for layer in new_layers[:foreign_layers]) | (base.foreign if base else frozenset())
+    for desc in layer_descs:
+        if desc["digest"] in foreign:
+            desc["mediaType"] = OCI_NONDISTRIBUTABLE_LAYER if oci else DOCKER_FOREIGN_LAYER
+            urls = foreign_urls(desc["digest"]) if callable(foreign_urls) else foreign_urls
+            desc["urls"] = list(urls if urls is not None else [f"{FOREIGN_URL_BASE}/{desc['digest']}"])
     manifest = {"schemaVersion": 2, "mediaType": media_type, "config": config_desc, "layers": layer_descs}
     manifest_bytes = _dumps(manifest, media_type)
     blobs = {config_desc["digest"]: config_bytes}
@@ -368,6 +392,7 @@ def build_image(
         layers=all_layers,
         blobs=blobs,
         platform=plat,
+        foreign=foreign,
     )
 
 
@@ -646,6 +671,8 @@ def push_image(
     with _ClientScope(client, auth) as http:
         sizes = image.blob_sizes
         for digest in image.blob_digests:
+            if digest in image.foreign:
+                continue  # a non-distributable layer: its bytes live at its `urls`, not in a registry
             data = image.blobs.get(digest)
             content = data if data is not None else image.blob_chunks(digest)
             push_blob(base, repo, digest, content, sizes[digest], client=http)

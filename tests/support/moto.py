@@ -2,7 +2,11 @@
 
     with MotoServer() as moto:
         os.environ.update(boto3_env(moto.url))
-        boto3.client("ecr").get_authorization_token()
+        boto3.client("dynamodb").list_tables()
+
+ECR is not played by moto here (its registry API is missing, and its images are not the registry's):
+:class:`tests.support.ecr.EcrStandIn` plays both ECR faces; point boto3's ``ecr`` client at it with
+``AWS_ENDPOINT_URL_ECR`` (:attr:`EcrStandIn.env`).
 
 The executable is the one installed next to the running Python (the project venv), else the
 one on PATH. A missing executable raises RuntimeError: tests fail, they do not skip.
@@ -10,7 +14,6 @@ one on PATH. A missing executable raises RuntimeError: tests fail, they do not s
 
 from __future__ import annotations
 
-import base64
 import shutil
 import subprocess
 import sys
@@ -22,7 +25,7 @@ import httpx
 
 from .process import LOOPBACK, PortInUse, find_free_port, stop_process, wait_until_answers
 
-__all__ = ["MotoServer", "boto3_env", "ecr_credentials", "moto_server_executable"]
+__all__ = ["MotoServer", "boto3_env", "moto_server_executable"]
 
 REGION = "us-east-1"
 _START_ATTEMPTS = 3
@@ -144,10 +147,3 @@ class MotoServer:
 
     def __repr__(self) -> str:
         return f"<MotoServer {self.url if self.port else 'not started'}>"
-
-
-def ecr_credentials(moto: MotoServer, region: str = REGION) -> tuple[str, str]:
-    """The (user, password) moto's ``GetAuthorizationToken`` hands out (``AWS``, ``<account>-auth-token``)."""
-    data = moto.client("ecr", region).get_authorization_token()["authorizationData"][0]
-    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-    return user, password

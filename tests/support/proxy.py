@@ -16,6 +16,10 @@ What it does:
   ``credentials=(user, password)``): a ``401`` challenge pointing at its own ``/token``
   endpoint, short-lived opaque tokens scoped per repository, and a record of what was asked.
 - Injects faults (:meth:`add_fault`); see :data:`ACTIONS`.
+- Takes extensions (``extensions=[...]`` or :meth:`add_extension`): objects that may answer a request
+  themselves (``on_request``) and edit the headers of every answer (``on_response``); see
+  :class:`ProxyExtension`. The pull limiter (:mod:`tests.support.ratelimit`) and tag-list paging
+  (:class:`tests.support.quirks.TagPager`) are extensions.
 
 It binds 127.0.0.1 port 0 itself, so there is no port race.
 """
@@ -32,15 +36,17 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from .process import LOOPBACK
 
 __all__ = ["ACTIONS", "Fault", "RegistryProxy", "RequestRecord", "TokenGrant", "TokenRequest"]
+__all__ += ["ProxyExtension", "Reply"]
 
 CHUNK = 64 * 1024
 
@@ -57,6 +63,7 @@ ACTIONS = frozenset(
         "corrupt",  # pass through, but flip the byte at `offset` (default: the middle) of the body
         "delay",  # sleep `delay` seconds, then pass through
         "expire_tokens",  # expire every issued bearer token, then handle the request as usual
+        "drop_headers",  # pass through, minus the response headers named in `drop` (no Content-Length: chunked)
     }
 )
 # actions that answer by themselves unless forward=True
@@ -118,6 +125,7 @@ class RequestRecord:
     authorization: str | None
     status: int | None = None  # status sent to the client (None: connection reset/hung/failed)
     fault: str | None = None  # action of the fault that fired on this request, if any
+    notes: dict[str, Any] = field(default_factory=dict)  # what extensions noted about this request
 
     @property
     def path(self) -> str:
@@ -145,6 +153,7 @@ class Fault:
     location: str | Callable[[str, str], str] | None = None  # redirect target, or f(method, target)
     offset: int | None = None  # corrupt: byte offset to flip; default: the middle
     forward: bool = False  # local actions: still send the request upstream first (side effects happen)
+    drop: tuple[str, ...] = ()  # drop_headers: response header names to remove (case-insensitive)
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -155,6 +164,8 @@ class Fault:
                 raise ValueError("a redirect fault needs location=")
             if self.status == 503:
                 self.status = 302
+        if self.action == "drop_headers" and not self.drop:
+            raise ValueError("a drop_headers fault needs drop=[header names]")
         self._pattern = re.compile(self.path)
 
     def matches(self, method: str, target: str) -> bool:
@@ -188,6 +199,33 @@ class TokenRequest:
     granted: bool
 
 
+@dataclass
+class Reply:
+    """An answer an extension gives instead of asking upstream."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class ProxyExtension(Protocol):
+    """What :class:`RegistryProxy` calls on an extension (both methods optional; run in handler threads).
+
+    ``on_request(proxy, record)`` runs after faults and bearer auth, before the request goes upstream;
+    returning a :class:`Reply` answers it locally (the request body is drained first; the first extension
+    that answers wins). ``on_response(proxy, record, status, headers)`` runs on every answer, relayed
+    from upstream or made by the proxy (extensions, faults, auth, handler subclasses), before the
+    headers are sent; it may edit the ``headers`` list in place. ``record.notes`` carries what
+    ``on_request`` noted to ``on_response``.
+    """
+
+    def on_request(self, proxy: RegistryProxy, record: RequestRecord) -> Reply | None: ...
+
+    def on_response(
+        self, proxy: RegistryProxy, record: RequestRecord, status: int, headers: list[tuple[str, str]]
+    ) -> None: ...
+
+
 # ---------------------------------------------------------------------- the proxy
 
 
@@ -213,6 +251,7 @@ class RegistryProxy:
         service: str = "test-registry",
         check_scope: bool = True,
         upstream_timeout: float = 120.0,
+        extensions: Iterable[ProxyExtension] = (),
     ) -> None:
         url = upstream if isinstance(upstream, str) else upstream.url  # type: ignore[attr-defined]
         parts = urlsplit(url)
@@ -229,6 +268,7 @@ class RegistryProxy:
         self.service = service
         self.check_scope = check_scope
         self.upstream_timeout = upstream_timeout
+        self.extensions: list[ProxyExtension] = list(extensions)
 
         self._lock = threading.Lock()
         self._records: list[RequestRecord] = []
@@ -370,12 +410,15 @@ class RegistryProxy:
         location: str | Callable[[str, str], str] | None = None,
         offset: int | None = None,
         forward: bool = False,
+        drop: Iterable[str] = (),
     ) -> Fault:
         """Add a fault rule; the first matching rule that has not fired ``times`` times wins.
 
         ``path`` is a regex searched in the request's path+query. Actions are in :data:`ACTIONS`.
         ``forward=True`` makes ``status``/``redirect``/``reset``/``hang`` send the request upstream
         first (e.g. the manifest PUT succeeds, but the client sees a 500 or a reset).
+        ``drop_headers`` passes through and removes the headers named in ``drop`` from the answer (e.g.
+        ``Content-Length`` on a HEAD, ``Link`` on a tag list, ``Location`` on a PUT, ``OCI-Subject``).
         Returns the rule; its ``fired`` attribute counts how often it fired.
         """
         fault = Fault(
@@ -391,6 +434,7 @@ class RegistryProxy:
             location=location,
             offset=offset,
             forward=forward,
+            drop=tuple(drop),
         )
         with self._lock:
             self._faults.append(fault)
@@ -481,6 +525,44 @@ class RegistryProxy:
             return username, True
         return username, (username, password) == tuple(self.credentials)
 
+    # ------------------------------------------------------------------ extensions
+
+    def add_extension(self, extension: ProxyExtension) -> ProxyExtension:
+        """Add an extension (see :class:`ProxyExtension`); returns it."""
+        with self._lock:
+            self.extensions.append(extension)
+        return extension
+
+    def fetch_upstream(
+        self, method: str, target: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request straight to the upstream (not recorded, no faults): ``(status, headers, body)``.
+
+        Header names in the result are lower case. For extensions that need what upstream holds.
+        """
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=self.upstream_timeout)
+        try:
+            conn.request(method, target, headers={k: v for k, v in (headers or {}).items() if v is not None})
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        finally:
+            conn.close()
+
+    def _extension_reply(self, record: RequestRecord) -> Reply | None:
+        for extension in list(self.extensions):
+            on_request = getattr(extension, "on_request", None)
+            reply = on_request(self, record) if on_request is not None else None
+            if reply is not None:
+                return reply
+        return None
+
+    def _extension_headers(self, record: RequestRecord, status: int, headers: list[tuple[str, str]]) -> None:
+        for extension in list(self.extensions):
+            on_response = getattr(extension, "on_response", None)
+            if on_response is not None:
+                on_response(self, record, status, headers)
+
     # ------------------------------------------------------------------ internals used by the handler
 
     def _record(self, record: RequestRecord) -> None:
@@ -527,6 +609,7 @@ class _Abort(Exception):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _drop_headers: frozenset[str] = frozenset()  # response headers a drop_headers fault removes (lower case)
 
     # quiet: no access log on stderr
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -564,8 +647,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(target).path
 
         fault = proxy._take_fault(method, target)
+        self._drop_headers = frozenset()
         if fault is not None:
             record.fault = fault.action
+            if fault.action == "drop_headers":  # applies to whatever answers: upstream, an extension, a subclass
+                self._drop_headers = frozenset(name.lower() for name in fault.drop)
             if fault.action == "delay":
                 self._sleep(fault.delay)
                 fault = None
@@ -590,10 +676,16 @@ class _Handler(BaseHTTPRequestHandler):
                 body,
             )
             return
+        if proxy.extensions:
+            reply = proxy._extension_reply(record)
+            if reply is not None:
+                self._drain_body()
+                self._respond(record, reply.status, list(reply.headers), reply.body)
+                return
         self._serve(record, fault)
 
     def _serve(self, record: RequestRecord, fault: Fault | None) -> None:
-        """Answer a request that passed faults and auth; subclasses add behaviour here."""
+        """Answer a request that passed faults, auth and extensions; subclasses add behaviour here."""
         self._forward(record, fault)
 
     def _local_fault(self, fault: Fault, record: RequestRecord, *, drain: bool = True) -> None:
@@ -712,8 +804,9 @@ class _Handler(BaseHTTPRequestHandler):
             if lower == "location":
                 value = proxy._rewrite_location(value)
             headers.append((name, value))
+        headers = self._final_headers(record, response.status, headers)
         no_body = record.method == "HEAD" or response.status in (204, 304) or response.status < 200
-        length_header = response.getheader("Content-Length")
+        length_header = next((v for n, v in headers if n.lower() == "content-length"), None)
         length = int(length_header) if length_header is not None and not no_body else None
         chunked = not no_body and length is None
         if chunked:
@@ -775,16 +868,38 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(piece)
 
+    def _final_headers(
+        self, record: RequestRecord, status: int, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Headers of an answer after extensions edited them and a drop_headers fault removed some."""
+        headers = list(headers)
+        if self.server.proxy.extensions:
+            self.server.proxy._extension_headers(record, status, headers)
+        if self._drop_headers:
+            headers = [(n, v) for n, v in headers if n.lower() not in self._drop_headers]
+        return headers
+
     def _respond(self, record: RequestRecord, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        headers = self._final_headers(record, status, headers)
         record.status = status
         self.send_response_only(status)
         for name, value in headers:
             if name.lower() != "content-length":
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        chunked = "content-length" in self._drop_headers and record.method != "HEAD"
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif "content-length" not in self._drop_headers:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if record.method != "HEAD":
+        if record.method == "HEAD":
+            return
+        if not chunked:
             self.wfile.write(body)
+            return
+        if body:
+            self._write_body(body, True)
+        self.wfile.write(b"0\r\n\r\n")
 
     def _body_pieces(self) -> Iterator[bytes]:
         """The request body, de-chunked if needed, in pieces of at most 64 KiB."""

@@ -4,7 +4,8 @@
         httpx.get(f"{reg.url}/v2/")
     with RegistryProcess(htpasswd={"AWS": "secret"}) as reg:   # demands Basic auth
         httpx.get(f"{reg.url}/v2/", auth=reg.auth)
-
+    with RegistryProcess(manifest_urls_allow=["^https?://"]) as reg:   # accepts foreign layers with urls
+        ...
     with RegistryProcess(tls=(cert, key), address="192.0.2.2") as reg:   # https on that address
         ...                                                         # (tests/support/tls.py makes both)
 
@@ -21,7 +22,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,13 @@ class RegistryProcess:
         binary: str = BINARY,
         tls: tuple[str | Path, str | Path] | None = None,
         address: str = LOOPBACK,
+        manifest_urls_allow: Sequence[str] | None = None,
     ) -> None:
         self.htpasswd = dict(htpasswd or {})
+        #: regexes for ``validation.manifests.urls.allow``: with them, distribution accepts manifests whose
+        #: non-distributable (foreign) layers carry ``urls`` matching one of them (their bytes are not checked);
+        #: without, it refuses every layer descriptor that has ``urls`` (MANIFEST_INVALID)
+        self.manifest_urls_allow = list(manifest_urls_allow) if manifest_urls_allow is not None else None
         self.delete = delete
         if storage not in ("filesystem", "memory"):
             raise ValueError(f"storage must be 'filesystem' or 'memory', got {storage!r}")
@@ -176,6 +182,8 @@ class RegistryProcess:
         }
         if self.tls:
             config["http"]["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
+        if self.manifest_urls_allow is not None:
+            config["validation"] = {"manifests": {"urls": {"allow": self.manifest_urls_allow}}}
         if self.htpasswd:
             config["auth"] = {"htpasswd": {"realm": self.realm, "path": str(self.workdir / "htpasswd")}}
         return config

@@ -102,8 +102,12 @@ def test_ecr_credentials_from_get_authorization_token_cached():
     assert creds.credential_for(host) is first  # cached
     assert calls == ["eu-west-1"]
     assert creds.credential_for("ghcr.io") is None
-    creds.invalidate(host)
+    assert creds.invalidate("ghcr.io") is False  # not ECR's: nothing fresh to fetch
+    assert creds.invalidate(host, "Basic not-the-cached-one") is True  # refreshed since: the cached token stays
+    assert creds.credential_for(host) is first
+    assert creds.invalidate(host, first.basic_header()) is True
     assert creds.credential_for(host) is not first
+    assert calls == ["eu-west-1"]  # one client per region, reused
 
 
 def test_chain_first_provider_wins():

@@ -674,7 +674,7 @@ def _suffixes(*platforms: str) -> list[str]:
     descs = [image_desc(p) for p in platforms]
     descs += [attestation_desc(d["digest"]) for d in descs]
     m = parse_manifest(index_raw(descs)[0])
-    out = arch_tag_suffixes(m.children)
+    out = {d.digest: suffix for d, suffix in arch_tag_suffixes(m.children)}
     assert not set(out) & {c.digest for c in m.children if c.is_attestation}  # attestations get no tag
     return [out.get(dg(p)) for p in platforms]
 
@@ -694,4 +694,154 @@ def test_arch_tag_suffixes_skip_unknown_platforms():
     descs = [image_desc("linux/amd64"), {"mediaType": OCI_MANIFEST, "digest": dg("u"), "size": 1,
              "platform": {"os": "unknown", "architecture": "unknown"}}, {"mediaType": OCI_MANIFEST, "digest": dg("n"), "size": 1}]
     m = parse_manifest(index_raw(descs)[0])
-    assert arch_tag_suffixes(m.children) == {dg("linux/amd64"): "amd64"}
+    assert [(d.digest, suffix) for d, suffix in arch_tag_suffixes(m.children)] == [(dg("linux/amd64"), "amd64")]
+
+
+def _windows(version: str, *, seed: str | None = None, features: list[str] | None = None) -> dict:
+    d = image_desc("windows/amd64", seed=seed or version)
+    d["platform"]["os.version"] = version
+    if features:
+        d["platform"]["os.features"] = features
+    return d
+
+
+def test_arch_tag_suffixes_tell_os_versions_apart():
+    """Two windows/amd64 entries differing only in os.version (issue 13 kind 2): each its own tag."""
+    descs = [_windows("10.0.17763.5820"), _windows("10.0.20348.2461")]
+    m = parse_manifest(index_raw(descs)[0])
+    assert [s for _, s in arch_tag_suffixes(m.children)] == ["amd64-10.0.17763.5820", "amd64-10.0.20348.2461"]
+    with_linux = parse_manifest(index_raw([image_desc("linux/amd64"), *descs])[0])
+    assert [s for _, s in arch_tag_suffixes(with_linux.children)] == [
+        "linux-amd64", "windows-amd64-10.0.17763.5820", "windows-amd64-10.0.20348.2461"
+    ]
+    # one version per architecture needs no version in the tag
+    single = parse_manifest(index_raw([image_desc("linux/arm64/v8"), _windows("10.0.17763.5820")])[0])
+    assert [s for _, s in arch_tag_suffixes(single.children)] == ["arm64", "amd64"]
+
+
+def test_arch_tag_suffixes_refuse_entries_no_tag_tells_apart():
+    same = [_windows("10.0.17763.5820", seed="a"), _windows("10.0.17763.5820", seed="b", features=["win32k"])]
+    m = parse_manifest(index_raw(same)[0])
+    with pytest.raises(CopyError, match="would both be tagged <tag>-amd64") as info:
+        arch_tag_suffixes(m.children)
+    assert dg("a") in str(info.value) and dg("b") in str(info.value)
+    # the same image listed twice (one digest) is one tag, not a conflict
+    twice = parse_manifest(index_raw([image_desc("linux/amd64"), image_desc("linux/amd64")])[0])
+    assert [s for _, s in arch_tag_suffixes(twice.children)] == ["amd64", "amd64"]
+    # characters no tag may hold become '-'
+    odd = image_desc("linux/arm/v7+x", seed="odd")
+    odd_index = parse_manifest(index_raw([image_desc("linux/arm/v6"), odd])[0])
+    assert [s for _, s in arch_tag_suffixes(odd_index.children)] == ["arm-v6", "arm-v7-x"]
+
+
+# ---------------------------------------------------------------- descriptor kinds (issue 13 kind 1)
+
+
+def _image_with_layers(*layers: dict, config_type: str = OCI_CONFIG, media_type: str = OCI_MANIFEST, **extra) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": media_type,
+           "config": {"mediaType": config_type, "digest": dg("config"), "size": 7}, "layers": list(layers), **extra}
+    return json.dumps(doc).encode()
+
+
+def _layer(seed: str, media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip", **extra) -> dict:
+    return {"mediaType": media_type, "digest": dg(seed), "size": 10, **extra}
+
+
+@pytest.mark.parametrize("layer", [
+    _layer("docker", manifest_module.DOCKER_FOREIGN_LAYER, urls=["https://example.invalid/a"]),
+    _layer("docker-bare", "application/vnd.docker.image.rootfs.foreign.diff.tar"),
+    _layer("oci", "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+    _layer("oci-zstd", "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"),
+    _layer("urls", urls=["https://example.invalid/b"]),
+], ids=["docker-foreign", "docker-foreign-tar", "oci-nondistributable", "oci-nondistributable-zstd", "any-layer-with-urls"])
+def test_nondistributable_layers_are_not_required(layer):
+    plain = _layer("plain")
+    m = parse_manifest(_image_with_layers(plain, layer))
+    assert [d.digest for d in m.nondistributable_layers] == [layer["digest"]]
+    assert [d.digest for d in m.required_blobs] == [dg("config"), dg("plain")]
+    assert [d.digest for d in m.blobs] == [dg("config"), dg("plain"), layer["digest"]]
+
+
+def test_a_config_is_required_even_with_urls():
+    m = parse_manifest(json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+        "mediaType": OCI_CONFIG, "digest": dg("config"), "size": 7, "urls": ["https://example.invalid/c"]}, "layers": []}).encode())
+    assert [d.digest for d in m.required_blobs] == [dg("config")] and m.nondistributable_layers == []
+
+
+def test_images_artifacts_and_their_types():
+    image = parse_manifest(_image_with_layers(_layer("l")))
+    docker = parse_manifest(_image_with_layers(_layer("l"), config_type=DOCKER_CONFIG, media_type=DOCKER_MANIFEST))
+    helm = parse_manifest(_image_with_layers(_layer("chart"), config_type="application/vnd.cncf.helm.config.v1+json"))
+    sbom = parse_manifest(_image_with_layers(_layer("s"), config_type=manifest_module.OCI_EMPTY, artifactType="application/spdx+json"))
+    assert image.is_image and docker.is_image and image.artifact_type is None
+    assert not helm.is_image and helm.artifact_type == "application/vnd.cncf.helm.config.v1+json"
+    assert not sbom.is_image and sbom.artifact_type == "application/spdx+json"
+    assert [d.digest for d in sbom.required_blobs] == [dg("config"), dg("s")]  # artifacts' blobs are copied
+
+
+def test_withdrawn_artifact_manifest_lists_its_blobs():
+    raw = json.dumps({"mediaType": manifest_module.OCI_ARTIFACT_MANIFEST, "artifactType": "application/x.sig",
+                      "blobs": [_layer("sig")], "subject": image_desc("linux/amd64")}).encode()
+    m = parse_manifest(raw)
+    assert m.media_type == manifest_module.OCI_ARTIFACT_MANIFEST and not m.is_opaque and not m.is_index
+    assert [d.digest for d in m.required_blobs] == [dg("sig")] and m.subject.digest == dg("linux/amd64")
+    with pytest.raises(ManifestError, match="has no config"):
+        m.config
+
+
+def test_unknown_entries_parse_opaque_only_when_asked():
+    body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.example.thing.v1+json", "x": 1}).encode()
+    with pytest.raises(ManifestError, match="unsupported manifest mediaType"):
+        parse_manifest(body)
+    m = parse_manifest(body, "application/vnd.example.thing.v1+json", opaque_type="application/vnd.example.thing.v1+json")
+    assert m.is_opaque and m.media_type == "application/vnd.example.thing.v1+json" and m.raw == body
+    assert m.blobs == [] and m.required_blobs == [] and m.children == [] and m.subject is None
+    binary = parse_manifest(b"\x00\x01 not json", None, opaque_type="application/x-bin")
+    assert binary.is_opaque and binary.media_type == "application/x-bin"
+    # a media type from data only becomes a header when it is one
+    sneaky = json.dumps({"schemaVersion": 2, "mediaType": "application/x\r\nX-Injected: 1"}).encode()
+    assert parse_manifest(sneaky, None, opaque_type="application/x-bin").media_type == "application/x-bin"
+    with pytest.raises(ManifestError, match="no usable media type"):
+        parse_manifest(sneaky, None, opaque_type="not a media type")
+    assert manifest_module.is_media_type("application/vnd.example.thing.v1+json")
+    assert not manifest_module.is_media_type("application/x\r\nX: 1") and not manifest_module.is_media_type(7)
+    # bytes that are a known manifest come back as that, whatever the entry said
+    known = parse_manifest(_image_with_layers(_layer("l")), OCI_MANIFEST, opaque_type="application/x-unknown")
+    assert not known.is_opaque and known.media_type == OCI_MANIFEST
+
+
+def test_entry_kinds():
+    kinds = {t: manifest_module.entry_kind(Descriptor(t, dg(t), 1)) for t in (
+        OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST, manifest_module.OCI_ARTIFACT_MANIFEST, "application/x-new")}
+    assert kinds == {OCI_INDEX: "index", DOCKER_LIST: "index", OCI_MANIFEST: "manifest", DOCKER_MANIFEST: "manifest",
+                     manifest_module.OCI_ARTIFACT_MANIFEST: "manifest", "application/x-new": "unknown"}
+    # an index may list entries of any manifest type, but not blobs
+    parse_manifest(index_raw([{"mediaType": "application/x-new", "digest": dg("n"), "size": 3}])[0])
+    for blob_type in (OCI_CONFIG, "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.empty.v1+json"):
+        with pytest.raises(ManifestError, match="a blob, not a manifest"):
+            parse_manifest(index_raw([{"mediaType": blob_type, "digest": dg("b"), "size": 3}])[0])
+
+
+def test_platform_not_found_names_nested_indexes():
+    raw, _ = index_raw([{"mediaType": OCI_INDEX, "digest": dg("inner"), "size": 5}, image_desc("linux/s390x")])
+    with pytest.raises(ManifestError, match="inside its 1 nested index"):
+        select_children(parse_manifest(raw), [Platform.parse("linux/amd64")])
+
+
+def test_referrers_tag_schema_index():
+    subject = dg("subject")
+    assert manifest_module.referrers_tag(subject) == "sha256-" + subject.split(":")[1]
+    sbom = parse_manifest(_image_with_layers(_layer("s"), config_type=manifest_module.OCI_EMPTY,
+                                             artifactType="application/spdx+json", annotations={"a": "1"},
+                                             subject={"mediaType": OCI_MANIFEST, "digest": subject, "size": 9}))
+    first = manifest_module.referrers_index_with(None, sbom)
+    assert first.media_type == OCI_INDEX
+    assert first.data["manifests"] == [{"mediaType": OCI_MANIFEST, "digest": sbom.digest, "size": len(sbom.raw),
+                                        "artifactType": "application/spdx+json", "annotations": {"a": "1"}}]
+    assert manifest_module.referrers_index_with(first, sbom) is None  # no duplicates
+    helm = parse_manifest(_image_with_layers(_layer("c"), config_type="application/vnd.cncf.helm.config.v1+json"))
+    both = manifest_module.referrers_index_with(first, helm)
+    assert [e["digest"] for e in both.data["manifests"]] == [sbom.digest, helm.digest]
+    assert both.data["manifests"][1]["artifactType"] == "application/vnd.cncf.helm.config.v1+json"
+    with pytest.raises(ManifestError, match="not an OCI image index"):
+        manifest_module.referrers_index_with(helm, sbom)

@@ -231,6 +231,8 @@ CORPUS = [
     ("target_repository is a number", source_row(target_repository=Decimal(3)), "target_repository"),
     ("arch_tags is a string", source_row(arch_tags="true"), "arch_tags"),
     ("arch_tags is a number", source_row(arch_tags=Decimal(1)), "arch_tags"),
+    ("allow_nondistributable_artifacts is a string", source_row(allow_nondistributable_artifacts="yes"),
+     "allow_nondistributable_artifacts"),
     ("enabled is a number", source_row(enabled=1), "enabled"),
     ("enabled is a string", source_row(enabled="false"), "enabled"),
     ("assemble is a string", assemble_row(assemble="ghcr.io/org/app:1"), "assemble"),
@@ -394,6 +396,12 @@ def test_row_to_item_keeps_only_what_was_given():
         "id": "node", "source": "node", "tag_pattern": r"22\.\d+", "keep_latest": 3, "platforms": ["linux/amd64"],
         "target_repository": "mirrors/node", "arch_tags": True, "enabled": False,
     }
+    windows = row_to_item("win", source="mcr.microsoft.com/windows/servercore", tags=["ltsc2022"],
+                          allow_nondistributable_artifacts=True)
+    assert windows["allow_nondistributable_artifacts"] is True and parse_row(windows).allow_nondistributable_artifacts
+    plain = parse_row(row_to_item("win", source="mcr.microsoft.com/windows/servercore", tags=["ltsc2022"]))
+    assert plain.allow_nondistributable_artifacts is False
+    assert plain.fingerprint == parse_row(windows).fingerprint  # the target's digest does not depend on it
     item = row_to_item("app", assemble=iter(["ghcr.io/org/app:1-amd64", "ghcr.io/org/app:1-arm64"]), tags=["1"])
     assert item["assemble"] == ["ghcr.io/org/app:1-amd64", "ghcr.io/org/app:1-arm64"]
     assert parse_row(item).target_repository == "mirror/ghcr.io/org/app"

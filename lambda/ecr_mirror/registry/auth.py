@@ -276,11 +276,14 @@ class ChainCredentials:
     def __init__(self, *providers: CredentialProvider) -> None:
         self.providers = [p for p in providers if p is not None]
 
-    def invalidate(self, host: str) -> None:
-        """Let every provider that caches (ECR tokens) forget what it holds for ``host``."""
+    def invalidate(self, host: str, refused: str | None = None) -> bool:
+        """Let every provider that caches (ECR tokens) forget what it holds for ``host`` (if still the
+        ``refused`` ``Authorization`` value). True if one of them will fetch a fresh credential."""
+        fresh = False
         for p in self.providers:
             if hasattr(p, "invalidate"):
-                p.invalidate(host)
+                fresh = bool(p.invalidate(host, refused)) or fresh
+        return fresh
 
     def credential_for(self, host: str) -> Credential | None:
         """The first provider's credential for ``host``, or ``None``."""
@@ -427,6 +430,15 @@ class Authenticator:
         if sent and sent.startswith("Basic ") and hasattr(self.credentials, "invalidate"):
             self.credentials.invalidate(host)
         self.tokens.drop(host, scope)
+
+    def expired(self, host: str, sent: str | None) -> bool:
+        """``host`` answered 403 to Basic ``sent``, as ECR answers a token that expired or was revoked before
+        its ``expiresAt`` (403 DENIED, aws/aws-cli#6580): forget the cached credential if it is still
+        ``sent``. True if a fresh one will be fetched (an ECR host), so one more try can help."""
+        invalidate = getattr(self.credentials, "invalidate", None)
+        if not sent or not sent.startswith("Basic ") or invalidate is None:
+            return False
+        return bool(invalidate(host, sent))
 
     def authenticate(self, host: str, scope: str, challenge: Challenge | None, what: str) -> None:
         """Take up ``host``'s challenge: remember Basic (if a credential exists), or fetch a Bearer token.

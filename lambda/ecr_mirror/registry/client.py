@@ -21,15 +21,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpcore
 import httpx
 
-from ..errors import AuthError, DigestMismatchError, ManifestError, RegistryError, UnsafeRedirectError
-from ..manifest import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from ..errors import AuthError, DigestMismatchError, ManifestError, NotFoundError, RegistryError, UnsafeRedirectError
+from ..manifest import ACCEPT, KNOWN_TYPES, MAX_MANIFEST_BYTES, Manifest, is_media_type, parse_manifest
 from ..reference import Reference
 from .auth import Authenticator, CredentialProvider, NoCredentials, parse_challenge
 from .interrupt import Interrupter
@@ -82,11 +82,26 @@ def default_http_client(
 @dataclass(frozen=True)
 class ManifestHead:
     """What a manifest HEAD tells: ``digest`` (``Docker-Content-Digest``), ``media_type``, ``size`` in
-    bytes (``None`` when the registry sent no ``Content-Length``)."""
+    bytes (``None`` when the registry sent no ``Content-Length``: the header is optional on HEAD).
+
+    ``manifest``: the manifest itself when the answer took a GET (no ``Docker-Content-Digest``, or a
+    HEAD 404 confirmed by GET), so the caller need not GET it again.
+    """
 
     digest: str
     media_type: str
     size: int | None
+    manifest: Manifest | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ManifestPut:
+    """What a manifest PUT answered: the ``digest`` stored, and ``oci_subject``, the ``OCI-Subject``
+    header (distribution-spec 1.1: present when the registry indexed the manifest's ``subject`` for
+    the referrers API; ``None`` from registries without it, which leave the tag schema to the client)."""
+
+    digest: str
+    oci_subject: str | None = None
 
 
 class RegistryClient:
@@ -167,18 +182,32 @@ class RegistryClient:
     def _exchange(
         self, method: str, url: httpx.URL, *, scope: str, headers: dict[str, str], content: Any, replayable: bool, what: str,
     ) -> httpx.Response:
-        """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once."""
+        """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once, and
+        ECR's 403 to an expired token with a fresh token (:meth:`~.auth.Authenticator.expired`).
+        ``scope=""``: an anonymous request (no credentials to any host, a 401 is the answer). After
+        :meth:`abort` no credential or token is fetched for another round (:class:`~ecr_mirror.errors.Interrupted`)."""
         host = netloc(url)
+        if not scope:
+            return self.transport.send(method, url, headers=headers, content=content, what=what)
         for round_ in range(2):
+            self.interrupter.check(what)  # before the credential: after an abort no token is fetched (ECR: an API call)
             h = dict(headers)
             auth = self.auth.header(host, scope)
             if auth:
                 h["Authorization"] = auth
             resp = self.transport.send(method, url, headers=h, content=content, what=what)
+            if resp.status_code == 403 and round_ == 0 and self.auth.expired(host, auth):
+                # ECR answers an expired token with 403 DENIED, not 401: a fresh token, one more try
+                resp.close()
+                self.interrupter.check(what)  # aborted meanwhile: no GetAuthorizationToken, no retry
+                if not replayable:  # a streamed body cannot be sent again: the caller restarts it
+                    raise AuthError(f"{what}: {host} refused an expired token (HTTP 403)", status=403, temporary=True)
+                continue
             if resp.status_code != 401:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))
             resp.close()
+            self.interrupter.check(what)
             self.auth.refused(host, scope, auth)
             if round_ == 1 or not replayable:
                 # temporary: a streamed body met an expired token (restart it), or a fresh bearer token was
@@ -252,10 +281,14 @@ class RegistryClient:
 
     # ------------------------------------------------------------ manifests
 
-    def manifest_head(self, ref: Reference) -> ManifestHead | None:
+    def manifest_head(self, ref: Reference, *, confirm_missing: bool = False) -> ManifestHead | None:
         """Digest, media type and size of ``ref`` (tag or digest) with one HEAD; ``None`` if absent.
 
-        A registry that omits ``Docker-Content-Digest`` costs a GET instead (verified). Raises
+        A registry that omits ``Docker-Content-Digest`` costs a GET instead (verified). HEAD is optional
+        behaviour some registries get wrong (Harbor and Nexus behind some proxies answer 404 while GET
+        works): with ``confirm_missing`` a 404 is confirmed with a GET before ``None`` is returned (a
+        GET of an absent manifest is one more request, and costs a pull only where the manifest exists).
+        Use it wherever a wrong "missing" would be reported: sources, upstream checks. Raises
         :class:`DigestMismatchError` when a digest reference answers another digest.
         """
         what = f"HEAD manifest {ref}"
@@ -264,31 +297,48 @@ class RegistryClient:
             scope=self.pull_scope(ref), what=what, headers={"Accept": ACCEPT}, follow=True, not_found_ok=True,
         )
         if resp is None:
-            return None
+            if not confirm_missing:
+                return None
+            self.interrupter.check(what)  # aborted while the HEAD was answered: no confirming GET
+            try:
+                m = self.manifest_get(ref)
+            except NotFoundError:
+                return None
+            log.info("%s: HEAD answered 404 but GET found %s", ref, m.digest)
+            return ManifestHead(m.digest, m.media_type, len(m.raw), m)
         digest = resp.headers.get("docker-content-digest")
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         size = resp.headers.get("content-length")
         if not digest:
             m = self.manifest_get(ref)
-            return ManifestHead(m.digest, m.media_type, len(m.raw))
+            return ManifestHead(m.digest, m.media_type, len(m.raw), m)
         if ref.digest and digest != ref.digest:
             raise DigestMismatchError(f"{what}: registry reports {digest} for {ref.digest}", expected=ref.digest, actual=digest)
         return ManifestHead(digest, media_type, int(size) if size and size.isdigit() else None)
 
-    def manifest_get(self, ref: Reference, *, expected_digest: str | None = None) -> Manifest:
+    def manifest_get(self, ref: Reference, *, expected_digest: str | None = None, media_type: str | None = None) -> Manifest:
         """GET a manifest, its bytes verified against the digest asked for (``ref``'s or ``expected_digest``)
-        and ``Docker-Content-Digest``. Raises :class:`NotFoundError`, :class:`ManifestError` (malformed,
-        over 4 MiB), :class:`DigestMismatchError`."""
+        and ``Docker-Content-Digest``.
+
+        ``media_type``: the type an index entry gives it. One ecr-mirror does not know is added to
+        ``Accept``, and bytes of an unknown type then come back as an opaque :class:`Manifest` (copied
+        as bytes) instead of an error. Raises :class:`NotFoundError`, :class:`ManifestError` (malformed,
+        over 4 MiB), :class:`DigestMismatchError`.
+        """
         what = f"GET manifest {ref}"
+        unknown = media_type if media_type and media_type not in KNOWN_TYPES and is_media_type(media_type) else None
         resp = self._request(
             "GET", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
-            scope=self.pull_scope(ref), what=what, headers={"Accept": ACCEPT}, follow=True,
+            scope=self.pull_scope(ref), what=what, headers={"Accept": f"{ACCEPT}, {unknown}" if unknown else ACCEPT},
+            follow=True,
         )
         assert resp is not None
         expected = expected_digest or ref.digest
         header = resp.headers.get("docker-content-digest")
         try:
-            manifest = parse_manifest(resp.content, resp.headers.get("content-type"), expected_digest=expected)
+            manifest = parse_manifest(
+                resp.content, resp.headers.get("content-type"), expected_digest=expected, opaque_type=unknown
+            )
         except DigestMismatchError as exc:
             raise DigestMismatchError(f"{what}: {exc}", expected=exc.expected, actual=exc.actual) from exc
         except ManifestError as exc:
@@ -300,9 +350,13 @@ class RegistryClient:
             )
         return manifest
 
-    def manifest_put(self, ref: Reference, manifest: Manifest) -> str:
-        """PUT the exact bytes under ``ref``'s tag or digest, with their media type; returns the digest.
-        Raises :class:`TagImmutableError` where the tag may not be overwritten."""
+    def manifest_put(self, ref: Reference, manifest: Manifest) -> ManifestPut:
+        """PUT the exact bytes under ``ref``'s tag or digest, with their media type.
+
+        Reads no ``Location`` (optional, and ECR's manifest PUT has none: ecr-facts.md section 3); the
+        digest is the bytes' own, checked against ``Docker-Content-Digest`` when the registry sends it.
+        Raises :class:`TagImmutableError` where the tag may not be overwritten.
+        """
         what = f"PUT manifest {ref}"
         resp = self._request(
             "PUT", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
@@ -315,16 +369,22 @@ class RegistryClient:
             raise DigestMismatchError(
                 f"{what}: registry stored {returned}, expected {manifest.digest}", expected=manifest.digest, actual=returned
             )
-        return manifest.digest
+        return ManifestPut(manifest.digest, resp.headers.get("oci-subject") or None)
 
     # ------------------------------------------------------------ tags
 
     def tags_list(self, ref: Reference, *, page_size: int = 1000, limit: int = 100_000) -> list[str]:
-        """Every tag of ``ref``'s repository, following ``Link`` pagination (RFC 8288), at most ``limit``.
-        Raises :class:`RegistryError` for an answer without a list of tags, or a pagination loop."""
+        """Every tag of ``ref``'s repository (each once, in the order served), at most ``limit``.
+
+        Pages are followed by ``Link`` (RFC 8288), or, when a registry pages without sending ``Link``
+        (it is optional), by asking again with ``last=<the page's last tag>`` after a full page
+        (distribution-spec "Listing Tags"); a page that brings no new tag ends the list. Raises
+        :class:`RegistryError` for an answer without a list of tags, or a ``Link`` loop.
+        """
         what = f"list tags of {ref.name}"
         url: str | httpx.URL = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
         tags: list[str] = []
+        known: set[str] = set()
         seen_urls = set()
         while url:
             if str(url) in seen_urls:
@@ -341,7 +401,9 @@ class RegistryClient:
                 page = []
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise RegistryError(f"{what}: answer has no list of tags")
-            tags.extend(page)
+            fresh = [t for t in dict.fromkeys(page) if t not in known]
+            known.update(fresh)
+            tags.extend(fresh)
             if len(tags) > limit:
                 raise RegistryError(f"{what}: more than {limit} tags")
             link = resp.links.get("next", {}).get("url")
@@ -352,6 +414,11 @@ class RegistryClient:
                 except (httpx.InvalidURL, ValueError) as exc:
                     raise RegistryError(f"{what}: invalid Link to the next page") from exc
                 check_target(url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
+            elif len(page) == page_size and fresh:
+                # a full page without Link: there may be more (a registry that ignores `last` repeats
+                # itself, brings nothing new, and ends the list)
+                query = urlencode({"n": page_size, "last": page[-1]})
+                url = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?{query}")
         return tags
 
     # ------------------------------------------------------------ blobs
@@ -386,6 +453,29 @@ class RegistryClient:
             "GET", self.url(ref.api_host, f"/v2/{ref.repository}/blobs/{digest}"),
             scope=self.pull_scope(ref), what=what, follow=True, read=False,
         )
+        assert resp is not None
+        try:
+            yield self.transport.chunks(resp, what)
+        finally:
+            resp.close()
+
+    @contextlib.contextmanager
+    def blob_open_url(self, ref: Reference, url: str, digest: str) -> Iterator[Iterator[bytes]]:
+        """A streaming GET of blob ``digest`` from one of its descriptor's ``urls`` (non-distributable
+        layers: descriptor.md ``urls``), as :meth:`blob_open` does from a registry.
+
+        Anonymous: no credentials go to a URL found in a manifest. The URL is checked as a redirect from
+        ``ref``'s registry would be (:mod:`.safety`: http(s) only, no metadata or link-local addresses,
+        no https -> http), and so is every redirect it answers. Raises :class:`UnsafeRedirectError`,
+        :class:`NotFoundError`, :class:`RegistryError`.
+        """
+        what = f"GET blob {digest} from its URL {url}"
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UnsafeRedirectError(f"{what}: not a valid URL") from exc
+        check_target(target, origin=httpx.URL(self.url(ref.api_host, "/v2/")), insecure=self.insecure, what=what)
+        resp = self._request("GET", target, scope="", what=what, follow=True, read=False)
         assert resp is not None
         try:
             yield self.transport.chunks(resp, what)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from ..proxy import _HOP_BY_HOP, Fault, RegistryProxy, RequestRecord, _Handler
+from ..proxy import _HOP_BY_HOP, _LOCAL_ACTIONS, Fault, RegistryProxy, RequestRecord, _Handler
 from .bucket import LayerBucket
 from .model import DIGEST, MANIFEST_LIMIT, OCI_INDEX, PART_MINIMUM, Image, Repository, parse_manifest
 from .store import Account
@@ -124,6 +124,13 @@ class RegistryFront(RegistryProxy):
         self.limiter = RateLimiter(put_image_rate)
         self.layer_bucket = layer_bucket
         self.uploads: dict[str, Upload] = {}
+
+    def expire_tokens(self) -> None:
+        """Expire every bearer token and (ECR mode) every registry password issued so far: the fault
+        action ``expire_tokens`` then plays an ECR token running out mid-copy (next request: ``403 DENIED``)."""
+        super().expire_tokens()
+        if self.ecr:
+            self.account.expire_tokens()
 
     def repository_for_push(self, name: str) -> Repository | None:
         """ECR mode: the repository if the ECR API created it. Upstream mode: created on first use."""
@@ -307,7 +314,7 @@ class _FrontHandler(_Handler):
     def _manifests(self, record: RequestRecord, fault: Fault | None, name: str, ref: str) -> None:
         front = self.front
         if record.method == "PUT":
-            self._manifest_put(record, name, ref)
+            self._manifest_put(record, fault, name, ref)
             return
         if record.method == "DELETE":
             self._manifest_delete(record, fault, name, ref)
@@ -321,7 +328,9 @@ class _FrontHandler(_Handler):
                 return
         self._forward(record, fault)
 
-    def _manifest_put(self, record: RequestRecord, name: str, ref: str) -> None:
+    def _manifest_put(self, record: RequestRecord, fault: Fault | None, name: str, ref: str) -> None:
+        """PutImage. A ``forward=True`` fault (``status``/``reset``) is applied after the manifest was stored:
+        the push took effect, the client sees an error (an answer lost on the way back)."""
         front = self.front
         if front.ecr and not front.limiter.take():
             # PutImage quota 10/s (service-quotas page); google/go-containerregistry#750
@@ -351,6 +360,9 @@ class _FrontHandler(_Handler):
             status, headers, answer = self._exchange(record, body=data)
             if status == 201 and image is not None and repo is not None:
                 repo.add_image(image, tag)
+        if fault is not None and fault.action in _LOCAL_ACTIONS:
+            self._local_fault(fault, record, drain=False)
+            return
         if status != 201 or image is None:
             self._respond(record, status, headers, answer)
             return

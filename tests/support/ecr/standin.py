@@ -16,6 +16,9 @@ from .store import Account
 
 __all__ = ["EcrStandIn"]
 
+#: foreign-layer ``urls`` ECR accepts in a manifest (any http or https URL)
+FOREIGN_URLS_ALLOW = ("^https?://",)
+
 
 class EcrStandIn:
     """A real ``docker-registry`` behind ECR's registry API rules, plus ECR's JSON API, over one store.
@@ -53,7 +56,9 @@ class EcrStandIn:
         self.registry_id = registry_id
         self.region = region
         self._options = {"token_ttl": token_ttl, "put_image_rate": put_image_rate, "blob_redirect": blob_redirect}
-        self.registry = RegistryProcess(storage=storage)
+        # ECR takes Windows images whose foreign base layers were never pushed (docker skips them by default;
+        # their bytes live at the layer's urls), as distribution does only with urls validation configured
+        self.registry = RegistryProcess(storage=storage, manifest_urls_allow=FOREIGN_URLS_ALLOW)
         self.account: Account | None = None
         self.front: RegistryFront | None = None
         self.api: EcrApi | None = None
@@ -174,8 +179,14 @@ class EcrStandIn:
         return httpx.Client(**options)
 
     def expire_tokens(self) -> None:
-        """Every password issued so far stops working now (the registry face answers ``403 DENIED``)."""
+        """Every password issued so far stops working now (the registry face answers ``403 DENIED``).
+        ``add_fault(..., action="expire_tokens")`` does the same when a chosen request arrives."""
         self._started()[0].expire_tokens()
+
+    @property
+    def passwords(self) -> list[str]:
+        """Every registry password issued so far, expired ones included (secrets a test checks for leaks)."""
+        return self._started()[0].passwords()
 
     # ------------------------------------------------------------------ state, without going through the API
 
@@ -246,6 +257,12 @@ class EcrStandIn:
     def add_fault(self, *args: Any, **kwargs: Any) -> Fault:
         """A fault on the registry face (same arguments as :meth:`RegistryProxy.add_fault`)."""
         return self._started()[1].add_fault(*args, **kwargs)
+
+    def clear_faults(self) -> None:
+        """Drop every fault still armed on the registry face and the layer bucket (API faults stay)."""
+        self._started()[1].clear_faults()
+        if self.bucket is not None:
+            self.bucket.clear_faults()
 
     def add_layer_fault(self, *args: Any, **kwargs: Any) -> Fault:
         """A fault on the layer bucket blob GETs redirect to."""

@@ -84,6 +84,10 @@ class Account:
             return "missing"
         return "valid" if time.time() < expires_at else "expired"
 
+    def passwords(self) -> list[str]:
+        with self.lock:
+            return list(self._tokens)
+
     def expire_tokens(self) -> None:
         with self.lock:
             for password in self._tokens:
