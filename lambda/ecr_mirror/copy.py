@@ -30,19 +30,21 @@ the package's errors and ``bytes`` (it imports with httpx unavailable).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CopyError,
     Deadline,
     DigestMismatchError,
+    Interrupted,
     ManifestError,
     MirrorError,
     NotFoundError,
@@ -54,6 +56,7 @@ from .manifest import (
     ANNOTATION_SOURCE_DIGEST,
     DOCKER_LIST,
     DOCKER_MANIFEST,
+    ENTRY_INDEX,
     MAX_INDEX_DEPTH,
     OCI_INDEX,
     Descriptor,
@@ -61,6 +64,7 @@ from .manifest import (
     Platform,
     arch_tag_suffixes,
     build_index,
+    entry_kind,
     rewrite_index,
     select_children,
 )
@@ -93,6 +97,38 @@ CHUNK_SIZE = 1 << 20
 MAX_CONFIG_BYTES = 4 << 20
 #: ``progress(n)``: ``n`` more bytes of blob were sent
 ProgressFn = Callable[[int], None]
+
+
+class CopyProgress:
+    """What a copy reports while it runs, for a progress display; every method is a no-op here.
+
+    ``destination`` is the reference written (``str``); ``label`` says which part of the image a blob
+    belongs to: its platform (``linux/arm64/v8``), ``attestations``, or ``image`` (a single image whose
+    platform was not read); blobs under a nested index without a platform count toward the entry that
+    lists them (:func:`part_label`). Sizes are bytes, from the manifests' descriptors, so the total is
+    known as soon as the manifests are read; non-distributable layers left out are never in it. Labels
+    are first named in index order, a nested index's entries once it is read. Called from several
+    threads at once.
+    """
+
+    def planned(self, destination: str, label: str, size: int) -> None:
+        """A blob of ``size`` bytes is part of the copy."""
+
+    def moved(self, destination: str, label: str, n: int) -> None:
+        """``n`` more bytes of a blob were sent; negative when a blob restarts and takes back what it had sent."""
+
+    def settled(self, destination: str, label: str, size: int) -> None:
+        """Planned bytes that will not be sent (the blob was already there or mounted, a non-distributable
+        layer was left out, the copy failed): ``size`` leaves the total."""
+
+
+def part_label(d: Descriptor, parent: str = "image") -> str:
+    """The :class:`CopyProgress` label of an index entry: ``attestations``, else its platform, else
+    ``parent`` (the label of the index it is in: an entry of a nested index without platforms counts
+    toward the part that lists it)."""
+    if d.is_attestation or (d.platform is not None and d.platform.is_unknown):
+        return "attestations"
+    return str(d.platform) if d.platform is not None else parent
 
 
 @dataclass
@@ -218,15 +254,15 @@ def coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
 class Copier:
     """Copies images between registries with bounded concurrency. Reuse one for many copies.
 
-    ``concurrency``: blob transfers in flight (manifests: as many, at least 2); ``progress``: called
-    with each chunk's size in bytes as it is sent. Close it (or use it as a context manager) to stop
-    its threads.
+    ``concurrency``: blob transfers in flight (manifests: as many, at least 2); ``progress``: told
+    what is to be copied and how far it got (:class:`CopyProgress`). Close it (or use it as a context
+    manager) to stop its threads; after the client's ``abort()`` closing does not wait for them.
     """
 
-    def __init__(self, client: RegistryClient, *, concurrency: int = 8, progress: ProgressFn | None = None) -> None:
+    def __init__(self, client: RegistryClient, *, concurrency: int = 8, progress: CopyProgress | None = None) -> None:
         self.client = client
         self.concurrency = max(1, concurrency)
-        self.progress = progress
+        self.progress = progress or CopyProgress()
         self._blob_pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="blob")
         self._manifest_pool = ThreadPoolExecutor(max(2, self.concurrency), thread_name_prefix="manifest")
         self._lock = threading.Lock()
@@ -242,9 +278,11 @@ class Copier:
         self.referrers_refused: set[tuple[str, str, str]] = set()
 
     def close(self) -> None:
-        """Stop the worker threads (waiting for running transfers, dropping queued ones)."""
-        self._blob_pool.shutdown(wait=True, cancel_futures=True)
-        self._manifest_pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker threads (waiting for running transfers unless the client was aborted; dropping queued ones)."""
+        interrupter = getattr(self.client, "interrupter", None)
+        wait = not (interrupter is not None and interrupter.interrupted)
+        self._blob_pool.shutdown(wait=wait, cancel_futures=True)
+        self._manifest_pool.shutdown(wait=wait, cancel_futures=True)
 
     def __enter__(self) -> Copier:
         return self
@@ -339,11 +377,13 @@ class Copier:
         src = fetched if fetched is not None and fetched.digest == source_digest else (
             self.client.manifest_get(source.with_digest(source_digest))
         )
-        job = _Job(source, destination, report, force, allow_nondistributable)
-        if src.is_index:
-            self._copy_index(job, src, platforms, arch_tags, dest_head.digest if dest_head and not force else None)
-        else:
-            self._copy_single(job, src, platforms, arch_tags)
+        tally = _Tally(self.progress)
+        job = _Job(source, destination, report, force, allow_nondistributable, progress=tally)
+        with tally.until_done():
+            if src.is_index:
+                self._copy_index(job, src, platforms, arch_tags, dest_head.digest if dest_head and not force else None)
+            else:
+                self._copy_single(job, src, platforms, arch_tags)
         return report
 
     def copy_referrers(
@@ -358,8 +398,9 @@ class Copier:
         source repository's tags if the caller just listed them (else one ``tags/list`` is made);
         ``shallow``: an unchanged image (see :meth:`copy`); ``allow_nondistributable`` as in :meth:`copy`.
 
-        Raises only :class:`~ecr_mirror.errors.Deadline`: any other failure ends the walk and is the
-        returned report's ``error`` (what was done until then is counted). See
+        Raises only :class:`~ecr_mirror.errors.Deadline` and :class:`~ecr_mirror.errors.Interrupted` (Ctrl-C):
+        any other failure ends the walk and is the returned report's ``error`` (what was done until then is
+        counted). See
         :mod:`ecr_mirror.referrer_copy` for what is read and written.
         """
         report = report or CopyReport(str(source), str(destination))
@@ -470,12 +511,17 @@ class Copier:
             if platform in seen:
                 raise CopyError(f"assemble: {seen[platform]} and {src} are both {platform}")
             seen[platform] = src
-        jobs = [_Job(src, destination, report, allow_nondistributable=allow_nondistributable) for src, _, _ in resolved]
-        futures = [self._manifest_pool.submit(self._copy_manifest, job, m) for job, (_, m, _) in zip(jobs, resolved)]
-        self._wait_all(futures)
-        media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
-        index = build_index([(m, p) for _, m, p in resolved], media)
-        self._put_tag(destination, index)
+        tally = _Tally(self.progress)
+        jobs = [_Job(src, destination, report, allow_nondistributable=allow_nondistributable, label=str(p), progress=tally)
+                for src, _, p in resolved]
+        with tally.until_done():
+            for job in jobs:  # announce the parts in the order given (a display draws them in this order)
+                tally.planned(str(destination), job.label, 0)
+            futures = [self._manifest_pool.submit(self._copy_manifest, job, m) for job, (_, m, _) in zip(jobs, resolved)]
+            self._wait_all(futures)
+            media = DOCKER_LIST if all(m.media_type == DOCKER_MANIFEST for _, m, _ in resolved) else OCI_INDEX
+            index = build_index([(m, p) for _, m, p in resolved], media)
+            self._put_tag(destination, index)
         report.add(manifests_copied=1)
         report.wrote(index)
         report.platforms = [str(p) for _, _, p in resolved]
@@ -561,6 +607,8 @@ class Copier:
         """An OCI index we rewrote records its source digest: compare it, reading only the destination."""
         try:
             current = self.client.manifest_get(destination.with_digest(dest_digest))
+        except Interrupted:
+            raise
         except MirrorError:
             return False
         if current.media_type != OCI_INDEX:
@@ -595,7 +643,7 @@ class Copier:
         tag = self._arch_tag(destination, platform.architecture) if arch_tags and platform is not None else None
         if arch_tags and tag is None:
             report.warn(f"{source} is not an image ({manifest.artifact_type or manifest.media_type}): no arch tag written")
-        self._copy_manifest(job, manifest, put=False)
+        self._copy_manifest(replace(job, label=str(platform)) if platform else job, manifest, put=False)
         if tag is not None:
             self._put_tag(destination.with_tag(tag), manifest)
             report.arch_tags.append(tag)
@@ -617,6 +665,7 @@ class Copier:
         suffixes = arch_tag_suffixes(children) if arch_tags else []
         tags = [(d.digest, self._arch_tag(destination, suffix)) for d, suffix in suffixes]
         need = {digest for digest, _ in tags}
+        self._announce(job, children)
         futures = [self._manifest_pool.submit(self._copy_child, job, d, 2, d.digest in need) for d in children]
         manifests = self._wait_all(futures)
         by_digest = {m.digest: m for m in manifests if m is not None}
@@ -641,6 +690,7 @@ class Copier:
             job.report.add(manifests_skipped=1)
             return self.client.manifest_get(target, media_type=d.media_type) if need_manifest else None
         m = self.fetch_entry(job.source, d)
+        job = replace(job, label=part_label(d, job.label))
         self._copy_needs(job, m, depth)
         self._put(job, target, m)
         job.report.add(manifests_copied=1)
@@ -654,22 +704,32 @@ class Copier:
                 raise ManifestError(
                     f"index {job.source} nests indexes more than {MAX_INDEX_DEPTH} deep (at {m.digest}); refused"
                 )
-            for child in m.children:
+            children = m.children
+            self._announce(job, children)
+            for child in children:
                 self._copy_child(job, child, depth + 1)
         else:
             self._copy_manifest(job, m, put=False)
 
+    def _announce(self, job: _Job, children: Sequence[Descriptor]) -> None:
+        """Tell the progress display the parts of an index in index order (it draws them in this order);
+        an entry that is an index without a platform is announced by its own entries when it is read."""
+        for d in children:
+            if d.platform is not None or entry_kind(d) != ENTRY_INDEX:
+                job.progress.planned(str(job.destination), part_label(d, job.label), 0)
+
     def _copy_manifest(self, job: _Job, m: Manifest, *, put: bool = True) -> None:
         """An image, artifact or opaque manifest: its required blobs (and, opted in, its non-distributable
-        layers), then, with ``put``, the manifest by digest."""
-        futures = [
-            self._blob_pool.submit(self._copy_blob, job.source, job.destination, b, job.report) for b in m.required_blobs
-        ]
-        foreign = m.nondistributable_layers
-        if job.allow_nondistributable:
-            futures += [self._blob_pool.submit(self._copy_nondistributable, job, d) for d in foreign]
-        elif foreign:
-            job.report.add(nondistributable_skipped=len(foreign))
+        layers), then, with ``put``, the manifest by digest. Non-distributable layers left out are not
+        part of the progress total."""
+        required = m.required_blobs
+        foreign = m.nondistributable_layers if job.allow_nondistributable else []
+        for b in [*required, *foreign]:
+            job.progress.planned(str(job.destination), job.label, b.size)
+        futures = [self._blob_pool.submit(self._copy_blob, job, b) for b in required]
+        futures += [self._blob_pool.submit(self._copy_nondistributable, job, d) for d in foreign]
+        if not job.allow_nondistributable and m.nondistributable_layers:
+            job.report.add(nondistributable_skipped=len(m.nondistributable_layers))
         self._wait_all(futures)
         if put:
             self._put(job, job.destination.with_digest(m.digest), m)
@@ -741,14 +801,14 @@ class Copier:
     def _copy_nondistributable(self, job: _Job, d: Descriptor) -> None:
         """Opted in: copy a non-distributable layer from the source registry, else from each of its
         ``urls`` in turn; where none serves the right bytes or the destination refuses them, leave it
-        out (as without the option) with a warning."""
+        out (as without the option) with a warning, and out of the progress total."""
         openers: list[tuple[str, Opener]] = [("the source registry", lambda: self.client.blob_open(job.source, d.digest))]
         openers += [(url, lambda url=url: self.client.blob_open_url(job.source, url, d.digest)) for url in d.urls]
         failures = []
         for where, opener in openers:
             try:
-                self._copy_blob(job.source, job.destination, d, job.report, opener)
-            except Deadline:
+                self._copy_blob(job, d, opener)
+            except (Deadline, Interrupted):
                 raise
             except MirrorError as exc:
                 failures.append(f"{where}: {exc}")
@@ -756,11 +816,13 @@ class Copier:
             job.report.add(nondistributable_copied=1)
             return
         job.report.add(nondistributable_skipped=1)
+        job.progress.settled(str(job.destination), job.label, d.size)
         job.report.warn(f"non-distributable layer {d.digest} left out ({'; '.join(failures)})")
 
-    def _copy_blob(
-        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, opener: Opener | None = None,
-    ) -> str:
+    def _copy_blob(self, job: _Job, d: Descriptor, opener: Opener | None = None) -> str:
+        """Blob ``d`` of ``job`` at its destination (:meth:`_transfer_blob`), once per destination repository
+        however many copies in flight ask for it. Returns the digest."""
+        destination, report = job.destination, job.report
         key = (destination.api_host, destination.repository, d.digest)
         with self._lock:
             running = self._inflight.get(key)
@@ -770,9 +832,10 @@ class Copier:
         if running is not None:
             running.result()  # another copy is moving the same blob into the same repository
             report.add(blobs_skipped=1)
+            job.progress.settled(str(destination), job.label, d.size)
             return d.digest
         try:
-            outcome = self._transfer_blob(source, destination, d, report, opener)
+            outcome = self._transfer_blob(job, d, opener)
             mine.set_result(outcome)
         except BaseException as exc:
             mine.set_exception(exc)
@@ -784,12 +847,17 @@ class Copier:
             self._known.setdefault((destination.api_host, d.digest), set()).add(destination.repository)
         return d.digest
 
-    def _transfer_blob(
-        self, source: Reference, destination: Reference, d: Descriptor, report: CopyReport, opener: Opener | None = None,
-    ) -> str:
-        client = self.client
+    def _transfer_blob(self, job: _Job, d: Descriptor, opener: Opener | None = None) -> str:
+        """Blob ``d`` at ``job``'s destination: found there (HEAD), mounted from a repository known to hold
+        it, or streamed from ``opener`` (default: the source registry) into an upload, retried as a whole.
+        Progress: ``settled`` when nothing moved, else every byte sent (taken back on a restart or a failure)."""
+        client, source, destination, report, label, progress = (
+            self.client, job.source, job.destination, job.report, job.label, job.progress,
+        )
+        dest = str(destination)
         if client.blob_head(destination, d.digest) is not None:
             report.add(blobs_skipped=1)
+            progress.settled(dest, label, d.size)
             return "skipped"
         sessions: list[str] = []  # an upload session a mount attempt opened (202): used by the first try
         with self._lock:
@@ -804,18 +872,37 @@ class Copier:
             else:
                 if location is None:
                     report.add(blobs_mounted=1)
+                    progress.settled(dest, label, d.size)
                     return "mounted"
                 sessions.append(location)
         open_blob = opener or (lambda: client.blob_open(source, d.digest))
 
+        sent = 0  # bytes of this blob reported as sent, taken back when the transfer restarts or fails
+
+        def advance(n: int) -> None:
+            nonlocal sent
+            sent += n
+            progress.moved(dest, label, n)
+
+        def take_back() -> None:
+            nonlocal sent
+            if sent:
+                progress.moved(dest, label, -sent)
+                sent = 0
+
         def transfer() -> None:
+            take_back()
             with open_blob() as chunks:
                 # a session is used once: a broken upload cannot be resumed (ECR), the next try opens another
                 location = sessions.pop() if sessions else client.blob_upload_start(destination)
-                body = coalesce(verified_chunks(chunks, d, progress=self.progress), CHUNK_SIZE)
+                body = coalesce(verified_chunks(chunks, d, progress=advance), CHUNK_SIZE)
                 client.blob_upload_finish(destination, location, d.digest, d.size, body)
 
-        client.retrying(transfer, what=f"copy blob {d.digest}")
+        try:
+            client.retrying(transfer, what=f"copy blob {d.digest}")
+        except BaseException:
+            take_back()  # a non-distributable layer tried from its next URL starts from nothing
+            raise
         report.add(blobs_copied=1, bytes_copied=d.size)
         return "copied"
 
@@ -829,3 +916,48 @@ class _Job:
     report: CopyReport
     force: bool = False
     allow_nondistributable: bool = False
+    #: the :class:`CopyProgress` label of the part being copied (an index entry's platform, ...)
+    label: str = "image"
+    #: where progress goes: the copier's, through this copy's :class:`_Tally`
+    progress: CopyProgress = field(default_factory=CopyProgress)
+
+
+class _Tally(CopyProgress):
+    """One copy's progress, passed on to ``inner`` and counted: when the copy fails, what it planned and
+    did not move or settle leaves the total (:meth:`until_done`), so a display that goes on (``sync``'s,
+    over many tags, or a copy started again) keeps a total that can be reached."""
+
+    def __init__(self, inner: CopyProgress) -> None:
+        self.inner = inner
+        self._open: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def _count(self, destination: str, label: str, n: int) -> None:
+        with self._lock:
+            key = (destination, label)
+            self._open[key] = self._open.get(key, 0) + n
+
+    def planned(self, destination: str, label: str, size: int) -> None:
+        self._count(destination, label, size)
+        self.inner.planned(destination, label, size)
+
+    def moved(self, destination: str, label: str, n: int) -> None:
+        self._count(destination, label, -n)
+        self.inner.moved(destination, label, n)
+
+    def settled(self, destination: str, label: str, size: int) -> None:
+        self._count(destination, label, -size)
+        self.inner.settled(destination, label, size)
+
+    @contextlib.contextmanager
+    def until_done(self) -> Iterator[None]:
+        """Run the copy; if it raises, settle every byte still open, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                left, self._open = self._open, {}
+            for (destination, label), size in left.items():
+                if size > 0:
+                    self.inner.settled(destination, label, size)
+            raise

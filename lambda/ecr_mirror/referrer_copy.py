@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import Deadline, ManifestError, MirrorError, RegistryError, TagImmutableError
+from .errors import Deadline, Interrupted, ManifestError, MirrorError, RegistryError, TagImmutableError
 from .manifest import Descriptor, Manifest
 from .reference import Reference
 from .referrers import (
@@ -131,12 +131,13 @@ class ReferrerCopy:
     def run(self, plan: SubjectPlan, source_tags: Sequence[str] | None = None) -> ReferrersReport:
         """Discover and copy the referrers of ``plan.subjects``; count those of ``plan.not_applicable``.
         ``source_tags``: the source repository's tags, if just listed (else they are listed here, once).
-        Raises only :class:`~ecr_mirror.errors.Deadline`; another failure is the report's ``error``."""
+        Raises only :class:`~ecr_mirror.errors.Deadline` and :class:`~ecr_mirror.errors.Interrupted`; another
+        failure is the report's ``error``."""
         if source_tags is not None:
             self._tags = digest_tags(source_tags)
         try:
             self._walk(plan)
-        except Deadline:
+        except (Deadline, Interrupted):
             raise
         except MirrorError as exc:
             self.out.error = str(exc)
@@ -359,7 +360,8 @@ def copy_referrers(
 ) -> ReferrersReport:
     """Copy what refers to ``plan.subjects`` from ``source``'s repository to ``destination``'s (see the module
     docstring); ``report`` gets the blob counts. Returns the :class:`~ecr_mirror.referrers.ReferrersReport`
-    (a failure is its ``error``). Raises only :class:`~ecr_mirror.errors.Deadline`."""
+    (a failure is its ``error``). Raises only :class:`~ecr_mirror.errors.Deadline` and
+    :class:`~ecr_mirror.errors.Interrupted`."""
     walk = ReferrerCopy(copier, source, destination, policy, report, shallow=shallow,
                         allow_nondistributable=allow_nondistributable)
     return walk.run(plan, source_tags)
@@ -378,8 +380,8 @@ def audit_referrers(
     listed them once for the row (a source row's tags share one repository), else each call lists them.
     Upstream: what the module docstring counts, no manifest or blob GET unless something is new; a signature
     or SBOM added upstream after the image was mirrored arrives within one audit interval. ``None`` when the
-    row turns referrers off. Raises only :class:`~ecr_mirror.errors.Deadline` (a failure is the report's
-    ``error``).
+    row turns referrers off. Raises only :class:`~ecr_mirror.errors.Deadline` and
+    :class:`~ecr_mirror.errors.Interrupted` (a failure is the report's ``error``).
     """
     if not row.referrers:
         return None

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from . import drift
 from .copy import Copier, CopyReport
-from .errors import Deadline, MirrorError, NotFoundError, RowError
+from .errors import Deadline, Interrupted, MirrorError, NotFoundError, RowError
 from .reference import Reference
 from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
@@ -84,6 +84,19 @@ class Target(Protocol):
     def forget(self, name: str) -> None:
         """Forget what :meth:`ensure_repository` remembered about ``name`` (deleted since)."""
         ...
+
+
+@dataclass(frozen=True)
+class TagEvent:
+    """Where a sync is, for a progress display: ``phase`` is ``checking`` (detecting), ``copying``, or
+    ``done`` (``state`` then holds the tag's state). ``destination``: the target reference (``str``),
+    the same one the copier's :class:`~ecr_mirror.copy.CopyProgress` calls name."""
+
+    row_id: str
+    tag: str
+    phase: str
+    destination: str
+    state: str = ""
 
 
 @dataclass
@@ -152,7 +165,8 @@ class Syncer:
     ``table``: the :class:`StatusStore`; ``copier``: the copy engine (its client is used for HEADs);
     ``target``: the :class:`Target`; ``repository_prefix``: for default target repositories;
     ``tag_concurrency``: tags of one row synced at once; ``verify_blobs``: the completeness check
-    HEADs every blob too (not just the child manifests).
+    HEADs every blob too (not just the child manifests); ``progress``: called with a :class:`TagEvent`
+    as each tag is checked, copied and done (from several threads).
     """
 
     def __init__(
@@ -164,6 +178,7 @@ class Syncer:
         repository_prefix: str,
         tag_concurrency: int = 4,
         verify_blobs: bool = True,
+        progress: Callable[[TagEvent], None] | None = None,
     ) -> None:
         self.table = table
         self.copier = copier
@@ -172,6 +187,7 @@ class Syncer:
         self.prefix = repository_prefix
         self.tag_concurrency = max(1, tag_concurrency)
         self.verify_blobs = verify_blobs
+        self.progress = progress
 
     # ------------------------------------------------------------ rows
 
@@ -209,6 +225,8 @@ class Syncer:
             else:
                 available = self.client.tags_list(row.source) if row.needs_tag_list else []
                 tags = select_tags(row, available)
+        except Interrupted:
+            raise  # Ctrl-C: nothing is recorded as a failure
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
             # every tag the row names or was last seen with gets the failure, so `status` shows it
@@ -263,13 +281,14 @@ class Syncer:
         ``source_tags``: the upstream tags if the row listed them (its referrers are found among them).
         Failures end up in the result (``failed``); only :class:`~ecr_mirror.errors.Deadline` is raised."""
         res = TagResult(row.id, tag, drift.FAILED, fingerprint=row.fingerprint)
+        self._tell(row, tag, "checking")
         if previous and previous.get("fingerprint") and previous.get("fingerprint") != res.fingerprint:
             # the row changed (other platforms, another source): what was recorded no longer applies
             previous = {k: v for k, v in previous.items() if k in ("last_success",)}
         try:
             self._detect_and_copy(row, tag, previous, res, dry_run=dry_run, check_only=check_only,
                                   verified=set() if verified is None else verified, source_tags=source_tags)
-        except Deadline:
+        except (Deadline, Interrupted):
             raise
         except MirrorError as exc:
             res.state = drift.FAILED
@@ -282,7 +301,12 @@ class Syncer:
             log.exception("row %s tag %s failed unexpectedly", row.id, tag)
         if not dry_run:
             self._write(row.id, tag, res, previous)
+        self._tell(row, tag, "done", res.state)
         return res
+
+    def _tell(self, row: Row, tag: str, phase: str, state: str = "") -> None:
+        if self.progress is not None:
+            self.progress(TagEvent(row.id, tag, phase, str(self._dest(row, tag)), state))
 
     def _upstream_digest(self, row: Row, tag: str) -> tuple[str, str | None]:
         """``(upstream digest, source digest for the copier)``: one HEAD per source."""
@@ -349,6 +373,7 @@ class Syncer:
         # show the detected state while copying (an interrupted sync keeps it)
         self._write(row.id, tag, res, previous, interim=True)
         force = state == drift.BROKEN
+        self._tell(row, tag, "copying")
         # referrers travel when the image is written; an unchanged tag's are the audit's (issue 14); those the
         # target refused (HTTP 405) before are not fetched again
         refused = frozenset(str(previous.get("referrers_refused") or "").split())
@@ -464,4 +489,4 @@ def remaining_time_guard(context: Any, reserve_seconds: float) -> StopFn:
     return lambda: context.get_remaining_time_in_millis() < reserve_seconds * 1000
 
 
-__all__ = ["RowResult", "StatusStore", "Syncer", "TagResult", "Target", "never_stop", "remaining_time_guard"]
+__all__ = ["RowResult", "StatusStore", "Syncer", "TagEvent", "TagResult", "Target", "never_stop", "remaining_time_guard"]

@@ -554,14 +554,16 @@ def test_referrer_failures_after_the_image_are_warnings_and_405_refusals_are_rem
     ecr.add_fault("PUT", "/manifests/sha256-", "status", status=400, times=None)  # the .sig tag cannot be written
 
     ecr.create_repository("mirror/one")
-    copied = run("copy", "--json", f"{front.host}/{REPO}:v1", f"{ecr.host}/mirror/one:v1")
-    doc = json.loads(copied.stdout)
-    assert doc["digest"] == index.digest and im.head_manifest(ecr, "mirror/one", "v1", auth=ecr.auth) == index.digest
-    assert (doc["referrers"]["copied"], doc["referrers"]["not_applicable"]) == (1, 1)
+    copied = run("copy", f"{front.host}/{REPO}:v1", f"{ecr.host}/mirror/one:v1")
+    assert copied.stdout.strip() == index.digest
+    assert im.head_manifest(ecr, "mirror/one", "v1", auth=ecr.auth) == index.digest
+    (warning,) = [line for line in copied.stderr.splitlines() if line.startswith("ecr-mirror: warning: ")]
+    assert warning.startswith(f"ecr-mirror: warning: {ecr.host}/mirror/one:v1: the image is in place, but its "
+                              "referrers were not all copied: ") and "HTTP 400" in warning
+    doc = json.loads(run("copy", "--json", f"{front.host}/{REPO}:v1", f"{ecr.host}/mirror/one:v1").stdout)
+    assert doc["unchanged"] and (doc["referrers"]["present"], doc["referrers"]["not_applicable"]) == (1, 1)
     assert doc["referrers"]["refused"] == [provenance.digest] and "HTTP 400" in doc["referrers"]["error"]
-    (warning,) = doc["warnings"]
-    assert warning.startswith(f"{ecr.host}/mirror/one:v1: the image is in place, but its referrers were not all copied")
-    assert f"ecr-mirror: warning: {warning}" in copied.stderr.splitlines()
+    assert doc["warnings"] == [warning.removeprefix("ecr-mirror: warning: ")]
 
     run("table", "create")
     run("add", "app", "--source", f"{front.host}/{REPO}", "--tag", "v1", "--target-repository", "mirror/app")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import httpcore
 import httpx
 
 from ..errors import AuthError, DigestMismatchError, ManifestError, NotFoundError, RegistryError, UnsafeRedirectError
@@ -41,8 +42,10 @@ from ..manifest import (
 from ..reference import Reference
 from ..referrers import tag_schema_tag
 from .auth import Authenticator, CredentialProvider, NoCredentials, parse_challenge
+from .interrupt import Interrupter
 from .retry import RetryPolicy, retry
 from .safety import check_target, scheme_for
+from .tls import tls_context
 from .transport import RateLimit, RateLimits, Transport, error_for_response, netloc
 
 log = logging.getLogger(__name__)
@@ -55,17 +58,35 @@ MAX_REDIRECTS = 5
 MAX_UPLOAD_ANSWER_BYTES = 1 << 20
 
 
-def default_http_client(concurrency: int = 8, *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def default_http_client(
+    concurrency: int = 8,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    ca_file: str | None = None,
+    interrupter: Interrupter | None = None,
+) -> httpx.Client:
     """An httpx client sized for ``concurrency`` parallel transfers (``2 * concurrency + 4`` connections).
 
     Timeouts in seconds: connect 10, read and write 60, waiting for a pooled connection 120.
     Keep-alive 15 s, short because Lambda freezes the process between invocations and pooled
     sockets go stale (ecr-facts.md, "Connection reuse"). Redirects are never followed by httpx:
-    :class:`RegistryClient` follows them itself, checked.
+    :class:`RegistryClient` follows them itself, checked. https is verified against the default
+    trust plus ``ca_file`` (:func:`~.tls.tls_context`; raises :class:`~ecr_mirror.errors.ConfigError`
+    for a file it cannot use). With ``interrupter``, its :meth:`~.interrupt.Interrupter.interrupt`
+    shuts this client's connections down (give the same one to :class:`RegistryClient`).
     """
     limits = httpx.Limits(max_connections=concurrency * 2 + 4, max_keepalive_connections=concurrency * 2 + 4, keepalive_expiry=15.0)
     timeout = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=120.0)
-    return httpx.Client(limits=limits, timeout=timeout, follow_redirects=False, transport=transport, headers={"User-Agent": USER_AGENT})
+    verify: Any = True
+    if transport is None:
+        verify = tls_context(ca_file)  # also given to the client: proxies from the environment use it too
+        http_transport = httpx.HTTPTransport(verify=verify, limits=limits)
+        pool = getattr(http_transport, "_pool", None)  # httpx 0.28 (pinned) builds its httpcore pool here
+        if interrupter is not None and isinstance(pool, httpcore.ConnectionPool):
+            pool._network_backend = interrupter.backend(pool._network_backend)  # noqa: SLF001 - no public hook
+        transport = http_transport
+    return httpx.Client(limits=limits, timeout=timeout, follow_redirects=False, transport=transport, verify=verify,
+                        headers={"User-Agent": USER_AGENT})
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,9 @@ class RegistryClient:
     spoken to over plain http (loopback always is); ``retry``: the budget of every retried
     operation; ``sleep``: waits between tries (injectable for tests).
 
+    ``interrupter``: the switch :meth:`abort` throws (pass the one the httpx client was built with,
+    :func:`default_http_client`, so open connections are cut off too).
+
     ``requests`` counts requests per ``(host, method)``; :meth:`ratelimit` gives a host's last stated
     pull allowance. Methods raise :class:`~ecr_mirror.errors.RegistryError` subclasses (and
     :class:`~ecr_mirror.errors.ManifestError`/:class:`~ecr_mirror.errors.DigestMismatchError` for
@@ -115,15 +139,27 @@ class RegistryClient:
         insecure: Iterable[str] = (),
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        interrupter: Interrupter | None = None,
     ) -> None:
-        self.http = http or default_http_client()
+        self.interrupter = interrupter or Interrupter()
+        self.http = http or default_http_client(interrupter=self.interrupter)
         self.credentials: CredentialProvider = credentials or NoCredentials()
         self.insecure = frozenset(h.lower() for h in insecure)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.ratelimits = RateLimits()
-        self.transport = Transport(self.http, observers=(self.ratelimits,))
-        self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=sleep)
+        self.transport = Transport(self.http, observers=(self.ratelimits,), interrupter=self.interrupter)
+        self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=self._pause)
+
+    def _pause(self, seconds: float) -> None:
+        """Waits between tries (``sleep``); :meth:`abort` cuts them short."""
+        self.interrupter.sleep(seconds, fallback=self._sleep)
+
+    def abort(self) -> None:
+        """Stop everything this client is doing, from any thread: no new request starts, open connections
+        are shut down, waits between retries end. Every call from then on raises
+        :class:`~ecr_mirror.errors.Interrupted`. For Ctrl-C; the client cannot be used again."""
+        self.interrupter.interrupt()
 
     # ------------------------------------------------------------ plumbing
 
@@ -151,18 +187,20 @@ class RegistryClient:
     def retrying(self, operation: Callable[[], T], *, what: str) -> T:
         """``operation()`` under this client's retry policy (:func:`~.retry.retry`): for work made of
         several requests that must be restarted as a whole, such as a blob's GET piped into its upload."""
-        return retry(self.retry, operation, what=what, sleep=self._sleep)
+        return retry(self.retry, operation, what=what, sleep=self._pause)
 
     def _exchange(
         self, method: str, url: httpx.URL, *, scope: str, headers: dict[str, str], content: Any, replayable: bool, what: str,
     ) -> httpx.Response:
         """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once, and
         ECR's 403 to an expired token with a fresh token (:meth:`~.auth.Authenticator.expired`).
-        ``scope=""``: an anonymous request (no credentials to any host, a 401 is the answer)."""
+        ``scope=""``: an anonymous request (no credentials to any host, a 401 is the answer). After
+        :meth:`abort` no credential or token is fetched for another round (:class:`~ecr_mirror.errors.Interrupted`)."""
         host = netloc(url)
         if not scope:
             return self.transport.send(method, url, headers=headers, content=content, what=what)
         for round_ in range(2):
+            self.interrupter.check(what)  # before the credential: after an abort no token is fetched (ECR: an API call)
             h = dict(headers)
             auth = self.auth.header(host, scope)
             if auth:
@@ -171,6 +209,7 @@ class RegistryClient:
             if resp.status_code == 403 and round_ == 0 and self.auth.expired(host, auth):
                 # ECR answers an expired token with 403 DENIED, not 401: a fresh token, one more try
                 resp.close()
+                self.interrupter.check(what)  # aborted meanwhile: no GetAuthorizationToken, no retry
                 if not replayable:  # a streamed body cannot be sent again: the caller restarts it
                     raise AuthError(f"{what}: {host} refused an expired token (HTTP 403)", status=403, temporary=True)
                 continue
@@ -178,6 +217,7 @@ class RegistryClient:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))
             resp.close()
+            self.interrupter.check(what)
             self.auth.refused(host, scope, auth)
             if round_ == 1 or not replayable:
                 # temporary: a streamed body met an expired token (restart it), or a fresh bearer token was
@@ -232,7 +272,7 @@ class RegistryClient:
                 return None
             raise error_for_response(resp, what)
 
-        return retry(self.retry, attempt, what=what, sleep=self._sleep)
+        return retry(self.retry, attempt, what=what, sleep=self._pause)
 
     # ------------------------------------------------------------ scopes
 
@@ -269,6 +309,7 @@ class RegistryClient:
         if resp is None:
             if not confirm_missing:
                 return None
+            self.interrupter.check(what)  # aborted while the HEAD was answered: no confirming GET
             try:
                 m = self.manifest_get(ref)
             except NotFoundError:
