@@ -246,9 +246,26 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
         click.echo(_redactor(json.dumps(report.as_dict(), indent=2, sort_keys=True)))
     else:
         echo(copy_summary(report, time.monotonic() - started), err=True)
+        if report.referrers is not None and (report.referrers.items or report.referrers.not_checked):
+            # referrers: what was copied, what could not apply, what an unchanged copy left to the next
+            echo(f"{report.destination}: {report.referrers.summary()}", err=True)
         for warning in report.warnings:
             echo(f"ecr-mirror: warning: {warning}", err=True)
         echo(report.digest)
+
+
+#: ``--no-referrers`` of ``copy`` and ``assemble`` (issue 14: referrers travel by default)
+no_referrers_option = click.option(
+    "--no-referrers", is_flag=True,
+    help="Leave signatures, SBOMs and attestations behind (default: they are copied: the referrers API, the "
+         "sha256-<digest> tag schema and cosign's .sig/.att/.sbom tags).")
+
+
+def _referrer_policy(no_referrers: bool):
+    """A person asked for this image now: discover its referrers even when the image is unchanged."""
+    from .referrers import ReferrerPolicy
+
+    return None if no_referrers else ReferrerPolicy(when_unchanged=True)
 
 
 nondistributable_option = click.option(
@@ -265,10 +282,11 @@ nondistributable_option = click.option(
 @click.option("--arch-tags", is_flag=True, help="Also tag each platform's image DEST_TAG-<arch> (e.g. 1.22-amd64, 1.22-arm64).")
 @nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
+@no_referrers_option
 @click.pass_obj
 @handle_errors
 def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool,
-         allow_nondistributable: bool, json_out: bool) -> None:
+         allow_nondistributable: bool, json_out: bool, no_referrers: bool) -> None:
     """Copy SOURCE to DESTINATION over the registry API, every digest verified.
 
     \b
@@ -277,7 +295,9 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
 
     With every platform the destination index has the same digest as the source. With --platform
     a new index of just those platforms is written (children unchanged). The tag is written last,
-    so a failed copy leaves it as it was. Prints the destination digest.
+    so a failed copy leaves it as it was. Then the image's signatures, SBOMs and attestations follow
+    it (those of an upstream index that --platform rewrote do not apply; --json says which and why).
+    Prints the destination digest.
     """
     from .manifest import parse_platforms
     from .reference import parse_reference
@@ -289,9 +309,10 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
     if not dst.tag:
         dst = dst.with_tag(src.tag or "latest")
     wanted = parse_platforms(_split(platforms)) if platforms else None
+    policy = _referrer_policy(no_referrers)
     _ensure_ecr_repository(obj, dst)
     _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags,
-                                              allow_nondistributable=allow_nondistributable))
+                                              allow_nondistributable=allow_nondistributable, referrers=policy))
 
 
 @main.command()
@@ -299,10 +320,11 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
 @click.argument("sources", nargs=-1, required=True)
 @nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
+@no_referrers_option
 @click.pass_obj
 @handle_errors
 def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_nondistributable: bool,
-             json_out: bool) -> None:
+             json_out: bool, no_referrers: bool) -> None:
     """Join single-platform images into one multi-arch index at DESTINATION.
 
     The manual `docker manifest create` + `docker manifest push` in one step, across registries:
@@ -316,8 +338,10 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_non
     if not dst.tag or dst.digest:
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
+    policy = _referrer_policy(no_referrers)
     _ensure_ecr_repository(obj, dst)
-    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable))
+    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable,
+                                                  referrers=policy))
 
 
 # ---------------------------------------------------------------- looking at images (as crane, skopeo, regctl do)
@@ -752,6 +776,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
     is not in sync (with --check or --dry-run: a copy is due), so either can gate a pipeline.
     """
     from .console import SyncDisplay, interrupt_guard
+    from .referrers import summary_of
     from .rows import is_enabled
     from .runtime import build_syncer
 
@@ -786,7 +811,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             action = ("would copy" if dry_run else "copied") if (tr.copied or (dry_run and tr.state not in ("in_sync", "failed"))) else ""
             out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
                         "reason": tr.reason, "upstream_digest": tr.upstream_digest, "target_digest": tr.target_digest,
-                        "bytes_copied": tr.bytes_copied, "error": tr.error})
+                        "bytes_copied": tr.bytes_copied, "error": tr.error,
+                        "referrers": tr.referrers.counts() if tr.referrers is not None else None})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -794,6 +820,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             line = f"{o['id']}:{o['tag'] or '-'}  {o['state']}"
             if o.get("action"):
                 line += f"  ({o['action']}: {o.get('reason')})"
+            if o.get("referrers") and any(o["referrers"].get(k) for k in ("copied", "present", "not_applicable", "error")):
+                line += f"  [{summary_of(o['referrers'])}]"
             elif o.get("before") and o["before"] != o["state"]:
                 line += f"  (was {o['before']})"
             if o.get("error"):

@@ -8,7 +8,8 @@ digest (accepting that type) and copied as what it turns out to be, or as opaque
 layers (Docker foreign, OCI ``nondistributable``, any layer with ``urls``) are neither fetched nor
 pushed unless the copy opts in (``allow_nondistributable``), and the manifest is copied byte for byte
 either way; ``subject`` is never followed (a manifest PUT whose registry does not answer ``OCI-Subject``
-gets the referrers tag schema index updated instead, as distribution-spec 1.1 asks).
+gets the referrers tag schema index updated instead, as distribution-spec 1.1 asks:
+:meth:`Copier.referrers_tag_merge`, the one place that index is written).
 
 Guarantees:
 - An unchanged re-copy (destination tag already at the source digest) costs one HEAD at the
@@ -20,6 +21,8 @@ Guarantees:
 - Memory is bounded by (concurrency x chunk size), whatever the layer size.
 - A blob that fails (source GET, upload session, PUT) is restarted as a whole under the client's
   retry budget: at most ``RetryPolicy.attempts`` GETs of it at the source.
+- Asked to (``referrers=``), the image's signatures, SBOMs and attestations follow it once it is at the
+  destination (:mod:`ecr_mirror.referrer_copy`).
 
 No HTTP here: the engine talks to a :class:`~ecr_mirror.registry.client.RegistryClient` and sees only
 the package's errors and ``bytes`` (it imports with httpx unavailable).
@@ -32,7 +35,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -62,12 +65,21 @@ from .manifest import (
     arch_tag_suffixes,
     build_index,
     entry_kind,
-    referrers_index_with,
-    referrers_tag,
     rewrite_index,
     select_children,
 )
 from .reference import Reference, check_tag
+from .referrer_copy import copy_referrers
+from .referrers import (
+    ReferrerPolicy,
+    ReferrersReport,
+    SubjectPlan,
+    merge_tag_index,
+    plan_subjects,
+    referrer_descriptor,
+    tag_schema_tag,
+    with_exclusion_hint,
+)
 
 if TYPE_CHECKING:  # the engine needs the client's methods, not its module (which imports httpx)
     from contextlib import AbstractContextManager
@@ -127,11 +139,13 @@ class CopyReport:
     destination tag holds now; ``platforms``: the platforms written (``os/arch[/variant]``);
     ``unchanged``: the destination already held it, nothing was written. Counts: manifests
     written or found present; blobs uploaded, found present, or mounted from another repository;
-    ``bytes_copied``: blob bytes uploaded; non-distributable layer descriptors left out (absent by
-    design) or copied (opted in). ``arch_tags``: the ``<tag>-<arch>`` tags written; ``warnings``: one
-    line each, what was done short of the ideal without failing the copy (a non-distributable layer
-    that could not be copied, a referrers tag left alone); ``requests``: ``{host: {method: count}}``,
-    filled in by the CLI. Thread-safe counters (:meth:`add`, :meth:`warn`).
+    ``bytes_copied``: blob bytes uploaded (referrers' blobs included); non-distributable layer descriptors
+    left out (absent by design) or copied (opted in). ``arch_tags``: the ``<tag>-<arch>`` tags written;
+    ``warnings``: one line each, what was done short of the ideal without failing the copy (a
+    non-distributable layer that could not be copied, a referrers tag left alone, referrers that could not
+    be copied after the image was written); ``requests``: ``{host: {method: count}}``, filled in by the
+    CLI; ``source_digest``: the upstream digest copied; ``referrers``: what became of its referrers
+    (``None``: not asked for). Thread-safe counters (:meth:`add`, :meth:`warn`).
     """
 
     source: str
@@ -151,7 +165,20 @@ class CopyReport:
     arch_tags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    source_digest: str = ""
+    referrers: ReferrersReport | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: the manifest this copy wrote under the tag (``None``: nothing written)
+    _written: Manifest | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def written(self) -> Manifest | None:
+        """The manifest this copy wrote under the destination tag (``None`` when it wrote nothing)."""
+        return self._written
+
+    def wrote(self, m: Manifest) -> None:
+        """Record ``m`` as what this copy wrote under the destination tag (``digest``, ``media_type``)."""
+        self.digest, self.media_type, self._written = m.digest, m.media_type, m
 
     def add(self, **counts: int) -> None:
         """Add to counters by name, e.g. ``add(blobs_copied=1, bytes_copied=n)``."""
@@ -167,7 +194,9 @@ class CopyReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (the CLI's ``--json``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out["referrers"] = self.referrers.as_dict() if self.referrers is not None else None
+        return out
 
 
 def verified_chunks(chunks: Iterable[bytes], descriptor: Descriptor, *, progress: ProgressFn | None = None) -> Iterator[bytes]:
@@ -242,6 +271,11 @@ class Copier:
         self._known: dict[tuple[str, str], set[str]] = {}
         #: (registry host, repository, subject digest) -> lock of that referrers tag's read-modify-write
         self._tag_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        #: registry host -> whether it answers the referrers API (absent: not asked yet)
+        self.referrers_api: dict[str, bool] = {}
+        #: (registry host, repository, referrer digest): referrers that destination refused (HTTP 405) and does
+        #: not hold; not fetched again for the life of this copier
+        self.referrers_refused: set[tuple[str, str, str]] = set()
 
     def close(self) -> None:
         """Stop the worker threads (waiting for running transfers unless the client was aborted; dropping queued ones)."""
@@ -269,6 +303,42 @@ class Copier:
         source_digest: str | None = None,
         force: bool = False,
         allow_nondistributable: bool = False,
+        referrers: ReferrerPolicy | None = None,
+        source_tags: Sequence[str] | None = None,
+    ) -> CopyReport:
+        """Copy ``source`` to ``destination`` (a tag), then, with ``referrers``, its signatures, SBOMs and
+        attestations (:meth:`copy_referrers`). ``source_tags``: the source repository's tags, if the caller
+        just listed them.
+
+        Which referrers are looked for: after a copy that wrote the image, those of every digest the
+        destination now holds (the index when copied unchanged, its children) and their referrers, to
+        :attr:`~ecr_mirror.referrers.ReferrerPolicy.max_depth`; when the image was already there, only if
+        ``referrers.when_unchanged``, and then only those of the top-level digest, in at most
+        :data:`~ecr_mirror.referrer_copy.SHALLOW_BUDGET` upstream requests, none a manifest or blob GET
+        unless something is new (issue 14: children and deeper levels are the next sync copy's and the
+        audit's). A referrer failure once the image is in place does not raise: it is
+        ``report.referrers.error`` and a line in ``report.warnings``.
+
+        The image is :meth:`_copy_image`'s work: the other arguments, and the errors raised, are its.
+        """
+        report = self._copy_image(source, destination, platforms=platforms, arch_tags=arch_tags,
+                                  expected_digest=expected_digest, source_digest=source_digest, force=force,
+                                  allow_nondistributable=allow_nondistributable)
+        if referrers is None or (report.unchanged and not referrers.when_unchanged):
+            return report
+        written = report.written
+        children = written.children if written is not None and written.is_index else []
+        plan = plan_subjects(report.source_digest, report.digest, children)
+        report.referrers = self.copy_referrers(
+            source, destination, plan, referrers, report, source_tags=source_tags, shallow=report.unchanged,
+            allow_nondistributable=allow_nondistributable,
+        )
+        self._warn_referrers(report)
+        return report
+
+    def _copy_image(
+        self, source: Reference, destination: Reference, *, platforms: Sequence[Platform] | None, arch_tags: bool,
+        expected_digest: str | None, source_digest: str | None, force: bool, allow_nondistributable: bool,
     ) -> CopyReport:
         """Copy ``source`` to ``destination`` (a tag). ``platforms=None`` copies every platform digest-identical.
 
@@ -295,6 +365,7 @@ class Copier:
             if head is None:
                 raise NotFoundError(f"source {source} not found")
             source_digest, fetched = head.digest, head.manifest
+        report.source_digest = source_digest
         dest_head = self.client.manifest_head(destination)
         if dest_head is not None and not force:
             if platforms is None and dest_head.digest == source_digest:
@@ -315,16 +386,87 @@ class Copier:
                 self._copy_single(job, src, platforms, arch_tags)
         return report
 
+    def copy_referrers(
+        self, source: Reference, destination: Reference, plan: SubjectPlan, policy: ReferrerPolicy | None = None,
+        report: CopyReport | None = None, *, source_tags: Sequence[str] | None = None, shallow: bool = False,
+        allow_nondistributable: bool = False,
+    ) -> ReferrersReport:
+        """Copy the signatures, SBOMs and attestations of ``plan.subjects`` (digests ``destination``'s
+        repository holds byte for byte: :func:`~ecr_mirror.referrers.plan_subjects`) from ``source``'s
+        repository, and count those of ``plan.not_applicable``. The one call a sync or an audit makes for a
+        tag already at the destination. ``report`` (optional) gets the blob counts; ``source_tags``: the
+        source repository's tags if the caller just listed them (else one ``tags/list`` is made);
+        ``shallow``: an unchanged image (see :meth:`copy`); ``allow_nondistributable`` as in :meth:`copy`.
+
+        Raises only :class:`~ecr_mirror.errors.Deadline` and :class:`~ecr_mirror.errors.Interrupted` (Ctrl-C):
+        any other failure ends the walk and is the returned report's ``error`` (what was done until then is
+        counted). See
+        :mod:`ecr_mirror.referrer_copy` for what is read and written.
+        """
+        report = report or CopyReport(str(source), str(destination))
+        return copy_referrers(self, source, destination, plan, policy or ReferrerPolicy(), report, source_tags,
+                              shallow=shallow, allow_nondistributable=allow_nondistributable)
+
+    def fetch_entry(self, source: Reference, d: Descriptor) -> Manifest:
+        """GET the manifest ``d`` names from ``source``'s repository by digest (accepting ``d``'s media type:
+        :meth:`~ecr_mirror.registry.client.RegistryClient.manifest_get`), checked against ``d``'s size.
+        Raises what ``manifest_get`` raises, :class:`DigestMismatchError`."""
+        m = self.client.manifest_get(source.with_digest(d.digest), media_type=d.media_type)
+        if len(m.raw) != d.size:
+            raise DigestMismatchError(f"manifest {d.digest} is {len(m.raw)} bytes, its descriptor says {d.size}", expected=d.digest)
+        return m
+
+    def copy_content(
+        self, source: Reference, destination: Reference, m: Manifest, report: CopyReport, *,
+        allow_nondistributable: bool = False,
+    ) -> None:
+        """Everything manifest ``m`` (fetched from ``source``'s repository) needs at ``destination``'s before it
+        can be PUT there, by the descriptor rules of :mod:`ecr_mirror.manifest`, as a copy does for an index
+        entry: an index's entries by digest (nested indexes recursed), a manifest's required blobs
+        (non-distributable layers left out unless ``allow_nondistributable``). Not ``m`` itself, and not its
+        ``subject``. Raises what :meth:`copy` raises."""
+        self._copy_needs(_Job(source, destination, report, allow_nondistributable=allow_nondistributable), m, 1)
+
+    def referrers_tag_merge(
+        self, destination: Reference, subject: str, *, upstream: Manifest | None = None,
+        add: Sequence[Mapping[str, Any]] = (),
+    ) -> Manifest | None:
+        """Bring ``destination``'s referrers tag schema index of ``subject`` (the tag ``sha256-<hex>``) up to date:
+        ``upstream``'s index merged in (its bytes as they are when nothing else is listed) and ``add``
+        descriptors added, never an entry dropped (:func:`~ecr_mirror.referrers.merge_tag_index`).
+
+        The one place that index is written (a manifest PUT without ``OCI-Subject``: :meth:`_put`; the
+        referrers copy), read and written under one lock per (registry, repository, subject), so two writers
+        in this copier never lose each other's entry. Returns the index written (``None``: the tag was up to date).
+        Raises :class:`ManifestError` when the tag holds something other than an OCI index (left alone, as
+        distribution-spec 1.1 asks), :class:`TagImmutableError` (saying how to allow it), what the client raises.
+        """
+        tag_ref = destination.with_tag(tag_schema_tag(subject))
+        with self._lock:
+            lock = self._tag_locks.setdefault((tag_ref.api_host, tag_ref.repository, subject), threading.Lock())
+        with lock:
+            current = self.client.referrers_tag_get(destination, subject)
+            merged = merge_tag_index(current, upstream, add)
+            if merged is None:
+                return None
+            try:
+                self.client.manifest_put(tag_ref, merged)
+            except TagImmutableError as exc:
+                raise with_exclusion_hint(exc) from exc
+            return merged
+
     def assemble(
         self, destination: Reference, sources: Sequence[Reference], *, allow_nondistributable: bool = False,
+        referrers: ReferrerPolicy | None = None,
     ) -> CopyReport:
         """Join single-platform images (from any registries) into one index at ``destination`` (a tag).
 
         Each source's platform comes from its config. The index is a Docker manifest list when every
         source is a Docker manifest, else an OCI index. Unchanged when the destination index already
-        lists exactly these images. ``allow_nondistributable`` as in :meth:`copy`. Raises
-        :class:`CopyError` (no sources, an index of several platforms, an artifact, two sources of one
-        platform) and what :meth:`copy` raises.
+        lists exactly these images. ``allow_nondistributable`` as in :meth:`copy`. ``referrers``: the referrers
+        of each source image follow it (those of a source that is an index of one image do not apply to the
+        new index), as in :meth:`copy`. Raises :class:`CopyError` (no sources, an index of several platforms,
+        an artifact, two sources of one platform) and what :meth:`copy` raises.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -341,7 +483,12 @@ class Copier:
         if dest_head is not None and dest_head.media_type in (OCI_INDEX, DOCKER_LIST):
             current = self.client.manifest_get(destination.with_digest(dest_head.digest))
             if [c.digest for c in current.children] == [h.digest for h in heads]:
-                return self._unchanged(report, current.digest, current.media_type)
+                self._unchanged(report, current.digest, current.media_type)
+                if referrers is not None and referrers.when_unchanged:
+                    pairs = [(s, h.digest, h.digest) for s, h in zip(sources, heads)]
+                    self._assembled_referrers(destination, pairs, referrers, report, shallow=True,
+                                              allow_nondistributable=allow_nondistributable)
+                return report
 
         def resolve(i: int) -> tuple[Reference, Manifest, Platform]:
             src, head = sources[i], heads[i]
@@ -376,9 +523,38 @@ class Copier:
             index = build_index([(m, p) for _, m, p in resolved], media)
             self._put_tag(destination, index)
         report.add(manifests_copied=1)
-        report.digest, report.media_type = index.digest, index.media_type
+        report.wrote(index)
         report.platforms = [str(p) for _, _, p in resolved]
+        if referrers is not None:
+            pairs = [(src, head.digest, m.digest) for (src, m, _), head in zip(resolved, heads)]
+            self._assembled_referrers(destination, pairs, referrers, report, shallow=False,
+                                      allow_nondistributable=allow_nondistributable)
         return report
+
+    def _assembled_referrers(
+        self, destination: Reference, pairs: Sequence[tuple[Reference, str, str]], policy: ReferrerPolicy,
+        report: CopyReport, *, shallow: bool, allow_nondistributable: bool,
+    ) -> None:
+        """Referrers of each assembled image ``(source, upstream digest, image digest)`` follow it."""
+        reports = []
+        for src, upstream, image in pairs:
+            reason = (f"their subject is the upstream index {upstream}; the image {image} was taken from it "
+                      "into a new index, so they do not apply to it")
+            plan = SubjectPlan((image,), {upstream: reason} if upstream != image else {})
+            reports.append(self.copy_referrers(src, destination, plan, policy, report, shallow=shallow,
+                                               allow_nondistributable=allow_nondistributable))
+        merged = ReferrersReport()
+        for one in reports:
+            merged.merge(one)
+        report.referrers = merged
+        self._warn_referrers(report)
+
+    @staticmethod
+    def _warn_referrers(report: CopyReport) -> None:
+        """A referrer failure once the image is in place: one warning line, the copy itself stands."""
+        if report.referrers is not None and report.referrers.error:
+            report.warn(f"{report.destination}: the image is in place, but its referrers were not all copied: "
+                        f"{report.referrers.error}")
 
     def find_missing(self, ref: Reference, *, blobs: bool = True, verified: set[str] | None = None) -> str | None:
         """What of the manifest ``ref`` (at a registry, usually by digest) is gone: ``None`` when complete,
@@ -473,7 +649,7 @@ class Copier:
             report.arch_tags.append(tag)
         self._put(job, destination, manifest)
         report.add(manifests_copied=1)
-        report.digest, report.media_type = manifest.digest, manifest.media_type
+        report.wrote(manifest)
         report.platforms = [str(platform)] if platform else []
 
     def _copy_index(
@@ -498,7 +674,7 @@ class Copier:
             report.arch_tags.append(tag)
         self._put(job, destination, out)
         report.add(manifests_copied=1)
-        report.digest, report.media_type = out.digest, out.media_type
+        report.wrote(out)
         report.platforms = [
             str(c.platform) for c in children if c.platform and not c.platform.is_unknown and not c.is_attestation
         ]
@@ -513,24 +689,27 @@ class Copier:
         if not job.force and self.client.manifest_head(target) is not None:
             job.report.add(manifests_skipped=1)
             return self.client.manifest_get(target, media_type=d.media_type) if need_manifest else None
-        m = self.client.manifest_get(job.source.with_digest(d.digest), media_type=d.media_type)
-        if len(m.raw) != d.size:
-            raise DigestMismatchError(f"manifest {d.digest} is {len(m.raw)} bytes, its descriptor says {d.size}", expected=d.digest)
+        m = self.fetch_entry(job.source, d)
         job = replace(job, label=part_label(d, job.label))
+        self._copy_needs(job, m, depth)
+        self._put(job, target, m)
+        job.report.add(manifests_copied=1)
+        return m
+
+    def _copy_needs(self, job: _Job, m: Manifest, depth: int) -> None:
+        """What ``m`` (at ``depth``) needs at the destination before its PUT: an index's entries, recursed up to
+        :data:`~ecr_mirror.manifest.MAX_INDEX_DEPTH`; an image, artifact or opaque manifest's blobs."""
         if m.is_index:
             if depth > MAX_INDEX_DEPTH:
                 raise ManifestError(
-                    f"index {job.source} nests indexes more than {MAX_INDEX_DEPTH} deep (at {d.digest}); refused"
+                    f"index {job.source} nests indexes more than {MAX_INDEX_DEPTH} deep (at {m.digest}); refused"
                 )
             children = m.children
             self._announce(job, children)
             for child in children:
                 self._copy_child(job, child, depth + 1)
-            self._put(job, target, m)
-            job.report.add(manifests_copied=1)
         else:
-            self._copy_manifest(job, m)
-        return m
+            self._copy_manifest(job, m, put=False)
 
     def _announce(self, job: _Job, children: Sequence[Descriptor]) -> None:
         """Tell the progress display the parts of an index in index order (it draws them in this order);
@@ -559,7 +738,8 @@ class Copier:
     def _put(self, job: _Job, ref: Reference, m: Manifest) -> None:
         """PUT ``m`` at ``ref``; for a manifest with a ``subject`` that the registry did not index
         (no ``OCI-Subject`` in the answer), add it to the subject's referrers tag schema index
-        (distribution-spec 1.1, "Pushing Manifests with Subject")."""
+        (distribution-spec 1.1, "Pushing Manifests with Subject"; :meth:`referrers_tag_merge`). A tag that
+        cannot take it is left alone, with a warning."""
         answer = self._put_tag(ref, m)
         if answer is None:  # an immutable tag already holding ``m``: written before
             return
@@ -567,8 +747,13 @@ class Copier:
             subject = m.subject
         except ManifestError:
             subject = None  # a malformed subject: nothing a referrers list could name
-        if subject is not None and answer.oci_subject is None:
-            self._referrers_tag_add(job, subject.digest, m)
+        if subject is None or answer.oci_subject is not None:
+            return
+        try:
+            self.referrers_tag_merge(job.destination, subject.digest, add=[referrer_descriptor(m)])
+        except (ManifestError, TagImmutableError) as exc:
+            job.report.warn(f"referrers tag {tag_schema_tag(subject.digest)} of {subject.digest} not updated for "
+                            f"{m.digest}: {exc}")
 
     def _put_tag(self, ref: Reference, m: Manifest) -> ManifestPut | None:
         """PUT ``m`` at ``ref``; ``None`` when ``ref``'s tag is immutable and already holds ``m``'s digest: ECR
@@ -581,22 +766,6 @@ class Copier:
             if head is None or head.digest != m.digest:
                 raise
             return None
-
-    def _referrers_tag_add(self, job: _Job, subject: str, m: Manifest) -> None:
-        tag_ref = job.destination.with_tag(referrers_tag(subject))
-        with self._lock:
-            lock = self._tag_locks.setdefault((tag_ref.api_host, tag_ref.repository, subject), threading.Lock())
-        with lock:  # two referrers of one subject in one copy: one read-modify-write at a time
-            try:
-                current = self.client.manifest_get(tag_ref)
-            except NotFoundError:
-                current = None
-            try:
-                updated = referrers_index_with(current, m)
-                if updated is not None:
-                    self.client.manifest_put(tag_ref, updated)
-            except (ManifestError, TagImmutableError) as exc:
-                job.report.warn(f"referrers tag {tag_ref.tag} of {subject} not updated for {m.digest}: {exc}")
 
     def _wait_all(self, futures: Sequence[Future[Any]]) -> list[Any]:
         """Wait for every future (so nothing is left running), then raise the first error."""

@@ -5,7 +5,10 @@ clobbered; see :mod:`ecr_mirror.store`)::
 
     status        M   tag -> {state, upstream_digest, expected_digest, synced_upstream_digest,
                               target_digest, last_attempt, last_success, bytes_copied, error,
-                              fingerprint, last_drift_state, last_drift_at}
+                              fingerprint, last_drift_state, last_drift_at,
+                              referrers_copied, referrers_present, referrers_not_applicable,
+                              referrers_note, referrers_error, referrers_refused
+                              (at the last copy that looked at referrers)}
     row_error     S   why the row is invalid (removed again once it validates)
     row_error_at  S   when that was found
 
@@ -57,6 +60,12 @@ STATUS_RECORD_FIELDS = (
     "last_success",
     "bytes_copied",
     "error",
+    "referrers_copied",
+    "referrers_present",
+    "referrers_not_applicable",
+    "referrers_note",
+    "referrers_error",
+    "referrers_refused",
 )
 _EXTRA_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")

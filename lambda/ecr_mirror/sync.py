@@ -29,6 +29,7 @@ from . import drift
 from .copy import Copier, CopyReport
 from .errors import Deadline, Interrupted, MirrorError, NotFoundError, RowError
 from .reference import Reference
+from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
 from .status import now_timestamp, status_entry
 from .tags import select_tags
@@ -107,7 +108,8 @@ class TagResult:
     its sources' digests), ``expected_digest`` what the target should hold (``None``: only a copy
     could tell), ``target_digest`` what it holds. Counts as in :class:`~ecr_mirror.copy.CopyReport`;
     ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
-    identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
+    identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`);
+    ``referrers``: what became of the image's referrers when it was copied (``None``: not this time).
     """
 
     row_id: str
@@ -125,6 +127,7 @@ class TagResult:
     error: str | None = None
     reason: str = ""
     fingerprint: str = ""
+    referrers: ReferrersReport | None = None
 
     @property
     def drift_state(self) -> str:
@@ -213,6 +216,7 @@ class Syncer:
         if should_stop():
             raise Deadline(f"row {row_id}: not started, too little time left")
         statuses: Mapping[str, Any] = item.get("status") or {}
+        available: list[str] = []
         try:
             if not dry_run and not check_only:
                 self.target.ensure_repository(row.target_repository)
@@ -239,7 +243,8 @@ class Syncer:
         def one(tag: str) -> TagResult:
             if should_stop():
                 raise Deadline(f"row {row_id}: stopped before tag {tag}, too little time left")
-            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only, verified=verified)
+            return self.sync_tag(row, tag, statuses.get(tag) or {}, dry_run=dry_run, check_only=check_only,
+                                 verified=verified, source_tags=available if row.needs_tag_list else None)
 
         if len(tags) <= 1 or self.tag_concurrency == 1:
             result.tags = [one(t) for t in tags]
@@ -270,9 +275,10 @@ class Syncer:
 
     def sync_tag(
         self, row: Row, tag: str, previous: Mapping[str, Any], *, dry_run: bool = False, check_only: bool = False,
-        verified: set[str] | None = None,
+        verified: set[str] | None = None, source_tags: list[str] | None = None,
     ) -> TagResult:
-        """Detect, copy if needed, and record one tag of a parsed row; ``previous``: its last status entry.
+        """Detect, copy if needed, and record one tag of a parsed row; ``previous``: its last status entry;
+        ``source_tags``: the upstream tags if the row listed them (its referrers are found among them).
         Failures end up in the result (``failed``); only :class:`~ecr_mirror.errors.Deadline` is raised."""
         res = TagResult(row.id, tag, drift.FAILED, fingerprint=row.fingerprint)
         self._tell(row, tag, "checking")
@@ -281,7 +287,7 @@ class Syncer:
             previous = {k: v for k, v in previous.items() if k in ("last_success",)}
         try:
             self._detect_and_copy(row, tag, previous, res, dry_run=dry_run, check_only=check_only,
-                                  verified=set() if verified is None else verified)
+                                  verified=set() if verified is None else verified, source_tags=source_tags)
         except (Deadline, Interrupted):
             raise
         except MirrorError as exc:
@@ -320,7 +326,7 @@ class Syncer:
 
     def _detect_and_copy(
         self, row: Row, tag: str, previous: Mapping[str, Any], res: TagResult, *, dry_run: bool, check_only: bool,
-        verified: set[str],
+        verified: set[str], source_tags: list[str] | None = None,
     ) -> None:
         dest = self._dest(row, tag)
         recorded_expected = previous.get("expected_digest") or None
@@ -368,17 +374,23 @@ class Syncer:
         self._write(row.id, tag, res, previous, interim=True)
         force = state == drift.BROKEN
         self._tell(row, tag, "copying")
+        # referrers travel when the image is written; an unchanged tag's are the audit's (issue 14); those the
+        # target refused (HTTP 405) before are not fetched again
+        refused = frozenset(str(previous.get("referrers_refused") or "").split())
+        referrers = ReferrerPolicy(when_unchanged=False, refused=refused) if row.referrers else None
 
         def copy() -> CopyReport:
             if row.assemble:
                 return self.copier.assemble(
-                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts
+                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts,
+                    referrers=referrers,
                 )
             assert row.source is not None
             return self.copier.copy(
                 row.source.with_tag(tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else res.expected_digest, source_digest=source_digest, force=force,
-                allow_nondistributable=row.allow_nondistributable_artifacts,
+                allow_nondistributable=row.allow_nondistributable_artifacts, referrers=referrers,
+                source_tags=source_tags,
             )
 
         try:
@@ -402,6 +414,7 @@ class Syncer:
         res.blobs_copied = report.blobs_copied
         res.blobs_skipped = report.blobs_skipped
         res.blobs_mounted = report.blobs_mounted
+        res.referrers = report.referrers
 
     def _complete(self, ref: Reference, verified: set[str]) -> bool:
         """Every child manifest (and, with ``verify_blobs``, every blob a registry must hold) of ``ref`` is
@@ -435,6 +448,14 @@ class Syncer:
         if res.drifted:
             entry["last_drift_state"] = res.drift_state
             entry["last_drift_at"] = now
+        if res.referrers is not None and not interim:  # kept until the next copy that looks at referrers
+            counts = res.referrers.counts()
+            # the image is in sync whatever became of its referrers: a referrer failure is noted, not the state
+            entry.update(referrers_copied=counts["copied"], referrers_present=counts["present"],
+                         referrers_not_applicable=counts["not_applicable"],
+                         referrers_note="; ".join(counts["reasons"]) or None,
+                         referrers_refused=" ".join(counts["refused"]) or None,
+                         referrers_error=counts["error"])
         try:
             self.table.write_status(row_id, tag, entry)
         except MirrorError as exc:  # a status write that fails must not hide the copy's outcome

@@ -302,6 +302,8 @@ def test_invalid_rows_and_read_status(table):
     assert records[1] == {
         "id": "golang", "tag": "1.22", "state": "in_sync", "upstream_digest": D1, "expected_digest": D1,
         "target_digest": D1, "last_attempt": ts(1), "last_success": ts(1), "bytes_copied": 10, "error": None,
+        "referrers_copied": None, "referrers_present": None, "referrers_not_applicable": None, "referrers_note": None,
+        "referrers_error": None, "referrers_refused": None,
     }
     assert isinstance(records[1]["bytes_copied"], int)
     assert [r["tag"] for r in table.read_status(["golang", "absent"])] == ["1.22", "1.23"]

@@ -10,9 +10,9 @@ request goes through, outermost first:
 - :class:`~.transport.Transport`: httpx, counting, response observers, httpx errors translated.
 
 Build it once, at the edge, and pass it in. Endpoints are methods named noun then verb
-(``manifest_get``, ``blob_head``); a new endpoint (``referrers_list(ref, digest)`` for
-``GET /v2/<name>/referrers/<digest>``, OCI distribution-spec 1.1) is one more method over
-:meth:`RegistryClient._request`, whose ``not_found_ok`` serves the spec's 404 fallback to tags.
+(``manifest_get``, ``blob_head``, ``referrers_list``); a new endpoint is one more method over
+:meth:`RegistryClient._request`, whose ``not_found_ok`` serves answers where a 404 means "none"
+(the referrers API's fallback to the tag schema, distribution-spec 1.1 "Listing Referrers").
 """
 
 from __future__ import annotations
@@ -29,8 +29,18 @@ import httpcore
 import httpx
 
 from ..errors import AuthError, DigestMismatchError, ManifestError, NotFoundError, RegistryError, UnsafeRedirectError
-from ..manifest import ACCEPT, KNOWN_TYPES, MAX_MANIFEST_BYTES, Manifest, is_media_type, parse_manifest
+from ..manifest import (
+    ACCEPT,
+    KNOWN_TYPES,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    is_media_type,
+    parse_manifest,
+)
 from ..reference import Reference
+from ..referrers import tag_schema_tag
 from .auth import Authenticator, CredentialProvider, NoCredentials, parse_challenge
 from .interrupt import Interrupter
 from .retry import RetryPolicy, retry
@@ -373,6 +383,51 @@ class RegistryClient:
 
     # ------------------------------------------------------------ tags
 
+    def _pages(
+        self, ref: Reference, url: str, *, what: str, headers: dict[str, str] | None = None, not_found_ok: bool = False,
+        next_without_link: Callable[[], str] | None = None,
+    ) -> Iterator[httpx.Response]:
+        """GET ``url`` and every next page (distribution-spec "Listing Tags" and "Listing Referrers"): the one its
+        ``Link`` header names (RFC 8288), checked like a redirect target; without ``Link`` (it is optional),
+        ``next_without_link()`` if given, called once the caller has read the page ("" ends the list). Nothing
+        when the first page is a 404 and ``not_found_ok``. Raises :class:`RegistryError` for a pagination loop
+        or an invalid ``Link``."""
+        next_url: str | httpx.URL = url
+        seen_urls = set()
+        while next_url:
+            if str(next_url) in seen_urls:
+                raise RegistryError(f"{what}: pagination loops back to {httpx.URL(next_url).path}")
+            seen_urls.add(str(next_url))
+            resp = self._request("GET", next_url, scope=self.pull_scope(ref), what=what, headers=headers, follow=True,
+                                 not_found_ok=not_found_ok and len(seen_urls) == 1)
+            if resp is None:
+                return
+            yield resp
+            link = resp.links.get("next", {}).get("url")
+            next_url = ""
+            if link:
+                try:
+                    next_url = resp.url.join(link)
+                except (httpx.InvalidURL, ValueError) as exc:
+                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
+                check_target(next_url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
+            elif next_without_link is not None:
+                next_url = next_without_link()
+
+    @staticmethod
+    def _json_list(resp: httpx.Response, key: str, what: str) -> list[Any]:
+        """``resp``'s JSON ``{key: [...]}`` list (``[]`` for null); raises :class:`RegistryError` for another shape."""
+        try:
+            doc = resp.json()
+        except (ValueError, RecursionError) as exc:
+            raise RegistryError(f"{what}: answer is not JSON") from exc
+        found = doc.get(key) if isinstance(doc, dict) else None
+        if found is None:
+            found = []
+        if not isinstance(found, list):
+            raise RegistryError(f"{what}: answer has no list of {key}")
+        return found
+
     def tags_list(self, ref: Reference, *, page_size: int = 1000, limit: int = 100_000) -> list[str]:
         """Every tag of ``ref``'s repository (each once, in the order served), at most ``limit``.
 
@@ -382,44 +437,65 @@ class RegistryClient:
         :class:`RegistryError` for an answer without a list of tags, or a ``Link`` loop.
         """
         what = f"list tags of {ref.name}"
-        url: str | httpx.URL = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
         tags: list[str] = []
         known: set[str] = set()
-        seen_urls = set()
-        while url:
-            if str(url) in seen_urls:
-                raise RegistryError(f"{what}: pagination loops back to {httpx.URL(url).path}")
-            seen_urls.add(str(url))
-            resp = self._request("GET", url, scope=self.pull_scope(ref), what=what, follow=True)
-            assert resp is not None
-            try:
-                doc = resp.json()
-            except (ValueError, RecursionError) as exc:
-                raise RegistryError(f"{what}: answer is not JSON") from exc
-            page = doc.get("tags") if isinstance(doc, dict) else None
-            if page is None:
-                page = []
-            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+        after = ""  # the next page's URL when the registry sent no Link
+
+        def next_without_link() -> str:
+            return after
+
+        url = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
+        for resp in self._pages(ref, url, what=what, next_without_link=next_without_link):
+            page = self._json_list(resp, "tags", what)
+            if not all(isinstance(t, str) for t in page):
                 raise RegistryError(f"{what}: answer has no list of tags")
             fresh = [t for t in dict.fromkeys(page) if t not in known]
             known.update(fresh)
             tags.extend(fresh)
             if len(tags) > limit:
                 raise RegistryError(f"{what}: more than {limit} tags")
-            link = resp.links.get("next", {}).get("url")
-            url = ""
-            if link:
-                try:
-                    url = resp.url.join(link)
-                except (httpx.InvalidURL, ValueError) as exc:
-                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
-                check_target(url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
-            elif len(page) == page_size and fresh:
+            after = ""
+            if len(page) == page_size and fresh:
                 # a full page without Link: there may be more (a registry that ignores `last` repeats
                 # itself, brings nothing new, and ends the list)
                 query = urlencode({"n": page_size, "last": page[-1]})
-                url = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?{query}")
+                after = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?{query}")
         return tags
+
+    # ------------------------------------------------------------ referrers
+
+    def referrers_list(self, ref: Reference, digest: str, *, limit: int = 10_000) -> list[Descriptor] | None:
+        """The descriptors of the manifests whose ``subject`` is ``digest`` in ``ref``'s repository, from
+        ``GET /v2/<name>/referrers/<digest>`` following ``Link`` pages (distribution-spec 1.1, "Listing
+        Referrers"); ``None`` when the registry answers 404: it has no referrers API, so the referrers
+        tag schema applies (:meth:`referrers_tag_get`).
+
+        Raises :class:`RegistryError` for any other error answer (ECR answers 405 for some subjects:
+        aws/containers-roadmap#2783), an answer that is not an index of descriptors, or more than ``limit``.
+        """
+        what = f"list referrers of {ref.name}@{digest}"
+        found: list[Descriptor] = []
+        answered = False
+        url = self.url(ref.api_host, f"/v2/{ref.repository}/referrers/{digest}")
+        for resp in self._pages(ref, url, what=what, headers={"Accept": OCI_INDEX}, not_found_ok=True):
+            answered = True
+            for entry in self._json_list(resp, "manifests", what):
+                try:
+                    found.append(Descriptor.from_json(entry, where=what))
+                except ManifestError as exc:
+                    raise RegistryError(f"{what}: {exc}") from exc
+            if len(found) > limit:
+                raise RegistryError(f"{what}: more than {limit} referrers")
+        return found if answered else None
+
+    def referrers_tag_get(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers tag schema index of subject ``digest`` (the tag ``sha256-<hex>``) in ``ref``'s
+        repository, or ``None`` if there is no such tag (distribution-spec 1.1, "Referrers Tag Schema").
+        Raises what :meth:`manifest_get` raises but :class:`NotFoundError`."""
+        try:
+            return self.manifest_get(ref.with_tag(tag_schema_tag(digest)))
+        except NotFoundError:
+            return None
 
     # ------------------------------------------------------------ blobs
 
