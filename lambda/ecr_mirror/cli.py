@@ -712,16 +712,26 @@ def row_listing(item: dict[str, Any], row: Any, error: Any) -> dict[str, Any]:
 _LIST_COLUMNS = (("id", "id"), ("source", "source"), ("tags", "tags"), ("platforms", "platforms"),
                  ("target", "target_repository"), ("arch tags", "arch_tags"), ("enabled", "enabled"))
 #: columns shown only when some row is not at the default (the attribute's name says what it does)
-_LIST_OPTIONAL_COLUMNS = (("foreign layers", "allow_nondistributable_artifacts"),)
+_LIST_OPTIONAL_COLUMNS = (("foreign layers", "allow_nondistributable_artifacts"), ("referrers", "referrers"))
+#: attributes shown inside the tags cell (see :func:`_list_cell`)
+_LIST_TAG_ATTRIBUTES = frozenset({"tag_pattern", "tag_patterns", "exclude_patterns", "versions", "keep_latest", "digests"})
+#: the default of each optional column's attribute: the column appears when some row differs
+_LIST_DEFAULTS = {"allow_nondistributable_artifacts": False, "referrers": True}
 
 
 def _list_cell(attribute: str, r: dict[str, Any]) -> str:
     value = r.get(attribute)
     if attribute == "source":
         return str(value) if value else " + ".join(map(str, r.get("assemble") or []))
-    if attribute == "tags":
-        text = ", ".join([*map(str, value or []), *([f"/{r['tag_pattern']}/"] if r.get("tag_pattern") else [])])
-        return text + (f" (newest {r['keep_latest']})" if r.get("keep_latest") else "")
+    if attribute == "tags":  # every way a row selects tags, in one cell
+        pins = r.get("digests") or {}
+        pinned = [f"{t}@{d}" for t, d in (pins.items() if isinstance(pins, dict) else [])]
+        explicit = [str(t) for t in value or [] if not isinstance(pins, dict) or t not in pins]
+        patterns = [r["tag_pattern"]] if r.get("tag_pattern") else list(r.get("tag_patterns") or [])
+        parts = [*explicit, *pinned, *(f"/{p}/" for p in patterns)]
+        parts += [f"versions {r['versions']}"] if r.get("versions") else []
+        parts += [f"not /{p}/" for p in r.get("exclude_patterns") or []]
+        return ", ".join(parts) + (f" (newest {r['keep_latest']})" if r.get("keep_latest") else "")
     if attribute == "platforms":
         return ", ".join(map(str, value)) if value else "all"
     if attribute == "allow_nondistributable_artifacts":
@@ -751,8 +761,9 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
         return
     from .console import print_table
 
-    columns = [*_LIST_COLUMNS, *((h, a) for h, a in _LIST_OPTIONAL_COLUMNS if any(r.get(a) for r in rows))]
-    shown = {a for _, a in _LIST_COLUMNS + _LIST_OPTIONAL_COLUMNS} | {"assemble", "tag_pattern", "keep_latest", "error", "attributes"}
+    optional = [(h, a) for h, a in _LIST_OPTIONAL_COLUMNS if any(r.get(a) not in (None, _LIST_DEFAULTS.get(a)) for r in rows)]
+    columns = [*_LIST_COLUMNS, *optional]
+    shown = {a for _, a in _LIST_COLUMNS + _LIST_OPTIONAL_COLUMNS} | _LIST_TAG_ATTRIBUTES | {"assemble", "error", "attributes"}
     extra = [k for r in rows for k in r if k not in shown]  # attributes a later schema adds get a column too
     extra = list(dict.fromkeys(extra))
     headers = [h for h, _ in columns] + extra + ["problem"]
