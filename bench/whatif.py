@@ -146,10 +146,10 @@ def _small_blob_no_head() -> None:
     def blob_head(self, ref, digest):  # type: ignore[no-untyped-def]
         return None if getattr(skip, "on", False) else original_head(self, ref, digest)
 
-    def _transfer_blob(self, source, destination, d, report):  # type: ignore[no-untyped-def]
+    def _transfer_blob(self, job, d, *args, **kwargs):  # type: ignore[no-untyped-def]
         skip.on = d.size <= SMALL_BLOB  # this thread, this blob only: "not there", upload it
         try:
-            return original_transfer(self, source, destination, d, report)
+            return original_transfer(self, job, d, *args, **kwargs)
         finally:
             skip.on = False
 

@@ -4,7 +4,8 @@ Upstream (a local registry playing Docker Hub), built locally with real gzip'd t
 real image configs:
 
 - ``library/golang:1.19.2``: a Docker manifest list of linux/amd64 and linux/arm64/v8, shaped like
-  the official image of that tag (Docker schema 2 manifests, Go's environment in the config);
+  the official image of that tag (Docker schema 2 manifests, Go's environment in the config), signed
+  as ``cosign sign --key`` does (the ``sha256-<digest>.sig`` tag) with a key made for the demo;
 - ``team/app:v1.2.0``, ``v1.9.0``, ``v1.10.0`` (and ``latest``): OCI indexes as BuildKit writes
   them, each platform followed by its attestation manifest (platform ``unknown/unknown``);
 - ``team/tool:1.0-amd64`` and ``team/tool:1.0-arm64``: single-architecture images, what the first
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support import images as im
+from tests.support.cosign import CosignKey, sign
 
 GOLANG_TAG = "1.19.2"
 APP_TAGS = ("v1.2.0", "v1.9.0", "v1.10.0")
@@ -89,10 +91,11 @@ class Upstream:
     golang: im.Index
     app: dict[str, im.Index]
     tool: dict[str, im.Image]
+    key: CosignKey  # signed golang's index; its public half verifies the mirror
 
     def rows(self) -> list[tuple[str, str, str, list[str], str]]:
         """(repository:tag, media type, kind, platforms, digest) for the seeded table."""
-        out = [(f"library/golang:{GOLANG_TAG}", self.golang.media_type, "manifest list",
+        out = [(f"library/golang:{GOLANG_TAG}", self.golang.media_type, "manifest list, cosign-signed",
                 self.golang.platforms, self.golang.digest)]
         for tag, index in self.app.items():
             out.append((f"team/app:{tag}", index.media_type, f"index + {len(index.attestations)} attestations",
@@ -116,6 +119,8 @@ def seed_upstream(registry: Any) -> Upstream:
     """Build the images and push them straight to the upstream registry (not through the proxy)."""
     golang = im.build_index([golang_image("linux/amd64", 1), golang_image("linux/arm64/v8", 2)], oci=False)
     im.push_index(registry, "library/golang", golang, GOLANG_TAG)
+    key = CosignKey.generate()
+    sign(registry, "library/golang", golang.digest, key, docker_reference=f"docker.io/library/golang:{GOLANG_TAG}")
     app: dict[str, im.Index] = {}
     for n, tag in enumerate(APP_TAGS):
         index = im.build_index([im.build_image("linux/amd64", seed=100 + n, layer_size=192 * 1024),
@@ -126,7 +131,7 @@ def seed_upstream(registry: Any) -> Upstream:
     tool = {f"{TOOL_TAG}-amd64": tool_image("linux/amd64", 7), f"{TOOL_TAG}-arm64": tool_image("linux/arm64/v8", 8)}
     for tag, image in tool.items():
         im.push_image(registry, "team/tool", image, tag)
-    return Upstream(golang, app, tool)
+    return Upstream(golang, app, tool, key)
 
 
 # ---------------------------------------------------------------------------- reading back

@@ -6,9 +6,9 @@
 Starts moto (the AWS APIs but ECR), an upstream docker-registry behind a request-counting proxy and
 the ECR stand-in (ECR's API and registry face, with ECR's rules, over one store); seeds the upstream;
 adds rows with the real `ecr-mirror` CLI; runs the schedule and worker Lambda handlers through SQS as the
-deployed stack does; reads the result back like `docker manifest inspect`; proves the second sync copies
-nothing, GETs nothing upstream and asks nothing of ECR; overwrites a mirrored tag by hand and shows the
-audit find the drift and the next run repair it.
+deployed stack does; reads the result back like `docker manifest inspect`; verifies the upstream's cosign
+signature at the mirror; proves the second sync copies nothing, GETs nothing upstream and asks nothing of
+ECR; overwrites a mirrored tag by hand and shows the audit find the drift and the next run repair it.
 
 Every claim printed is also checked: the script exits 1 if any check fails (CI runs it), 130 on
 Ctrl-C and 143 on SIGTERM, and stops everything it started in every case.
@@ -40,6 +40,7 @@ from rich.table import Table  # noqa: E402
 from demo import images as seed  # noqa: E402
 from demo.world import PREFIX, WORKER_BATCH_SIZE, Interrupted, SyncRun, World, cli_json, install_signal_handlers  # noqa: E402
 from tests.support import images as im  # noqa: E402
+from tests.support.cosign import VerificationError, verify  # noqa: E402
 
 console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 132, highlight=False)
 
@@ -257,6 +258,17 @@ class Demo:
                        and arch.get(up.golang.image_for("linux/arm64/v8").digest) == f"{seed.GOLANG_TAG}-arm64",
                        "1.19.2-amd64 and 1.19.2-arm64 tags point at the platform images (the manual flow's tags)")
             self.pulls(repo, seed.GOLANG_TAG, index, {h: up.golang.image_for(h).digest for h in HOSTS})
+            console.print(f"[bold]$ cosign verify --key cosign.pub {ecr.host}/{repo}@{up.golang.digest}[/]")
+            try:
+                signatures = verify(ecr, repo, up.golang.digest, up.key.public_pem, auth=ecr.auth)
+            except VerificationError as exc:
+                signatures, why = [], str(exc)
+            else:
+                why = ""
+                console.print(f"  {len(signatures)} signature verified: payload names {up.golang.digest[:19]}…, "
+                              f"signed by the upstream's key for {escape(signatures[0].docker_reference)}")
+            self.check(bool(signatures),
+                       "the upstream's cosign signature came along (its .sig tag) and verifies at the mirror", why)
 
             # -- the platform subset: a new index, same child digests, attestation kept
             console.print()

@@ -1,6 +1,8 @@
 """The ``ecr-mirror`` command.
 
 Errors are one line on stderr and a non-zero exit; never a traceback (``--debug`` shows one).
+Everything from data reaches the terminal through :mod:`ecr_mirror.console` (text, not markup;
+control characters escaped). Exit statuses: :data:`EXIT_OK` … :data:`EXIT_INTERRUPTED`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,27 @@ from typing import Any
 import click
 
 from . import __version__
+from .advice import Where, explain
 from .config import ENV_INSECURE_REGISTRIES, ENV_STATE_TABLE, ENV_TABLE, Settings, default_state_table
-from .errors import MirrorError
+from .console import EXIT_INTERRUPTED, SafeFormatter, exit_interrupted, safe
+from .errors import Interrupted, MirrorError
 from .runtime import Redactor
 
+EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+#: ``sync``: nothing failed, but a tag is not in sync (what ``--check`` and ``--dry-run`` report before a copy)
+EXIT_NOT_IN_SYNC = 4
+
+EXIT_STATUS_HELP = f"""\b
+Exit status:
+  {EXIT_OK}    success (sync: every tag in sync)
+  {EXIT_ERROR}    an error: registry, AWS, configuration; sync: a row or tag failed or is invalid
+  {EXIT_USAGE}    bad usage (unknown option, missing argument)
+  {EXIT_INTERNAL}    a bug (run with --debug for the traceback)
+  {EXIT_NOT_IN_SYNC}    sync: nothing failed, but a tag is not in sync (--check, --dry-run: a copy is due)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the destination tag is left as it was"""
 
 _redactor = Redactor()
 
@@ -30,10 +46,12 @@ _redactor = Redactor()
 class Context:
     """What the ``ecr-mirror`` group's options give every command; :attr:`settings` read once, on first use."""
 
-    def __init__(self, debug: bool, insecure: tuple[str, ...], concurrency: int | None) -> None:
+    def __init__(self, debug: bool, insecure: tuple[str, ...], concurrency: int | None, ca_file: str | None = None) -> None:
         self.debug = debug
         self.insecure = insecure
         self.concurrency = concurrency
+        self.ca_file = ca_file
+        self.where = Where()  # filled in as the command learns its table and region, for error advice
         self._settings: Settings | None = None
 
     @property
@@ -50,9 +68,14 @@ class Context:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    """Print ``ecr-mirror: error: <message>`` (secrets redacted) on stderr and exit with ``code``."""
-    click.echo(f"ecr-mirror: error: {_redactor(message)}", err=True)
+    """Print ``ecr-mirror: error: <message>`` (secrets redacted, controls escaped) on stderr and exit with ``code``."""
+    click.echo(f"ecr-mirror: error: {safe(_redactor(message))}", err=True)
     sys.exit(code)
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """One line of output built from data: secrets redacted, control characters escaped."""
+    click.echo(safe(_redactor(text)), err=err)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,13 +87,14 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(getattr(ctx.obj, "debug", False))
         try:
             return fn(*args, **kwargs)
+        except Interrupted:  # a transfer noticed the abort before the main thread did
+            exit_interrupted()
         except MirrorError as exc:
             if debug:
                 raise
-            fail(str(exc))
+            fail(explain(exc, getattr(ctx.obj, "where", Where())))
         except KeyboardInterrupt:
-            click.echo("ecr-mirror: interrupted", err=True)
-            sys.exit(130)
+            exit_interrupted()
         except (click.ClickException, click.exceptions.Exit, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
@@ -82,50 +106,100 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _configure_logging(debug: bool) -> None:
+    """Log lines on stderr, data in them escaped and secrets redacted; DEBUG with ``--debug``, else ERROR."""
+    from .runtime import quiet_aws_loggers, redact_logs
+
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: only when nobody configured logging (a test runner may have)
+        handler = logging.StreamHandler()
+        handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.ERROR)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    quiet_aws_loggers()  # botocore at DEBUG prints tokens and secret strings
+    redact_logs(_redactor)
+
+
+# Global options: given before the command (`ecr-mirror --debug copy …`) or after it (`ecr-mirror copy --debug …`).
+_INSECURE_HELP = f"Talk plain http to HOST (repeatable). Loopback hosts always use http. Also {ENV_INSECURE_REGISTRIES}."
+_CONCURRENCY_HELP = "Blob transfers in flight (default 8)."
+_CA_FILE_HELP = "Also trust the CA certificates in this PEM file for https registries (a private registry's own CA). SSL_CERT_FILE replaces the default CAs."
+_DEBUG_HELP = "Verbose logs and tracebacks."
+
+
+def _late_global(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """Callback of a global option repeated on a command: apply it to the group's :class:`Context`."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        obj = ctx.find_object(Context)
+        if obj is None or value in (None, False, ()):
+            return
+        if name == "debug":
+            obj.debug = True
+            _configure_logging(True)
+        elif name == "insecure":
+            obj.insecure = (*obj.insecure, *value)
+        elif name == "concurrency":
+            obj.concurrency = value
+            obj._settings = None  # noqa: SLF001 - read again with the new value
+        elif name == "ca_file":
+            obj.ca_file = value
+
+    return apply
+
+
+def _global_options() -> list[click.Option]:
+    """The group's options, for a command's own parameters (not passed to the command function)."""
+    common: dict[str, Any] = dict(expose_value=False)
+    return [
+        click.Option(["--insecure-registry"], multiple=True, metavar="HOST", help=_INSECURE_HELP, callback=_late_global("insecure"), **common),
+        click.Option(["--concurrency"], type=click.IntRange(1, 64), default=None, help=_CONCURRENCY_HELP,
+                     callback=_late_global("concurrency"), **common),
+        click.Option(["--ca-file"], type=click.Path(dir_okay=False), default=None, metavar="PEM", help=_CA_FILE_HELP,
+                     callback=_late_global("ca_file"), **common),
+        click.Option(["--debug"], is_flag=True, help=_DEBUG_HELP, callback=_late_global("debug"), **common),
+    ]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, prog_name="ecr-mirror")
-@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
-              help=f"Talk plain http to HOST (repeatable). Loopback hosts always use http. Also {ENV_INSECURE_REGISTRIES}.")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Blob transfers in flight (default 8).")
-@click.option("--debug", is_flag=True, help="Verbose logs and tracebacks.")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST", help=_INSECURE_HELP)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None, help=_CONCURRENCY_HELP)
+@click.option("--ca-file", type=click.Path(dir_okay=False), default=None, metavar="PEM", help=_CA_FILE_HELP)
+@click.option("--debug", is_flag=True, help=_DEBUG_HELP)
 @click.pass_context
-def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None, debug: bool) -> None:
+def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None, ca_file: str | None, debug: bool) -> None:
     """Mirror multi-architecture container images into Amazon ECR.
 
     \b
     One-off copies:   ecr-mirror copy docker.io/library/golang:1.22 123456789012.dkr.ecr.eu-west-1.amazonaws.com/golang:1.22
     Manual multi-arch: ecr-mirror assemble REG/app:1.0 REG/app:1.0-amd64 REG/app:1.0-arm64
+    Look at images:   ecr-mirror tags / inspect / digest (see each --help)
     The mirror table: ecr-mirror add / list / remove / sync / status (see each --help)
-    """
-    from .runtime import RedactingFilter, quiet_aws_loggers
 
-    logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
-    quiet_aws_loggers()  # botocore at DEBUG prints tokens and secret strings
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter(_redactor))
-    ctx.obj = Context(debug, insecure, concurrency)
+    Global options may also follow the command (ecr-mirror copy --debug ...).
+    Credentials come from the Docker config (auths, credsStore, credHelpers), and ECR's token for ECR hosts.
+    """
+    _configure_logging(debug)
+    ctx.obj = Context(debug, insecure, concurrency, ca_file)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeated and comma-separated values as one list: ('a,b', 'c') -> ['a', 'b', 'c']."""
+    out: list[str] = []
+    for v in values:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
 
 
 def _client(obj: Context):
     from .runtime import build_registry_client
 
-    client = build_registry_client(obj.settings, insecure=obj.insecure)
+    client = build_registry_client(obj.settings, insecure=obj.insecure, ca_file=obj.ca_file)
     _redactor.watch(client.secrets)
     return client
-
-
-def _progress_display(enabled: bool):
-    """A rich byte counter on a terminal; nothing otherwise."""
-    if not enabled:
-        return None, None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    progress = Progress(TextColumn("[bold]copying"), BarColumn(bar_width=None), DownloadColumn(), TransferSpeedColumn(),
-                        transient=True, console=None)
-    task = progress.add_task("copy", total=None)
-    return progress, (lambda n: progress.advance(task, n))
 
 
 def _ensure_ecr_repository(obj: Context, destination: Any) -> None:
@@ -143,22 +217,24 @@ def _ensure_ecr_repository(obj: Context, destination: Any) -> None:
         if exc.code != "AccessDeniedException":
             raise
         # a role allowed to push but not to describe or create repositories: the push itself tells
-        click.echo(_redactor(f"ecr-mirror: warning: cannot check repository {destination.repository} ({exc}); pushing anyway"), err=True)
+        echo(f"ecr-mirror: warning: cannot check repository {destination.repository} ({exc}); pushing anyway", err=True)
 
 
 def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> None:
+    """Run ``action(copier)`` with a progress display on a terminal; Ctrl-C aborts it; print the digest
+    (stdout) and a summary in human sizes (stderr), or the JSON report."""
+    import time
+
+    from .console import CopyDisplay, copy_summary, interrupt_guard
     from .copy import Copier
 
     client = _client(obj)
-    tty = sys.stderr.isatty() and not json_out
-    progress, advance = _progress_display(tty)
+    display = CopyDisplay(enabled=None if not json_out else False)
+    started = time.monotonic()
     try:
-        with Copier(client, concurrency=obj.settings.concurrency, progress=advance) as copier:
-            if progress:
-                with progress:
-                    report = action(copier)
-            else:
-                report = action(copier)
+        with Copier(client, concurrency=obj.settings.concurrency, progress=display) as copier, \
+                interrupt_guard(client.abort, display), display:
+            report = action(copier)
     finally:
         _redactor.add(client.secrets())
         client.http.close()
@@ -169,12 +245,27 @@ def _run_copy(obj: Context, json_out: bool, action: Callable[[Any], Any]) -> Non
     if json_out:
         click.echo(_redactor(json.dumps(report.as_dict(), indent=2, sort_keys=True)))
     else:
-        if tty:
-            what = "unchanged" if report.unchanged else (
-                f"{report.blobs_copied} blobs copied, {report.blobs_skipped} present, {report.blobs_mounted} mounted, "
-                f"{report.bytes_copied} bytes")
-            click.echo(f"{report.destination}: {', '.join(report.platforms) or report.media_type} ({what})", err=True)
-        click.echo(report.digest)
+        echo(copy_summary(report, time.monotonic() - started), err=True)
+        if report.referrers is not None and (report.referrers.items or report.referrers.not_checked):
+            # referrers: what was copied, what could not apply, what an unchanged copy left to the next
+            echo(f"{report.destination}: {report.referrers.summary()}", err=True)
+        for warning in report.warnings:
+            echo(f"ecr-mirror: warning: {warning}", err=True)
+        echo(report.digest)
+
+
+#: ``--no-referrers`` of ``copy`` and ``assemble`` (issue 14: referrers travel by default)
+no_referrers_option = click.option(
+    "--no-referrers", is_flag=True,
+    help="Leave signatures, SBOMs and attestations behind (default: they are copied: the referrers API, the "
+         "sha256-<digest> tag schema and cosign's .sig/.att/.sbom tags).")
+
+
+def _referrer_policy(no_referrers: bool):
+    """A person asked for this image now: discover its referrers even when the image is unchanged."""
+    from .referrers import ReferrerPolicy
+
+    return None if no_referrers else ReferrerPolicy(when_unchanged=True)
 
 
 nondistributable_option = click.option(
@@ -187,14 +278,15 @@ nondistributable_option = click.option(
 @click.argument("source")
 @click.argument("destination")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
-              help="Copy only this platform (repeatable). Default: every platform, digest-identical.")
+              help="Copy only this platform (repeatable, or comma-separated). Default: every platform, digest-identical.")
 @click.option("--arch-tags", is_flag=True, help="Also tag each platform's image DEST_TAG-<arch> (e.g. 1.22-amd64, 1.22-arm64).")
 @nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
+@no_referrers_option
 @click.pass_obj
 @handle_errors
 def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...], arch_tags: bool,
-         allow_nondistributable: bool, json_out: bool) -> None:
+         allow_nondistributable: bool, json_out: bool, no_referrers: bool) -> None:
     """Copy SOURCE to DESTINATION over the registry API, every digest verified.
 
     \b
@@ -203,7 +295,9 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
 
     With every platform the destination index has the same digest as the source. With --platform
     a new index of just those platforms is written (children unchanged). The tag is written last,
-    so a failed copy leaves it as it was. Prints the destination digest.
+    so a failed copy leaves it as it was. Then the image's signatures, SBOMs and attestations follow
+    it (those of an upstream index that --platform rewrote do not apply; --json says which and why).
+    Prints the destination digest.
     """
     from .manifest import parse_platforms
     from .reference import parse_reference
@@ -214,10 +308,11 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
         raise click.BadParameter("give DESTINATION a tag, not a digest", param_hint="DESTINATION")
     if not dst.tag:
         dst = dst.with_tag(src.tag or "latest")
-    wanted = parse_platforms(platforms) if platforms else None
+    wanted = parse_platforms(_split(platforms)) if platforms else None
+    policy = _referrer_policy(no_referrers)
     _ensure_ecr_repository(obj, dst)
     _run_copy(obj, json_out, lambda c: c.copy(src, dst, platforms=wanted, arch_tags=arch_tags,
-                                              allow_nondistributable=allow_nondistributable))
+                                              allow_nondistributable=allow_nondistributable, referrers=policy))
 
 
 @main.command()
@@ -225,10 +320,11 @@ def copy(obj: Context, source: str, destination: str, platforms: tuple[str, ...]
 @click.argument("sources", nargs=-1, required=True)
 @nondistributable_option
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON report instead of the digest.")
+@no_referrers_option
 @click.pass_obj
 @handle_errors
 def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_nondistributable: bool,
-             json_out: bool) -> None:
+             json_out: bool, no_referrers: bool) -> None:
     """Join single-platform images into one multi-arch index at DESTINATION.
 
     The manual `docker manifest create` + `docker manifest push` in one step, across registries:
@@ -242,8 +338,116 @@ def assemble(obj: Context, destination: str, sources: tuple[str, ...], allow_non
     if not dst.tag or dst.digest:
         raise click.BadParameter("DESTINATION needs a tag (and no digest)", param_hint="DESTINATION")
     refs = [parse_reference(s) for s in sources]
+    policy = _referrer_policy(no_referrers)
     _ensure_ecr_repository(obj, dst)
-    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable))
+    _run_copy(obj, json_out, lambda c: c.assemble(dst, refs, allow_nondistributable=allow_nondistributable,
+                                                  referrers=policy))
+
+
+# ---------------------------------------------------------------- looking at images (as crane, skopeo, regctl do)
+
+
+def _with_client(obj: Context, action: Callable[[Any], Any]) -> Any:
+    """``action(client)`` with a registry client that Ctrl-C aborts; the client closed after."""
+    from .console import interrupt_guard
+
+    client = _client(obj)
+    try:
+        with interrupt_guard(client.abort):
+            return action(client)
+    finally:
+        _redactor.add(client.secrets())
+        client.http.close()
+
+
+@main.command()
+@click.argument("repository")
+@click.option("--json", "json_out", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+@handle_errors
+def tags(obj: Context, repository: str, json_out: bool) -> None:
+    """List the tags of REPOSITORY, one a line (as the registry lists them).
+
+    \b
+    ecr-mirror tags docker.io/library/golang
+    ecr-mirror tags 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/docker.io/library/golang
+    """
+    from .reference import parse_repository
+
+    ref = parse_repository(repository)
+    found = _with_client(obj, lambda c: c.tags_list(ref))
+    if json_out:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for tag in found:
+        echo(tag)
+
+
+@main.command()
+@click.argument("reference")
+@click.option("--raw", is_flag=True, help="Write the manifest's exact bytes, as the registry serves them (their sha256 is the digest).")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+              help="From an index, show the manifest of this platform instead.")
+@click.pass_obj
+@handle_errors
+def inspect(obj: Context, reference: str, raw: bool, platform: str | None) -> None:
+    """Show the manifest of REFERENCE: for a multi-arch image, the index with each platform and digest.
+
+    Printed as `docker manifest inspect` shows it (the JSON, indented); the digest of what is shown
+    goes to stderr. With --raw: the exact bytes, nothing added.
+
+    \b
+    ecr-mirror inspect golang:1.22
+    ecr-mirror inspect --platform linux/arm64 golang:1.22
+    ecr-mirror inspect --raw golang:1.22 | sha256sum
+    """
+    from .copy import part_label
+    from .errors import CopyError
+    from .manifest import Platform, select_children
+    from .reference import parse_reference
+
+    ref = parse_reference(reference)
+    wanted = Platform.parse(platform) if platform else None
+
+    def read(client: Any) -> Any:
+        manifest = client.manifest_get(ref)
+        if wanted is None:
+            return manifest
+        if not manifest.is_index:
+            raise CopyError(f"{ref} is a single image, not an index: --platform does not apply")
+        child = select_children(manifest, [wanted])
+        images = [d for d in child if part_label(d) != "attestations"]
+        return client.manifest_get(ref.with_digest(images[0].digest), media_type=images[0].media_type)
+
+    manifest = _with_client(obj, read)
+    if raw:
+        sys.stdout.buffer.write(manifest.raw)
+        sys.stdout.flush()
+        return
+    click.echo(json.dumps(manifest.data, indent=3))
+    echo(f"{manifest.media_type} {manifest.digest}", err=True)
+
+
+@main.command()
+@click.argument("reference")
+@click.pass_obj
+@handle_errors
+def digest(obj: Context, reference: str) -> None:
+    """Print the digest REFERENCE points at (one HEAD request; for a multi-arch image, the index's digest).
+
+    A registry that answers the HEAD 404 is asked again with a GET before REFERENCE is called missing.
+
+    \b
+    ecr-mirror digest golang:1.22
+    """
+    from .errors import NotFoundError
+    from .reference import parse_reference
+
+    ref = parse_reference(reference)
+    head = _with_client(obj, lambda c: c.manifest_head(ref, confirm_missing=True))
+    if head is None:
+        raise NotFoundError(f"{ref} not found")
+    echo(head.digest)
 
 
 # ---------------------------------------------------------------- the mirror table
@@ -261,7 +465,9 @@ def _table(obj: Context, table_name: str | None):
     name = table_name or obj.settings.table
     if not name:
         fail(f"no table given: pass --table NAME or set {ENV_TABLE}", EXIT_USAGE)
-    return MirrorTable(boto3_client("dynamodb"), name, prefix=obj.settings.repository_prefix)
+    dynamodb = boto3_client("dynamodb")
+    obj.where = Where(table=name, region=dynamodb.meta.region_name or "")
+    return MirrorTable(dynamodb, name, prefix=obj.settings.repository_prefix)
 
 
 def _state(obj: Context, rows: Any, state_table_name: str | None):
@@ -289,14 +495,7 @@ def table_create(obj: Context, table_name: str | None, state_table_name: str | N
     st = _state(obj, t, state_table_name)
     for each in (t, st):
         created = each.create()
-        click.echo(f"table {each.name} {'created' if created else 'already exists'}", err=True)
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    out: list[str] = []
-    for v in values:
-        out.extend(p.strip() for p in v.split(",") if p.strip())
-    return out
+        echo(f"table {each.name} {'created' if created else 'already exists'}", err=True)
 
 
 @main.command()
@@ -355,8 +554,8 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
     warnings = _refuse_overlaps(parse_row(item, prefix=obj.settings.repository_prefix), t)
     row = t.put_row(item, overwrite=replace)
     for warning in warnings:
-        click.echo(f"ecr-mirror: warning: {warning}", err=True)
-    click.echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
+        echo(f"ecr-mirror: warning: {warning}", err=True)
+    echo(f"row {row.id}: {row.source or ' + '.join(map(str, row.assemble or ()))} -> {row.target_repository}", err=True)
 
 
 @main.command()
@@ -436,14 +635,14 @@ def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str |
             raise RowsFileError(plan.problems)
     except RowsFileError as exc:
         for problem in exc.problems:
-            click.echo(f"ecr-mirror: error: {problem}", err=True)
+            echo(f"ecr-mirror: error: {problem}", err=True)
         sys.exit(EXIT_ERROR)
     for line in plan.lines():
-        click.echo(line)
+        echo(line)
     for warning in plan.warnings:
-        click.echo(f"ecr-mirror: warning: {warning}", err=True)
+        echo(f"ecr-mirror: warning: {warning}", err=True)
     if dry_run:
-        click.echo(f"dry run: {plan.summary(applied=False)}; nothing written")
+        echo(f"dry run: {plan.summary(applied=False)}; nothing written")
         return
     writes = plan.writes
     for done, change in enumerate(writes):
@@ -454,7 +653,7 @@ def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str |
                 t.put_row(change.item or {}, overwrite=change.action == "change")
         except MirrorError as exc:
             fail(f"{exc} ({done} of {len(writes)} changes written; apply again to finish)")
-    click.echo(f"applied: {plan.summary(applied=True)}")
+    echo(f"applied: {plan.summary(applied=True)}")
 
 
 @main.command("export")
@@ -477,9 +676,9 @@ def export_rows(obj: Context, output: str, table_name: str | None) -> None:
     text = dump_rows_yaml(document, header=f"ecr-mirror rows file: the rows of table {t.name}.\n"
                                            "`ecr-mirror apply -f FILE` makes a table match it.")
     for warning in warnings:
-        click.echo(f"ecr-mirror: warning: {warning}", err=True)
+        echo(f"ecr-mirror: warning: {warning}", err=True)
     if output == "-":
-        click.echo(text, nl=False)
+        click.echo(text, nl=False)  # YAML from yaml.safe_dump: control characters already escaped
         return
     target = Path(output)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -489,50 +688,101 @@ def export_rows(obj: Context, output: str, table_name: str | None) -> None:
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    click.echo(f"wrote {len(document['sources'])} rows to {output}", err=True)
+    echo(f"wrote {len(document['sources'])} rows to {output}", err=True)
+
+
+def _plain(value: Any) -> Any:
+    """A row attribute as JSON-ready data: references and platforms as strings, tuples as lists."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
+def row_listing(item: dict[str, Any], row: Any, error: Any) -> dict[str, Any]:
+    """Every user attribute of a row (:data:`~ecr_mirror.rows.USER_ATTRIBUTES`): as validated, with
+    defaults filled in, for a valid row; as written for an invalid one. Plus ``error`` and
+    ``attributes`` (the names the item itself holds)."""
+    from .rows import USER_ATTRIBUTES, user_attributes
+
+    out: dict[str, Any] = {}
+    for name in USER_ATTRIBUTES:
+        value = getattr(row, name) if row is not None and hasattr(row, name) else item.get(name)
+        out[name] = _plain(value)
+    out["error"] = str(error) if error else None
+    out["attributes"] = sorted(user_attributes(item))
+    return out
+
+
+#: ``list`` table: (column, attribute) for the attributes shown in a column of their own
+_LIST_COLUMNS = (("id", "id"), ("source", "source"), ("tags", "tags"), ("platforms", "platforms"),
+                 ("target", "target_repository"), ("arch tags", "arch_tags"), ("enabled", "enabled"))
+#: columns shown only when some row is not at the default (the attribute's name says what it does)
+_LIST_OPTIONAL_COLUMNS = (("foreign layers", "allow_nondistributable_artifacts"), ("referrers", "referrers"))
+#: attributes shown inside the tags cell (see :func:`_list_cell`)
+_LIST_TAG_ATTRIBUTES = frozenset({"tag_pattern", "tag_patterns", "exclude_patterns", "versions", "keep_latest", "digests"})
+#: the default of each optional column's attribute: the column appears when some row differs
+_LIST_DEFAULTS = {"allow_nondistributable_artifacts": False, "referrers": True}
+
+
+def _list_cell(attribute: str, r: dict[str, Any]) -> str:
+    value = r.get(attribute)
+    if attribute == "source":
+        return str(value) if value else " + ".join(map(str, r.get("assemble") or []))
+    if attribute == "tags":  # every way a row selects tags, in one cell
+        pins = r.get("digests") or {}
+        pinned = [f"{t}@{d}" for t, d in (pins.items() if isinstance(pins, dict) else [])]
+        explicit = [str(t) for t in value or [] if not isinstance(pins, dict) or t not in pins]
+        patterns = [r["tag_pattern"]] if r.get("tag_pattern") else list(r.get("tag_patterns") or [])
+        parts = [*explicit, *pinned, *(f"/{p}/" for p in patterns)]
+        parts += [f"versions {r['versions']}"] if r.get("versions") else []
+        parts += [f"not /{p}/" for p in r.get("exclude_patterns") or []]
+        return ", ".join(parts) + (f" (newest {r['keep_latest']})" if r.get("keep_latest") else "")
+    if attribute == "platforms":
+        return ", ".join(map(str, value)) if value else "all"
+    if attribute == "allow_nondistributable_artifacts":
+        return "copy" if value else "skip"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
 
 
 @main.command("list")
-@click.option("--json", "json_out", is_flag=True, help="Print the rows as JSON.")
+@click.option("--json", "json_out", is_flag=True, help="Print the rows as JSON (every attribute).")
 @table_option
 @click.pass_obj
 @handle_errors
 def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
-    """List the rows of the mirror table (what is mirrored, and whether each row is valid)."""
-    from .rows import user_attributes
+    """List the rows of the mirror table (what is mirrored, and whether each row is valid).
 
+    On a terminal the table fits its width (long values wrap); piped, nothing is cut. A
+    "foreign layers" column appears when a row copies non-distributable layers (--json: every attribute).
+    """
     t = _table(obj, table_name)
-    rows = []
-    for item, row, error in t.scan_parsed():
-        rows.append({
-            "id": item.get("id"),
-            "source": str(row.source) if row and row.source else item.get("source"),
-            "assemble": [str(r) for r in row.assemble] if row and row.assemble else item.get("assemble"),
-            "tags": list(row.tags) if row else item.get("tags"),
-            "tag_pattern": row.tag_pattern if row else item.get("tag_pattern"),
-            "keep_latest": row.keep_latest if row else None,
-            "platforms": [str(p) for p in row.platforms] if row and row.platforms else None,
-            "target_repository": row.target_repository if row else item.get("target_repository"),
-            "enabled": row.enabled if row else item.get("enabled", True),
-            "error": str(error) if error else None,
-            "attributes": sorted(user_attributes(item)),
-        })
+    rows = [row_listing(item, row, error) for item, row, error in t.scan_parsed()]
     if json_out:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text  # cells from data are text, never markup
+    from .console import print_table
 
-    tbl = Table("id", "source", "tags", "platforms", "target", "enabled", "problem", box=None)
-    for r in rows:
-        tags = ", ".join([*map(str, r["tags"] or []), *([f"/{r['tag_pattern']}/"] if r["tag_pattern"] else [])])
-        if r["keep_latest"]:
-            tags += f" (newest {r['keep_latest']})"
-        cells = (r["id"], r["source"] or " + ".join(map(str, r["assemble"] or [])), tags, ", ".join(r["platforms"] or ["all"]),
-                 r["target_repository"], r["enabled"], r["error"] or "")
-        tbl.add_row(*(Text(str(c)) for c in cells))
-    Console(width=max(120, Console().width)).print(tbl)
+    optional = [(h, a) for h, a in _LIST_OPTIONAL_COLUMNS if any(r.get(a) not in (None, _LIST_DEFAULTS.get(a)) for r in rows)]
+    columns = [*_LIST_COLUMNS, *optional]
+    shown = {a for _, a in _LIST_COLUMNS + _LIST_OPTIONAL_COLUMNS} | _LIST_TAG_ATTRIBUTES | {"assemble", "error", "attributes"}
+    extra = [k for r in rows for k in r if k not in shown]  # attributes a later schema adds get a column too
+    extra = list(dict.fromkeys(extra))
+    headers = [h for h, _ in columns] + extra + ["problem"]
+    body = [[_list_cell(a, r) for _, a in columns] + [_list_cell(a, r) for a in extra] + [r["error"] or ""] for r in rows]
+    print_table(headers, body, styles=lambda col, text: "red" if col == len(headers) - 1 and text else None)
 
 
 @main.command()
@@ -552,16 +802,22 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
          table_name: str | None, state_table_name: str | None) -> None:
     """Sync rows now, in this process (the same code the worker Lambda runs).
 
-    Exit status: 0 when every row synced, 1 when a row failed or is invalid.
+    On a terminal, shows the row and tag being worked on and the bytes copied. Exit status: 0 when
+    every tag is in sync, 1 when a row or tag failed or is invalid, 4 when nothing failed but a tag
+    is not in sync (with --check or --dry-run: a copy is due), so either can gate a pipeline.
     """
+    from .console import SyncDisplay, interrupt_guard
+    from .referrers import summary_of
     from .rows import is_enabled
     from .runtime import build_syncer
     from .status import PassRecord, new_pass_id, now_timestamp
 
     t = _table(obj, table_name)
     st = _state(obj, t, state_table_name)
-    syncer = build_syncer(obj.settings, st, insecure=obj.insecure, docker_config=True)
+    syncer = build_syncer(obj.settings, st, insecure=obj.insecure, docker_config=True, ca_file=obj.ca_file)
     _redactor.watch(syncer.client.secrets)
+    display = SyncDisplay(enabled=None if not json_out else False, log=None if json_out else sys.stderr)
+    syncer.progress, syncer.copier.progress = display.tag, display
     started = now_timestamp()
     try:
         if row_ids:
@@ -573,7 +829,9 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                 items.append(item)
         else:
             items = [i for i in t.scan_rows() if is_enabled(i)]
-        results = syncer.sync_items(items, run=syncer.begin("cli"), audit=audit, dry_run=dry_run, check_only=check_only)
+        with interrupt_guard(syncer.client.abort, display), display:
+            results = syncer.sync_items(items, run=syncer.begin("cli"), audit=audit, dry_run=dry_run,
+                                        check_only=check_only)
         if not dry_run:  # one write per run: "last verified" for the rows it finished
             st.put_pass(PassRecord(new_pass_id(started), started, kind="cli", audit=audit, rows_enqueued=len(items),
                                    rows=tuple(r.row_id for r in results if r.ok and not r.skipped),
@@ -597,7 +855,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
                         "reason": tr.skipped or tr.reason, "upstream_digest": tr.upstream_digest,
                         "target_digest": tr.target_digest, "bytes_copied": tr.bytes_copied, "settled": tr.settled,
-                        "error": tr.error})
+                        "error": tr.error, "referrers": tr.referrers.counts() if tr.referrers is not None else None})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -605,13 +863,16 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             line = f"{o['id']}:{o['tag'] or '-'}  {o['state']}"
             if o.get("action"):
                 line += f"  ({o['action']}: {o.get('reason')})"
+            if o.get("referrers") and any(o["referrers"].get(k) for k in ("copied", "present", "not_applicable", "error")):
+                line += f"  [{summary_of(o['referrers'])}]"
             elif o.get("before") and o["before"] != o["state"]:
                 line += f"  (was {o['before']})"
             if o.get("error"):
                 line += f"  error: {o['error']}"
-            click.echo(_redactor(line))
-    if any(not r.ok for r in results):
-        sys.exit(EXIT_ERROR)
+            echo(line)
+    code = sync_exit_status(results)
+    if code != EXIT_OK:
+        sys.exit(code)
 
 
 @main.command()
@@ -625,7 +886,8 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
     """Show what the service last recorded for every row and tag.
 
     "last verified": when the tag was last known to hold what is recorded (its last change or success, or
-    the end of the newest pass that finished its row).
+    the end of the newest pass that finished its row). On a terminal digests are shortened to 12 hex
+    digits and long errors wrap; piped (or --json) every value is complete.
     """
     from .status import RowState, has_legacy_status, legacy_row_status, legacy_tag_statuses, status_records
 
@@ -646,19 +908,53 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
     if json_out:
         click.echo(json.dumps(records, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text  # cells from data are text, never markup
+    print_status(records)
 
-    colours = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
-               "failed": "red", "invalid": "magenta", "no_tags": "yellow"}
-    tbl = Table("id", "tag", "state", "upstream", "target", "last verified", "error", box=None)
-    for r in records:
-        state = str(r["state"] or "")
-        tbl.add_row(Text(str(r["id"])), Text(str(r["tag"] or "-")), Text(state, style=colours.get(state, "white")),
-                    *(Text(str(r.get(k) or "")[:n]) for k, n in (("upstream_digest", 19), ("target_digest", 19),
-                                                                    ("last_verified", 19), ("error", 80))))
-    Console(width=max(140, Console().width)).print(tbl)
+
+def sync_exit_status(results: list[Any]) -> int:
+    """The exit status of ``sync`` for its :class:`~ecr_mirror.sync.RowResult` list: :data:`EXIT_ERROR`
+    when a row is invalid or failed, or a tag failed; else :data:`EXIT_NOT_IN_SYNC` when a tag is not
+    in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
+    immutable repository; a tag another sync is copying, ``skipped``, is that one's to report); else
+    :data:`EXIT_OK`."""
+    from .drift import IN_SYNC
+
+    if any(not r.ok for r in results):
+        return EXIT_ERROR
+    if any(t.state != IN_SYNC and not t.skipped for r in results for t in r.tags):
+        return EXIT_NOT_IN_SYNC
+    return EXIT_OK
+
+
+_STATE_COLOURS = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
+                  "failed": "red", "invalid": "magenta", "no_tags": "yellow"}
+
+
+def print_status(records: list[dict[str, Any]]) -> None:
+    """The ``status`` table: complete values when piped; on a terminal, short digests and wrapped errors."""
+    from .console import is_terminal, print_table
+
+    short = is_terminal(sys.stdout)
+
+    def digest(value: Any) -> str:
+        text = str(value or "")
+        return text[:19] + "…" if short and text.startswith("sha256:") and len(text) > 19 else text
+
+    headers = ["id", "tag", "state", "upstream", "target", "last verified", "error"]
+    body = [[r["id"], r["tag"] or "-", r["state"] or "", digest(r.get("upstream_digest")), digest(r.get("target_digest")),
+             r.get("last_verified") or "", r.get("error") or ""] for r in records]
+    print_table(headers, body, styles=lambda col, text: _STATE_COLOURS.get(text) if col == 2 else None)
+
+
+def _add_global_options(group: click.Group) -> None:
+    """Give every command (and sub-group) under ``group`` the global options, so they work after the command too."""
+    for command in group.commands.values():
+        command.params.extend(_global_options())
+        if isinstance(command, click.Group):
+            _add_global_options(command)
+
+
+_add_global_options(main)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -670,11 +966,13 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"ecr-mirror: error: {exc.format_message()}{hint}", err=True)
+        click.echo(f"ecr-mirror: error: {safe(exc.format_message())}{hint}", err=True)
         sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:  # e.g. a --ca-file path click refuses
+        click.echo(f"ecr-mirror: error: {safe(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("ecr-mirror: interrupted", err=True)
-        sys.exit(130)
+        exit_interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 

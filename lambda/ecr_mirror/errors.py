@@ -15,6 +15,7 @@ handlers turn them into one clear line (``str(exc)``) without a traceback.
     ├── ConfigError                  bad configuration (environment, CLI flags, credentials file)
     │   └── RowsFileError            a rows file (``ecr-mirror apply -f``) that does not load or validate
     ├── Deadline                     too little time left to start more work (the row goes back to the queue)
+    ├── Interrupted                  the operator stopped the work (Ctrl-C): requests refused, transfers aborted
     ├── AwsError                     an AWS API call failed (one mapping from botocore: ecr_mirror.aws)
     └── RegistryError                an OCI registry answered with an error or could not be reached
         ├── AuthError                401/403 after authenticating, or the token endpoint failed
@@ -105,6 +106,13 @@ class Deadline(MirrorError):
     def __init__(self, message: str, *, progress: int = 0) -> None:
         super().__init__(message)
         self.progress = progress
+
+
+class Interrupted(MirrorError):
+    """The work was stopped on purpose (Ctrl-C in the CLI): no new request starts, transfers in flight
+    are cut off, and nothing is retried. Never temporary."""
+
+    temporary = False
 
 
 class AwsError(MirrorError):

@@ -133,7 +133,8 @@ class Row:
     ``source`` is ``None`` for an assemble row, ``assemble`` ``None`` for a source row; ``platforms``
     ``None`` means every platform, digest-identical; ``target_repository`` is always filled in
     (explicit, or the default from the prefix); ``allow_nondistributable_artifacts``: copies also carry
-    non-distributable layers where their bytes can be fetched (:meth:`ecr_mirror.copy.Copier.copy`).
+    non-distributable layers where their bytes can be fetched (:meth:`ecr_mirror.copy.Copier.copy`);
+    ``referrers``: signatures, SBOMs and attestations are copied with each tag (issue 14).
 
     ``tags``: every explicit tag, pinned ones included (``tags`` entries first, then tags only in
     ``digests``); ``pins``: ``(tag, digest)`` for the pinned ones; ``tag_pattern``: the attribute of that

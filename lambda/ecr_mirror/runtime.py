@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .ecr import EcrCredentials
 from .registry import ChainCredentials, DockerConfigCredentials, RegistryClient, StaticCredentials
 from .registry.client import default_http_client
+from .registry.interrupt import Interrupter
 from .registry.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,18 @@ log = logging.getLogger(__name__)
 def boto3_client(service: str, region: str | None = None) -> Any:
     """A boto3 client for ``service`` with botocore's standard retry mode (5 attempts, which
     ecr-mirror does not repeat) and a pool for 32 concurrent calls; region from the environment
-    unless given."""
+    unless given. Raises :class:`ConfigError` when no region is configured."""
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import NoRegionError
 
     cfg = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="ecr-mirror/0.1", max_pool_connections=32)
-    return boto3.client(service, region_name=region, config=cfg)
+    try:
+        return boto3.client(service, region_name=region, config=cfg)
+    except NoRegionError as exc:
+        raise ConfigError(
+            f"no AWS region for {service}: set AWS_REGION (or AWS_DEFAULT_REGION, or region in the AWS config file for your profile)"
+        ) from exc
 
 
 def load_secret_credentials(secret_id: str, secrets_client: Any) -> StaticCredentials:
@@ -63,13 +70,15 @@ def build_registry_client(
     ecr: bool = True,
     target_region: str | None = None,
     retry: RetryPolicy | None = None,
+    ca_file: str | None = None,
 ) -> RegistryClient:
     """The registry client of the CLI and the worker, from ``settings``.
 
     Credentials, first match wins: ``static`` (CLI flags, the Secrets Manager secret), the Docker
     config file (``docker_config``), ECR tokens for ECR hosts and for ``settings.target_registry``
     (``ecr``; a stand-in's region is ``target_region``, else boto3's, else ``us-east-1``). Plain
-    http for ``settings.insecure_registries`` and ``insecure``. Nothing is contacted here.
+    http for ``settings.insecure_registries`` and ``insecure``; https trusts ``ca_file`` besides the
+    default CAs. ``client.abort()`` cuts off its connections. Nothing is contacted here.
     """
     providers: list[Any] = []
     if static is not None:
@@ -83,11 +92,13 @@ def build_registry_client(
 
             extra[settings.target_registry] = target_region or boto3.session.Session().region_name or "us-east-1"
         providers.append(EcrCredentials(lambda region: boto3_client("ecr", region), extra_hosts=extra))
+    interrupter = Interrupter()
     return RegistryClient(
-        default_http_client(settings.concurrency),
+        default_http_client(settings.concurrency, ca_file=ca_file, interrupter=interrupter),
         credentials=ChainCredentials(*providers),
         insecure={*settings.insecure_registries, *insecure},
         retry=retry,
+        interrupter=interrupter,
     )
 
 
@@ -115,7 +126,10 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for source in self._sources:
-            self.add(source())
+            try:
+                self.add(source())
+            except Exception:  # noqa: BLE001, S110 - a source that cannot list its secrets (a broken config) has none to
+                pass  # hide; no log line here: the log handlers call this very method
         for s in sorted(self._secrets, key=len, reverse=True):
             if s in text:
                 text = text.replace(s, "<redacted>")
@@ -177,7 +191,8 @@ def ecr_target_for(settings: Settings, host: str) -> Any | None:
 
 
 def build_syncer(
-    settings: Settings, store: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False
+    settings: Settings, store: Any, *, insecure: Iterable[str] = (), retry: RetryPolicy | None = None, docker_config: bool = False,
+    ca_file: str | None = None,
 ) -> Any:
     """The worker's object graph: registry client (with upstream secret + ECR token), copier, ECR target, syncer.
 
@@ -195,6 +210,7 @@ def build_syncer(
     ecr_client = boto3_client("ecr")
     client = build_registry_client(
         settings, insecure=insecure, static=static, docker_config=docker_config, target_region=ecr_client.meta.region_name, retry=retry,
+        ca_file=ca_file,
     )
     target = EcrTarget(ecr_client, registry_host=settings.target_registry, tag_mutability=settings.tag_mutability)
     copier = Copier(client, concurrency=settings.concurrency)

@@ -114,6 +114,10 @@ def _int(value: Any) -> int:
     return int(value)
 
 
+def _count(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
 # ---------------------------------------------------------------- a tag's status
 
 
@@ -135,7 +139,11 @@ class TagStatus:
     - timestamps: ``last_attempt`` (every write; also the item's version for conditional writes),
       ``last_success``, ``last_change`` (the state or a digest last changed), ``last_drift_state``/
       ``last_drift_at`` (the last drift seen: ``diverged``/``broken``);
-    - ``lease_owner``/``lease_expires``: the sync copying this tag now (see :meth:`leased_by_other`).
+    - ``lease_owner``/``lease_expires``: the sync copying this tag now (see :meth:`leased_by_other`);
+    - ``referrers_*`` (:data:`REFERRER_FIELDS`): what became of the image's referrers at the last copy that
+      looked at them (:func:`referrer_fields`): how many were copied, present, not applicable, why not
+      (``note``), the error that ended the walk, the digests the target refused (HTTP 405, space-separated:
+      not fetched again).
     """
 
     state: str
@@ -155,6 +163,12 @@ class TagStatus:
     bytes_copied: int = 0
     lease_owner: str | None = None
     lease_expires: str | None = None
+    referrers_copied: int | None = None
+    referrers_present: int | None = None
+    referrers_not_applicable: int | None = None
+    referrers_note: str | None = None
+    referrers_error: str | None = None
+    referrers_refused: str | None = None
 
     #: the fields a change of which is worth a write (the rest are timestamps, counters and the lease)
     RECORDED = ("state", "upstream_digest", "synced_upstream_digest", "expected_digest", "children", "target_digest",
@@ -224,6 +238,12 @@ class TagStatus:
             bytes_copied=_int(item.get("bytes_copied")),
             lease_owner=_text(item.get("lease_owner"), 256),
             lease_expires=_stamp(item.get("lease_expires")),
+            referrers_copied=_count(item.get("referrers_copied")),
+            referrers_present=_count(item.get("referrers_present")),
+            referrers_not_applicable=_count(item.get("referrers_not_applicable")),
+            referrers_note=_text(item.get("referrers_note")),
+            referrers_error=_text(item.get("referrers_error")),
+            referrers_refused=_text(item.get("referrers_refused"), 100_000),
         )
 
     def recorded(self, previous: TagStatus | None, now: str) -> TagStatus:
@@ -240,6 +260,25 @@ class TagStatus:
             last_attempt=now,
             last_change=now if changed else (previous.last_change if previous else None),
         )
+
+
+#: the referrer fields of a :class:`TagStatus` (issue 14), in the order ``ecr-mirror status --json`` lists them
+REFERRER_FIELDS = ("referrers_copied", "referrers_present", "referrers_not_applicable", "referrers_note",
+                   "referrers_error", "referrers_refused")
+
+
+def referrer_fields(report: Any) -> dict[str, Any]:
+    """The :data:`REFERRER_FIELDS` values of a :class:`ecr_mirror.referrers.ReferrersReport` (its ``counts()``).
+    The image is in sync whatever became of its referrers: a referrer failure is noted, not the state."""
+    counts = report.counts()
+    return {
+        "referrers_copied": counts["copied"],
+        "referrers_present": counts["present"],
+        "referrers_not_applicable": counts["not_applicable"],
+        "referrers_note": "; ".join(counts["reasons"]) or None,
+        "referrers_error": counts["error"],
+        "referrers_refused": " ".join(counts["refused"]) or None,
+    }
 
 
 def tag_sort_key(tag: str) -> str:
@@ -381,6 +420,7 @@ STATUS_RECORD_FIELDS = (
     "last_drift_at",
     "bytes_copied",
     "error",
+    *REFERRER_FIELDS,
 )
 
 
@@ -448,6 +488,7 @@ __all__ = [
     "LEASE_SECONDS",
     "NO_TAGS",
     "PassRecord",
+    "REFERRER_FIELDS",
     "RowState",
     "RowStatus",
     "STATUS_RECORD_FIELDS",
@@ -460,6 +501,7 @@ __all__ = [
     "legacy_tag_statuses",
     "new_pass_id",
     "now_timestamp",
+    "referrer_fields",
     "status_records",
     "timestamp_after",
 ]

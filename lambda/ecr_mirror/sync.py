@@ -38,12 +38,14 @@ from typing import Any, Protocol, TypeVar
 
 from . import drift
 from .copy import Copier, CopyReport
-from .errors import AwsError, Deadline, MirrorError, NotFoundError, RowError
+from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError, RowError
 from .reference import Reference
+from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
 from .status import (
     LEASE_SECONDS,
     NO_TAGS,
+    REFERRER_FIELDS,
     RowState,
     RowStatus,
     TagStatus,
@@ -51,6 +53,7 @@ from .status import (
     legacy_row_status,
     legacy_tag_statuses,
     now_timestamp,
+    referrer_fields,
     timestamp_after,
 )
 from .tags import select_tags
@@ -127,6 +130,19 @@ class Target(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TagEvent:
+    """Where a sync is, for a progress display: ``phase`` is ``checking`` (detecting), ``copying``, or
+    ``done`` (``state`` then holds the tag's state). ``destination``: the target reference (``str``),
+    the same one the copier's :class:`~ecr_mirror.copy.CopyProgress` calls name."""
+
+    row_id: str
+    tag: str
+    phase: str
+    destination: str
+    state: str = ""
+
+
 @dataclass
 class TagResult:
     """The outcome for one tag of one row.
@@ -138,7 +154,8 @@ class TagResult:
     ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
     identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
     ``settled``: nothing was asked of the target (in sync as recorded); ``skipped``: why this sync left
-    the tag alone (another sync holds its lease); such a tag is not counted in the metrics.
+    the tag alone (another sync holds its lease); such a tag is not counted in the metrics;
+    ``referrers``: what became of the image's referrers when it was copied (``None``: not this time).
     """
 
     row_id: str
@@ -158,6 +175,7 @@ class TagResult:
     fingerprint: str = ""
     settled: bool = False
     skipped: str | None = None
+    referrers: ReferrersReport | None = None
 
     @property
     def drift_state(self) -> str:
@@ -250,7 +268,8 @@ class Syncer:
 
     ``store``: the :class:`StateStore`; ``copier``: the copy engine (its client is used for HEADs);
     ``target``: the :class:`Target`; ``repository_prefix``: for default target repositories;
-    ``tag_concurrency``: tags of one row copied at once.
+    ``tag_concurrency``: tags of one row copied at once; ``progress``: called with a :class:`TagEvent` as
+    each tag is checked, copied and done (from several threads).
     """
 
     def __init__(
@@ -261,8 +280,10 @@ class Syncer:
         target: Target,
         repository_prefix: str,
         tag_concurrency: int = 4,
+        progress: Callable[[TagEvent], None] | None = None,
     ) -> None:
         self.store = store
+        self.progress = progress
         self.copier = copier
         self.client = copier.client
         self.target = target
@@ -316,6 +337,8 @@ class Syncer:
                 available = self.client.tags_list(row.source) if row.needs_tag_list else []
                 tried = len(available)
                 tags = select_tags(row, available)
+        except Interrupted:
+            raise  # Ctrl-C: nothing is recorded as a failure
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
             # every tag the row names or was last seen with counts as failed (metrics, output); the
@@ -326,6 +349,7 @@ class Syncer:
                 self._row_status(row_id, state, RowStatus(drift.FAILED, error=result.error, at=now_timestamp()))
             return result
 
+        source_tags = available if row.needs_tag_list and not row.is_assemble else None
         work = [self._start(row, t, state.tags.get(t)) for t in tags]
         try:
             self._each(work, lambda w: self._head(row, w, should_stop), HEAD_CONCURRENCY)
@@ -333,7 +357,8 @@ class Syncer:
             if pending:
                 self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
             self._each(work, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
-                                                    should_stop=should_stop), self.tag_concurrency)
+                                                    should_stop=should_stop, source_tags=source_tags),
+                       self.tag_concurrency)
         except Deadline as exc:
             raise Deadline(str(exc), progress=sum(1 for w in work if w.result.copied)) from exc
         result.tags = [w.result for w in work]
@@ -416,12 +441,19 @@ class Syncer:
     def _head(self, row: Row, w: _Tag, should_stop: StopFn) -> None:
         if should_stop():
             raise Deadline(f"row {row.id}: stopped before tag {w.tag}, too little time left")
+        self._tell(row, w.tag, "checking")
         try:
             w.result.upstream_digest, w.source_digest = self._upstream_digest(row, w.tag)
+        except Interrupted:
+            raise
         except MirrorError as exc:
             self._failed(row, w, exc)
         except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
             self._failed(row, w, exc, unexpected=True)
+
+    def _tell(self, row: Row, tag: str, phase: str, state: str = "") -> None:
+        if self.progress is not None:
+            self.progress(TagEvent(row.id, tag, phase, str(self._dest(row, tag)), state))
 
     def _failed(self, row: Row, w: _Tag, exc: BaseException, *, unexpected: bool = False) -> None:
         w.result.state = drift.FAILED
@@ -474,6 +506,8 @@ class Syncer:
             if found is None:
                 listed, present = run.listing(self.target, repository)
                 found = {t: listed.get(t) for t in tags}
+        except Interrupted:
+            raise
         except AwsError as exc:
             if exc.code != REPOSITORY_NOT_FOUND:
                 for w in pending:
@@ -509,6 +543,8 @@ class Syncer:
             except NotFoundError:
                 w.complete = False
                 return
+            except Interrupted:
+                raise
             except MirrorError as exc:
                 log.warning("row %s tag %s: index at the target not read: %s", row.id, w.tag, exc)
                 return
@@ -516,8 +552,17 @@ class Syncer:
         w.children = children
         w.complete = all(c in present for c in children)
 
-    def _finish(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn) -> None:
-        """Classify, copy if needed, record."""
+    def _finish(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn,
+                source_tags: list[str] | None = None) -> None:
+        """Classify, copy if needed, record (and tell the progress display the tag is done)."""
+        try:
+            self._classify_and_copy(row, w, run, dry_run=dry_run, check_only=check_only, should_stop=should_stop,
+                                    source_tags=source_tags)
+        finally:
+            self._tell(row, w.tag, "done", w.result.state)
+
+    def _classify_and_copy(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn,
+                           source_tags: list[str] | None) -> None:
         res = w.result
         if res.settled:
             return
@@ -578,9 +623,10 @@ class Syncer:
         if not leased:
             self._skip(row, w, "another sync changed its status since this one read it")
             return
+        self._tell(row, w.tag, "copying")
         try:
-            report = self._copy(row, w, force=state == drift.BROKEN)
-        except (KeyboardInterrupt, SystemExit):  # interrupted (Ctrl-C): give the lease back, best effort
+            report = self._copy(row, w, force=state == drift.BROKEN, source_tags=source_tags)
+        except (KeyboardInterrupt, SystemExit, Interrupted):  # interrupted (Ctrl-C): give the lease back, best effort
             released = replace(interim, lease_owner=None, lease_expires=None).recorded(interim, now_timestamp())
             try:
                 self.store.put_tag(row.id, w.tag, released, previous=interim)
@@ -599,6 +645,7 @@ class Syncer:
         res.target_digest = res.expected_digest = report.digest
         res.bytes_copied, res.blobs_copied = report.bytes_copied, report.blobs_copied
         res.blobs_skipped, res.blobs_mounted = report.blobs_skipped, report.blobs_mounted
+        res.referrers = report.referrers
         res.state, res.error = drift.IN_SYNC, None
         if report.children is not None:
             w.children = tuple(report.children)
@@ -609,22 +656,28 @@ class Syncer:
         if not self._put(row, w.tag, done, interim):
             res.error = "status not written: another sync took this tag over (its lease had expired)"
 
-    def _copy(self, row: Row, w: _Tag, *, force: bool) -> CopyReport:
+    def _copy(self, row: Row, w: _Tag, *, force: bool, source_tags: list[str] | None = None) -> CopyReport:
         """The copy; a push that finds the repository gone (deleted since this process checked it: ECR does
-        not create on push, NAME_UNKNOWN) creates it and tries once more."""
+        not create on push, NAME_UNKNOWN) creates it and tries once more. Referrers travel when the image is
+        written (an unchanged tag's are left to the audit: issue 14); those the target refused (HTTP 405)
+        before are not fetched again."""
         dest = self._dest(row, w.tag)
+        refused = frozenset((w.previous.referrers_refused or "").split()) if w.previous else frozenset()
+        referrers = ReferrerPolicy(when_unchanged=False, refused=refused) if row.referrers else None
 
         def copy() -> CopyReport:
             if row.assemble:
                 return self.copier.assemble(
-                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts
+                    dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts,
+                    referrers=referrers,
                 )
             assert row.source is not None
             return self.copier.copy(
                 row.source.with_tag(w.tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
                 expected_digest=None if force else w.result.expected_digest, source_digest=w.source_digest,
-                force=force, allow_nondistributable=row.allow_nondistributable_artifacts,
-                destination_digest=w.result.target_digest, destination_checked=w.target_known,
+                force=force, allow_nondistributable=row.allow_nondistributable_artifacts, referrers=referrers,
+                source_tags=source_tags, destination_digest=w.result.target_digest,
+                destination_checked=w.target_known,
             )
 
         try:
@@ -676,6 +729,9 @@ class Syncer:
             last_drift_state=res.drift_state if drifted else (prev.last_drift_state if prev else None),
             last_drift_at=now if drifted else (prev.last_drift_at if prev else None),
             bytes_copied=res.bytes_copied if res.copied else (prev.bytes_copied if prev else 0),
+            # what became of the referrers at the last copy that looked at them: kept until the next one
+            **(referrer_fields(res.referrers) if res.referrers is not None and success
+               else {f: getattr(prev, f) for f in REFERRER_FIELDS} if prev else {}),
         )
 
     def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:
@@ -703,4 +759,5 @@ def remaining_time_guard(context: Any, reserve_seconds: float) -> StopFn:
     return lambda: context.get_remaining_time_in_millis() < reserve_seconds * 1000
 
 
-__all__ = ["Run", "RowResult", "StateStore", "Syncer", "TagResult", "Target", "never_stop", "remaining_time_guard"]
+__all__ = ["Run", "RowResult", "StateStore", "Syncer", "TagEvent", "TagResult", "Target", "never_stop",
+           "remaining_time_guard"]

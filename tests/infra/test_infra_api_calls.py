@@ -34,6 +34,9 @@ REGISTRY_API = {
     "blob_open": {"ecr:GetDownloadUrlForLayer"},
     "blob_upload_start": {"ecr:InitiateLayerUpload", "ecr:GetDownloadUrlForLayer"},  # mount reads the source repo
     "blob_upload_finish": {"ecr:UploadLayerPart", "ecr:CompleteLayerUpload"},
+    # ListImageReferrers "must have the ecr:BatchGetImage permission" (API_ListImageReferrers)
+    "referrers_list": {"ecr:BatchGetImage"},
+    "referrers_tag_get": {"ecr:BatchGetImage"},
 }
 #: what Lambda's own machinery uses: log delivery and the event source mappings
 PLATFORM = {

@@ -33,9 +33,13 @@ def test_copy_prints_digest_and_json_report(registry_pair):
     assert doc["platforms"] == ["linux/amd64", "linux/arm64"]
     # children already in the repository (first copy): not fetched again, only the index is read
     assert doc["manifests_skipped"] == 2 and doc["blobs_copied"] == 0 and doc["bytes_copied"] == 0
-    assert doc["requests"][src.host] == {"GET": 1, "HEAD": 1}
+    # + referrer discovery: one tag listing and one referrers API request (404: distribution 2.8 has no API)
+    assert doc["requests"][src.host] == {"GET": 3, "HEAD": 1}
+    assert doc["referrers"]["items"] == [] and doc["referrers"]["copied"] == 0
     again = json.loads(run("copy", "--json", f"{src.host}/app:v1", f"{dst.host}/app:v2").stdout)
-    assert again["unchanged"] is True and again["requests"][src.host] == {"HEAD": 1}
+    assert again["unchanged"] is True and again["requests"][src.host] == {"GET": 2, "HEAD": 1}
+    bare = json.loads(run("copy", "--json", "--no-referrers", f"{src.host}/app:v1", f"{dst.host}/app:v2").stdout)
+    assert bare["unchanged"] is True and bare["requests"][src.host] == {"HEAD": 1} and bare["referrers"] is None
 
 
 def test_destination_tag_defaults_to_source_tag(registry_pair):

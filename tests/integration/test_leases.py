@@ -68,7 +68,9 @@ def push_round(d: Deployment, generation: int) -> dict[tuple[str, str], im.Index
 
 
 def gets_per_path(d: Deployment) -> Counter[str]:
-    return Counter(path for method, path in d.proxy.requests if method == "GET")
+    """Upstream GETs of blobs and manifests, per path (a copy's referrer discovery lists the tags: not content)."""
+    return Counter(path for method, path in d.proxy.requests
+                   if method == "GET" and ("/blobs/" in path or "/manifests/" in path))
 
 
 def assert_mirrored(d: Deployment, pushed: dict[tuple[str, str], im.Index]) -> None:

@@ -193,7 +193,8 @@ def test_upstream_moves_behind_then_in_sync(service):
     service.drain()
     moved = golang_index(9)
     im.push_index(service.upstream, "app", moved, "v1")
-    service.cli("sync", "--check")
+    check = service.cli("sync", "--check", ok=False)
+    assert check.exit_code == 4, check.output  # not in sync, nothing failed: a pipeline gate
     record = service.state("app", "v1")
     assert record["state"] == "behind"
     assert record["upstream_digest"] == moved.digest and record["target_digest"] != moved.digest
@@ -211,9 +212,10 @@ def test_target_overwritten_by_hand_is_diverged_counted_and_repaired(service, ca
     service.drain()
     intruder = im.build_image("linux/amd64", seed=99)
     im.push_image(service.ecr, "mirror/app", intruder, "v1", auth=service.ecr.auth)
-    service.cli("sync", "--check", ok=False)  # upstream has not moved: the tag is settled, ECR is not asked
+    # upstream has not moved: the tag is settled, ECR is not asked
+    assert service.cli("sync", "--check", ok=False).exit_code == 0
     assert service.state("app", "v1")["state"] == "in_sync"
-    service.cli("sync", "--check", "--audit", ok=False)
+    assert service.cli("sync", "--check", "--audit", ok=False).exit_code == 4  # the audit sees it
     assert service.state("app", "v1")["state"] == "diverged"
     capsys.readouterr()
     service.run_schedule()

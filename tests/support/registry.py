@@ -6,6 +6,8 @@
         httpx.get(f"{reg.url}/v2/", auth=reg.auth)
     with RegistryProcess(manifest_urls_allow=["^https?://"]) as reg:   # accepts foreign layers with urls
         ...
+    with RegistryProcess(tls=(cert, key), address="192.0.2.2") as reg:   # https on that address
+        ...                                                         # (tests/support/tls.py makes both)
 
 Each instance has its own temp dir (config, htpasswd file, storage, log) removed on stop.
 ``storage="filesystem"`` (default) keeps blobs under that dir; the registry fsyncs every blob, which
@@ -55,6 +57,8 @@ class RegistryProcess:
         realm: str = "test-registry",
         startup_timeout: float = 15.0,
         binary: str = BINARY,
+        tls: tuple[str | Path, str | Path] | None = None,
+        address: str = LOOPBACK,
         manifest_urls_allow: Sequence[str] | None = None,
     ) -> None:
         self.htpasswd = dict(htpasswd or {})
@@ -69,6 +73,8 @@ class RegistryProcess:
         self.realm = realm
         self.startup_timeout = startup_timeout
         self.binary = binary
+        self.tls = (str(tls[0]), str(tls[1])) if tls else None  # (certificate PEM, key PEM): serve https
+        self.address = address
         self.port: int | None = None
         self.workdir: Path | None = None
         self._proc: subprocess.Popen | None = None
@@ -78,14 +84,14 @@ class RegistryProcess:
 
     @property
     def host(self) -> str:
-        """``127.0.0.1:PORT``, as it appears in image references."""
+        """``127.0.0.1:PORT`` (or ``ADDRESS:PORT``), as it appears in image references."""
         if self.port is None:
             raise RuntimeError("registry is not started")
-        return f"{LOOPBACK}:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def data_dir(self) -> Path:
@@ -127,7 +133,7 @@ class RegistryProcess:
             _write_htpasswd(self.workdir / "htpasswd", self.htpasswd)
         try:
             for attempt in range(_START_ATTEMPTS):
-                self.port = find_free_port()
+                self.port = find_free_port(self.address)
                 config = self.workdir / "config.yml"
                 # JSON is valid YAML, and quotes paths safely
                 config.write_text(json.dumps(self._config(), indent=2))
@@ -141,8 +147,9 @@ class RegistryProcess:
                     cwd=self.workdir,
                 )
                 try:
+                    # a TLS registry answers a plain-http probe with 400: it is up all the same
                     wait_until_answers(
-                        self._proc, LOOPBACK, self.port, "/v2/", self.startup_timeout, log, "docker-registry"
+                        self._proc, self.address, self.port, "/v2/", self.startup_timeout, log, "docker-registry"
                     )
                     return self
                 except PortInUse:
@@ -171,8 +178,10 @@ class RegistryProcess:
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
             # a fixed secret avoids a startup warning; only used to sign upload state
-            "http": {"addr": f"{LOOPBACK}:{self.port}", "secret": "ecr-mirror-test-registry"},
+            "http": {"addr": f"{self.address}:{self.port}", "secret": "ecr-mirror-test-registry"},
         }
+        if self.tls:
+            config["http"]["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
         if self.manifest_urls_allow is not None:
             config["validation"] = {"manifests": {"urls": {"allow": self.manifest_urls_allow}}}
         if self.htpasswd:

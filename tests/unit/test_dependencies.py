@@ -31,6 +31,8 @@ NO_IO_MODULES = (
     "ecr_mirror.status",
     "ecr_mirror.metrics",
     "ecr_mirror.copy",
+    "ecr_mirror.referrers",
+    "ecr_mirror.referrer_copy",
     "ecr_mirror.sync",
 )
 

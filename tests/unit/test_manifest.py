@@ -827,21 +827,3 @@ def test_platform_not_found_names_nested_indexes():
     with pytest.raises(ManifestError, match="inside its 1 nested index"):
         select_children(parse_manifest(raw), [Platform.parse("linux/amd64")])
 
-
-def test_referrers_tag_schema_index():
-    subject = dg("subject")
-    assert manifest_module.referrers_tag(subject) == "sha256-" + subject.split(":")[1]
-    sbom = parse_manifest(_image_with_layers(_layer("s"), config_type=manifest_module.OCI_EMPTY,
-                                             artifactType="application/spdx+json", annotations={"a": "1"},
-                                             subject={"mediaType": OCI_MANIFEST, "digest": subject, "size": 9}))
-    first = manifest_module.referrers_index_with(None, sbom)
-    assert first.media_type == OCI_INDEX
-    assert first.data["manifests"] == [{"mediaType": OCI_MANIFEST, "digest": sbom.digest, "size": len(sbom.raw),
-                                        "artifactType": "application/spdx+json", "annotations": {"a": "1"}}]
-    assert manifest_module.referrers_index_with(first, sbom) is None  # no duplicates
-    helm = parse_manifest(_image_with_layers(_layer("c"), config_type="application/vnd.cncf.helm.config.v1+json"))
-    both = manifest_module.referrers_index_with(first, helm)
-    assert [e["digest"] for e in both.data["manifests"]] == [sbom.digest, helm.digest]
-    assert both.data["manifests"][1]["artifactType"] == "application/vnd.cncf.helm.config.v1+json"
-    with pytest.raises(ManifestError, match="not an OCI image index"):
-        manifest_module.referrers_index_with(helm, sbom)

@@ -48,7 +48,8 @@ def test_a_status_round_trips_through_its_item_with_every_field():
         drift.DIVERGED, upstream_digest=D1, synced_upstream_digest=D2, expected_digest=D2, children=(D3, D1),
         target_digest=D3, fingerprint=FP, error="x", reason="y", last_attempt=ts(1), last_success=ts(2),
         last_change=ts(3), last_drift_state=drift.DIVERGED, last_drift_at=ts(4), bytes_copied=7,
-        lease_owner="worker-1", lease_expires=ts(5),
+        lease_owner="worker-1", lease_expires=ts(5), referrers_copied=2, referrers_present=1,
+        referrers_not_applicable=1, referrers_note="a note", referrers_error="an error", referrers_refused=D2,
     )
     item = full.to_item()
     assert set(item) == {f.name for f in fields(TagStatus)}
@@ -180,3 +181,16 @@ def test_the_legacy_layout_converts_without_losing_digests_or_drift_history():
     assert statuses["1.23"].error == "HTTP 500"
     assert legacy_row_status(item) == RowStatus(drift.INVALID, error="row 'golang': attribute 'x'", at=ts(7))
     assert legacy_row_status({"id": "x"}) is None
+
+
+def test_referrer_fields_come_from_the_copy_report_and_round_trip():
+    from ecr_mirror.referrers import ReferrersReport
+    from ecr_mirror.status import REFERRER_FIELDS, referrer_fields
+
+    report = ReferrersReport(copied=2, present=1, refused=[D1, D2], error="the walk ended: HTTP 500")
+    values = referrer_fields(report)
+    assert set(values) == set(REFERRER_FIELDS)
+    assert (values["referrers_copied"], values["referrers_present"], values["referrers_not_applicable"]) == (2, 1, 0)
+    assert values["referrers_refused"] == f"{D1} {D2}" and values["referrers_error"] == "the walk ended: HTTP 500"
+    status = TagStatus(drift.IN_SYNC, last_attempt=ts(1), **values)
+    assert TagStatus.from_item(status.to_item()) == status

@@ -1,7 +1,7 @@
 """Registry authentication: challenges, credential providers, bearer tokens, and the token flow.
 
 Credentials come from a chain of providers: explicit ones (CLI, Secrets Manager),
-the Docker config file, and for ECR hosts ``ecr:GetAuthorizationToken``
+the Docker config file and its credential helpers (:mod:`.credhelpers`), and for ECR hosts ``ecr:GetAuthorizationToken``
 (:class:`ecr_mirror.ecr.EcrCredentials`: registry/ itself knows no AWS API).
 Secret values are held in :class:`Credential` whose ``repr`` never shows them.
 
@@ -31,6 +31,7 @@ import httpx
 
 from ..errors import AuthError, ConfigError, ManifestError, TransportError
 from ..reference import DOCKER_HUB, DOCKER_HUB_API
+from .credhelpers import CredentialHelper
 from .retry import RETRY_STATUSES, RetryPolicy, parse_retry_after, retry
 from .safety import check_target, realm_may_get_credentials, scheme_for
 from .transport import Transport
@@ -155,70 +156,118 @@ class StaticCredentials:
         return [c.password for c in self._by_host.values()]
 
 
-class DockerConfigCredentials:
-    """``auths`` entries of ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``).
+def _config_key(key: str) -> str:
+    """A Docker config host key as compared: no scheme, no trailing ``/``, ``/v1``, ``/v2``."""
+    key = key.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+    return key.removesuffix("/v1").removesuffix("/v2")
 
-    Credential helpers (``credsStore``/``credHelpers``) are not run.
+
+class DockerConfigCredentials:
+    """Credentials the way Docker finds them in ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``).
+
+    For a registry host, first match wins: a ``credHelpers`` entry for the host runs that
+    ``docker-credential-<name>`` helper; else ``credsStore`` runs its helper for every host; else the
+    ``auths`` entry (``auth`` = base64 ``user:password``, or ``username``/``password``, or
+    ``identitytoken``). A helper's "not found" means anonymous, as in Docker
+    (:mod:`.credhelpers`). Each host is looked up once per process.
+
+    The file is read on first use; a file that is not JSON, or an ``auth`` that is not base64
+    ``user:password``, raises :class:`ConfigError` naming the file (every lookup, not just the first).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, helper: Callable[..., CredentialHelper] = CredentialHelper) -> None:
         if path is None:
             base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
             path = Path(base) / "config.json"
         self.path = Path(path)
-        self._entries: dict[str, Credential] | None = None
+        self._helper = helper
+        self._loaded: tuple[dict[str, Credential], dict[str, str], str] | None = None
+        self._error: ConfigError | None = None
+        self._found: dict[str, Credential | None] = {}
         self._lock = threading.Lock()
 
-    def _load(self) -> dict[str, Credential]:
+    def _load(self) -> tuple[dict[str, Credential], dict[str, str], str]:
+        """``(auths, credHelpers, credsStore)``, read once. Raises :class:`ConfigError` for a bad file."""
         with self._lock:
-            if self._entries is not None:
-                return self._entries
-            entries: dict[str, Credential] = {}
-            try:
-                text = self.path.read_text()
-            except FileNotFoundError:
-                self._entries = entries
-                return entries
-            except OSError as exc:
-                raise ConfigError(f"cannot read Docker config {self.path}: {exc.strerror}") from exc
-            try:
-                doc = json.loads(text)
-            except ValueError as exc:
-                raise ConfigError(f"Docker config {self.path} is not valid JSON (line {getattr(exc, 'lineno', '?')})") from exc
-            auths = doc.get("auths") if isinstance(doc, dict) else None
-            for key, value in (auths or {}).items():
-                if not isinstance(value, dict):
-                    continue
-                cred = None
-                if value.get("identitytoken"):
-                    cred = Credential("<token>", str(value["identitytoken"]), "identitytoken")
-                elif value.get("auth"):
-                    try:
-                        user, _, pw = base64.b64decode(value["auth"]).decode().partition(":")
-                    except (ValueError, UnicodeDecodeError) as exc:
-                        raise ConfigError(f"Docker config {self.path}: 'auth' for {key!r} is not base64 user:password") from exc
-                    cred = Credential(user, pw)
-                elif value.get("username") and value.get("password"):
-                    cred = Credential(str(value["username"]), str(value["password"]))
-                if cred is not None:
-                    norm = key.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
-                    norm = norm.removesuffix("/v1").removesuffix("/v2")
-                    entries[norm] = cred
-            self._entries = entries
-            return entries
+            if self._error is not None:
+                raise self._error
+            if self._loaded is None:
+                try:
+                    self._loaded = self._read()
+                except ConfigError as exc:
+                    self._error = exc
+                    raise
+            return self._loaded
+
+    def _read(self) -> tuple[dict[str, Credential], dict[str, str], str]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}, {}, ""
+        except OSError as exc:
+            raise ConfigError(f"cannot read Docker config {self.path}: {exc.strerror}") from exc
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"Docker config {self.path} is not valid JSON (line {getattr(exc, 'lineno', '?')})") from exc
+        doc = doc if isinstance(doc, dict) else {}
+        entries: dict[str, Credential] = {}
+        auths = doc.get("auths")
+        for key, value in (auths if isinstance(auths, dict) else {}).items():
+            if not isinstance(value, dict):
+                continue
+            cred = None
+            if value.get("identitytoken"):
+                cred = Credential("<token>", str(value["identitytoken"]), "identitytoken")
+            elif value.get("auth"):
+                try:
+                    user, sep, pw = base64.b64decode(str(value["auth"]), validate=True).decode().partition(":")
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"Docker config {self.path}: 'auth' for {key!r} is not base64 user:password") from exc
+                if not sep:
+                    raise ConfigError(f"Docker config {self.path}: 'auth' for {key!r} is not base64 user:password")
+                cred = Credential(user, pw)
+            elif value.get("username") and value.get("password"):
+                cred = Credential(str(value["username"]), str(value["password"]))
+            if cred is not None:
+                entries[_config_key(key)] = cred
+        helpers = doc.get("credHelpers")
+        by_host = {_config_key(k): v for k, v in (helpers if isinstance(helpers, dict) else {}).items()}
+        store = doc.get("credsStore")
+        return entries, by_host, store if isinstance(store, str) else ""
 
     def credential_for(self, host: str) -> Credential | None:
-        """The ``auths`` entry for ``host`` (read on first use), or ``None``. Raises :class:`ConfigError` for a bad file."""
-        entries = self._load()
-        for key in _host_keys(host):
-            key = key.removeprefix("https://").removeprefix("http://").rstrip("/").removesuffix("/v1").removesuffix("/v2")
-            if key in entries:
-                return entries[key]
-        return None
+        """The credential for ``host`` (helper, then ``auths``), or ``None``. Raises :class:`ConfigError`
+        for a bad file or a helper that is missing or fails."""
+        entries, helpers, store = self._load()
+        keys = [_config_key(k) for k in _host_keys(host)]
+        with self._lock:
+            if host in self._found:
+                return self._found[host]
+        name = next((helpers[k] for k in keys if k in helpers), None)
+        where = f"credHelpers in {self.path}" if name is not None else f"credsStore in {self.path}"
+        name = name if name is not None else store
+        if name:
+            got = self._helper(name, where=where).get(host)
+            cred = None
+            if got is not None:
+                user, secret = got
+                cred = Credential("<token>", secret, "identitytoken") if user == "<token>" else Credential(user, secret)
+        else:
+            cred = next((entries[k] for k in keys if k in entries), None)
+        with self._lock:
+            self._found[host] = cred
+        return cred
 
     def secrets(self) -> Iterable[str]:
-        """The passwords and identity tokens in the file."""
-        return [c.password for c in self._load().values()]
+        """The passwords and identity tokens known so far (file entries, helper answers); none for a bad file."""
+        try:
+            entries, _, _ = self._load()
+        except ConfigError:
+            return []
+        with self._lock:
+            found = [c.password for c in self._found.values() if c is not None]
+        return [c.password for c in entries.values()] + found
 
 
 class ChainCredentials:

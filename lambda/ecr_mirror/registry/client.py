@@ -10,9 +10,9 @@ request goes through, outermost first:
 - :class:`~.transport.Transport`: httpx, counting, response observers, httpx errors translated.
 
 Build it once, at the edge, and pass it in. Endpoints are methods named noun then verb
-(``manifest_get``, ``blob_head``); a new endpoint (``referrers_list(ref, digest)`` for
-``GET /v2/<name>/referrers/<digest>``, OCI distribution-spec 1.1) is one more method over
-:meth:`RegistryClient._request`, whose ``not_found_ok`` serves the spec's 404 fallback to tags.
+(``manifest_get``, ``blob_head``, ``referrers_list``); a new endpoint is one more method over
+:meth:`RegistryClient._request`, whose ``not_found_ok`` serves answers where a 404 means "none"
+(the referrers API's fallback to the tag schema, distribution-spec 1.1 "Listing Referrers").
 """
 
 from __future__ import annotations
@@ -25,14 +25,27 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import httpcore
 import httpx
 
 from ..errors import AuthError, DigestMismatchError, ManifestError, NotFoundError, RegistryError, UnsafeRedirectError
-from ..manifest import ACCEPT, KNOWN_TYPES, MAX_MANIFEST_BYTES, Manifest, is_media_type, parse_manifest
+from ..manifest import (
+    ACCEPT,
+    KNOWN_TYPES,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    is_media_type,
+    parse_manifest,
+)
 from ..reference import Reference
+from ..referrers import tag_schema_tag
 from .auth import Authenticator, CredentialProvider, NoCredentials, parse_challenge
+from .interrupt import Interrupter
 from .retry import RetryPolicy, retry
 from .safety import check_target, scheme_for
+from .tls import tls_context
 from .transport import RateLimit, RateLimits, Transport, error_for_response, netloc
 
 log = logging.getLogger(__name__)
@@ -45,17 +58,35 @@ MAX_REDIRECTS = 5
 MAX_UPLOAD_ANSWER_BYTES = 1 << 20
 
 
-def default_http_client(concurrency: int = 8, *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def default_http_client(
+    concurrency: int = 8,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    ca_file: str | None = None,
+    interrupter: Interrupter | None = None,
+) -> httpx.Client:
     """An httpx client sized for ``concurrency`` parallel transfers (``2 * concurrency + 4`` connections).
 
     Timeouts in seconds: connect 10, read and write 60, waiting for a pooled connection 120.
     Keep-alive 15 s, short because Lambda freezes the process between invocations and pooled
     sockets go stale (ecr-facts.md, "Connection reuse"). Redirects are never followed by httpx:
-    :class:`RegistryClient` follows them itself, checked.
+    :class:`RegistryClient` follows them itself, checked. https is verified against the default
+    trust plus ``ca_file`` (:func:`~.tls.tls_context`; raises :class:`~ecr_mirror.errors.ConfigError`
+    for a file it cannot use). With ``interrupter``, its :meth:`~.interrupt.Interrupter.interrupt`
+    shuts this client's connections down (give the same one to :class:`RegistryClient`).
     """
     limits = httpx.Limits(max_connections=concurrency * 2 + 4, max_keepalive_connections=concurrency * 2 + 4, keepalive_expiry=15.0)
     timeout = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=120.0)
-    return httpx.Client(limits=limits, timeout=timeout, follow_redirects=False, transport=transport, headers={"User-Agent": USER_AGENT})
+    verify: Any = True
+    if transport is None:
+        verify = tls_context(ca_file)  # also given to the client: proxies from the environment use it too
+        http_transport = httpx.HTTPTransport(verify=verify, limits=limits)
+        pool = getattr(http_transport, "_pool", None)  # httpx 0.28 (pinned) builds its httpcore pool here
+        if interrupter is not None and isinstance(pool, httpcore.ConnectionPool):
+            pool._network_backend = interrupter.backend(pool._network_backend)  # noqa: SLF001 - no public hook
+        transport = http_transport
+    return httpx.Client(limits=limits, timeout=timeout, follow_redirects=False, transport=transport, verify=verify,
+                        headers={"User-Agent": USER_AGENT})
 
 
 @dataclass(frozen=True)
@@ -91,6 +122,9 @@ class RegistryClient:
     spoken to over plain http (loopback always is); ``retry``: the budget of every retried
     operation; ``sleep``: waits between tries (injectable for tests).
 
+    ``interrupter``: the switch :meth:`abort` throws (pass the one the httpx client was built with,
+    :func:`default_http_client`, so open connections are cut off too).
+
     ``requests`` counts requests per ``(host, method)``; :meth:`ratelimit` gives a host's last stated
     pull allowance. Methods raise :class:`~ecr_mirror.errors.RegistryError` subclasses (and
     :class:`~ecr_mirror.errors.ManifestError`/:class:`~ecr_mirror.errors.DigestMismatchError` for
@@ -105,15 +139,27 @@ class RegistryClient:
         insecure: Iterable[str] = (),
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        interrupter: Interrupter | None = None,
     ) -> None:
-        self.http = http or default_http_client()
+        self.interrupter = interrupter or Interrupter()
+        self.http = http or default_http_client(interrupter=self.interrupter)
         self.credentials: CredentialProvider = credentials or NoCredentials()
         self.insecure = frozenset(h.lower() for h in insecure)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self.ratelimits = RateLimits()
-        self.transport = Transport(self.http, observers=(self.ratelimits,))
-        self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=sleep)
+        self.transport = Transport(self.http, observers=(self.ratelimits,), interrupter=self.interrupter)
+        self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=self._pause)
+
+    def _pause(self, seconds: float) -> None:
+        """Waits between tries (``sleep``); :meth:`abort` cuts them short."""
+        self.interrupter.sleep(seconds, fallback=self._sleep)
+
+    def abort(self) -> None:
+        """Stop everything this client is doing, from any thread: no new request starts, open connections
+        are shut down, waits between retries end. Every call from then on raises
+        :class:`~ecr_mirror.errors.Interrupted`. For Ctrl-C; the client cannot be used again."""
+        self.interrupter.interrupt()
 
     # ------------------------------------------------------------ plumbing
 
@@ -141,18 +187,20 @@ class RegistryClient:
     def retrying(self, operation: Callable[[], T], *, what: str) -> T:
         """``operation()`` under this client's retry policy (:func:`~.retry.retry`): for work made of
         several requests that must be restarted as a whole, such as a blob's GET piped into its upload."""
-        return retry(self.retry, operation, what=what, sleep=self._sleep)
+        return retry(self.retry, operation, what=what, sleep=self._pause)
 
     def _exchange(
         self, method: str, url: httpx.URL, *, scope: str, headers: dict[str, str], content: Any, replayable: bool, what: str,
     ) -> httpx.Response:
         """One request to ``url``'s host with that host's auth; answers a 401 by authenticating once, and
         ECR's 403 to an expired token with a fresh token (:meth:`~.auth.Authenticator.expired`).
-        ``scope=""``: an anonymous request (no credentials to any host, a 401 is the answer)."""
+        ``scope=""``: an anonymous request (no credentials to any host, a 401 is the answer). After
+        :meth:`abort` no credential or token is fetched for another round (:class:`~ecr_mirror.errors.Interrupted`)."""
         host = netloc(url)
         if not scope:
             return self.transport.send(method, url, headers=headers, content=content, what=what)
         for round_ in range(2):
+            self.interrupter.check(what)  # before the credential: after an abort no token is fetched (ECR: an API call)
             h = dict(headers)
             auth = self.auth.header(host, scope)
             if auth:
@@ -161,6 +209,7 @@ class RegistryClient:
             if resp.status_code == 403 and round_ == 0 and self.auth.expired(host, auth):
                 # ECR answers an expired token with 403 DENIED, not 401: a fresh token, one more try
                 resp.close()
+                self.interrupter.check(what)  # aborted meanwhile: no GetAuthorizationToken, no retry
                 if not replayable:  # a streamed body cannot be sent again: the caller restarts it
                     raise AuthError(f"{what}: {host} refused an expired token (HTTP 403)", status=403, temporary=True)
                 continue
@@ -168,6 +217,7 @@ class RegistryClient:
                 return resp
             challenge = parse_challenge(resp.headers.get("www-authenticate"))
             resp.close()
+            self.interrupter.check(what)
             self.auth.refused(host, scope, auth)
             if round_ == 1 or not replayable:
                 # temporary: a streamed body met an expired token (restart it), or a fresh bearer token was
@@ -222,7 +272,7 @@ class RegistryClient:
                 return None
             raise error_for_response(resp, what)
 
-        return retry(self.retry, attempt, what=what, sleep=self._sleep)
+        return retry(self.retry, attempt, what=what, sleep=self._pause)
 
     # ------------------------------------------------------------ scopes
 
@@ -259,6 +309,7 @@ class RegistryClient:
         if resp is None:
             if not confirm_missing:
                 return None
+            self.interrupter.check(what)  # aborted while the HEAD was answered: no confirming GET
             try:
                 m = self.manifest_get(ref)
             except NotFoundError:
@@ -332,6 +383,51 @@ class RegistryClient:
 
     # ------------------------------------------------------------ tags
 
+    def _pages(
+        self, ref: Reference, url: str, *, what: str, headers: dict[str, str] | None = None, not_found_ok: bool = False,
+        next_without_link: Callable[[], str] | None = None,
+    ) -> Iterator[httpx.Response]:
+        """GET ``url`` and every next page (distribution-spec "Listing Tags" and "Listing Referrers"): the one its
+        ``Link`` header names (RFC 8288), checked like a redirect target; without ``Link`` (it is optional),
+        ``next_without_link()`` if given, called once the caller has read the page ("" ends the list). Nothing
+        when the first page is a 404 and ``not_found_ok``. Raises :class:`RegistryError` for a pagination loop
+        or an invalid ``Link``."""
+        next_url: str | httpx.URL = url
+        seen_urls = set()
+        while next_url:
+            if str(next_url) in seen_urls:
+                raise RegistryError(f"{what}: pagination loops back to {httpx.URL(next_url).path}")
+            seen_urls.add(str(next_url))
+            resp = self._request("GET", next_url, scope=self.pull_scope(ref), what=what, headers=headers, follow=True,
+                                 not_found_ok=not_found_ok and len(seen_urls) == 1)
+            if resp is None:
+                return
+            yield resp
+            link = resp.links.get("next", {}).get("url")
+            next_url = ""
+            if link:
+                try:
+                    next_url = resp.url.join(link)
+                except (httpx.InvalidURL, ValueError) as exc:
+                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
+                check_target(next_url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
+            elif next_without_link is not None:
+                next_url = next_without_link()
+
+    @staticmethod
+    def _json_list(resp: httpx.Response, key: str, what: str) -> list[Any]:
+        """``resp``'s JSON ``{key: [...]}`` list (``[]`` for null); raises :class:`RegistryError` for another shape."""
+        try:
+            doc = resp.json()
+        except (ValueError, RecursionError) as exc:
+            raise RegistryError(f"{what}: answer is not JSON") from exc
+        found = doc.get(key) if isinstance(doc, dict) else None
+        if found is None:
+            found = []
+        if not isinstance(found, list):
+            raise RegistryError(f"{what}: answer has no list of {key}")
+        return found
+
     def tags_list(self, ref: Reference, *, page_size: int = 1000, limit: int = 100_000) -> list[str]:
         """Every tag of ``ref``'s repository (each once, in the order served), at most ``limit``.
 
@@ -341,44 +437,65 @@ class RegistryClient:
         :class:`RegistryError` for an answer without a list of tags, or a ``Link`` loop.
         """
         what = f"list tags of {ref.name}"
-        url: str | httpx.URL = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
         tags: list[str] = []
         known: set[str] = set()
-        seen_urls = set()
-        while url:
-            if str(url) in seen_urls:
-                raise RegistryError(f"{what}: pagination loops back to {httpx.URL(url).path}")
-            seen_urls.add(str(url))
-            resp = self._request("GET", url, scope=self.pull_scope(ref), what=what, follow=True)
-            assert resp is not None
-            try:
-                doc = resp.json()
-            except (ValueError, RecursionError) as exc:
-                raise RegistryError(f"{what}: answer is not JSON") from exc
-            page = doc.get("tags") if isinstance(doc, dict) else None
-            if page is None:
-                page = []
-            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+        after = ""  # the next page's URL when the registry sent no Link
+
+        def next_without_link() -> str:
+            return after
+
+        url = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?n={page_size}")
+        for resp in self._pages(ref, url, what=what, next_without_link=next_without_link):
+            page = self._json_list(resp, "tags", what)
+            if not all(isinstance(t, str) for t in page):
                 raise RegistryError(f"{what}: answer has no list of tags")
             fresh = [t for t in dict.fromkeys(page) if t not in known]
             known.update(fresh)
             tags.extend(fresh)
             if len(tags) > limit:
                 raise RegistryError(f"{what}: more than {limit} tags")
-            link = resp.links.get("next", {}).get("url")
-            url = ""
-            if link:
-                try:
-                    url = resp.url.join(link)
-                except (httpx.InvalidURL, ValueError) as exc:
-                    raise RegistryError(f"{what}: invalid Link to the next page") from exc
-                check_target(url, origin=resp.url, insecure=self.insecure, what=f"{what}: next page")
-            elif len(page) == page_size and fresh:
+            after = ""
+            if len(page) == page_size and fresh:
                 # a full page without Link: there may be more (a registry that ignores `last` repeats
                 # itself, brings nothing new, and ends the list)
                 query = urlencode({"n": page_size, "last": page[-1]})
-                url = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?{query}")
+                after = self.url(ref.api_host, f"/v2/{ref.repository}/tags/list?{query}")
         return tags
+
+    # ------------------------------------------------------------ referrers
+
+    def referrers_list(self, ref: Reference, digest: str, *, limit: int = 10_000) -> list[Descriptor] | None:
+        """The descriptors of the manifests whose ``subject`` is ``digest`` in ``ref``'s repository, from
+        ``GET /v2/<name>/referrers/<digest>`` following ``Link`` pages (distribution-spec 1.1, "Listing
+        Referrers"); ``None`` when the registry answers 404: it has no referrers API, so the referrers
+        tag schema applies (:meth:`referrers_tag_get`).
+
+        Raises :class:`RegistryError` for any other error answer (ECR answers 405 for some subjects:
+        aws/containers-roadmap#2783), an answer that is not an index of descriptors, or more than ``limit``.
+        """
+        what = f"list referrers of {ref.name}@{digest}"
+        found: list[Descriptor] = []
+        answered = False
+        url = self.url(ref.api_host, f"/v2/{ref.repository}/referrers/{digest}")
+        for resp in self._pages(ref, url, what=what, headers={"Accept": OCI_INDEX}, not_found_ok=True):
+            answered = True
+            for entry in self._json_list(resp, "manifests", what):
+                try:
+                    found.append(Descriptor.from_json(entry, where=what))
+                except ManifestError as exc:
+                    raise RegistryError(f"{what}: {exc}") from exc
+            if len(found) > limit:
+                raise RegistryError(f"{what}: more than {limit} referrers")
+        return found if answered else None
+
+    def referrers_tag_get(self, ref: Reference, digest: str) -> Manifest | None:
+        """The referrers tag schema index of subject ``digest`` (the tag ``sha256-<hex>``) in ``ref``'s
+        repository, or ``None`` if there is no such tag (distribution-spec 1.1, "Referrers Tag Schema").
+        Raises what :meth:`manifest_get` raises but :class:`NotFoundError`."""
+        try:
+            return self.manifest_get(ref.with_tag(tag_schema_tag(digest)))
+        except NotFoundError:
+            return None
 
     # ------------------------------------------------------------ blobs
 

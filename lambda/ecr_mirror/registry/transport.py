@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 
 from ..errors import AuthError, ManifestError, NotFoundError, RegistryError, TagImmutableError, TransportError, UnsafeRedirectError
+from .interrupt import Interrupter
 from .retry import RETRY_STATUSES, parse_retry_after
 
 #: ``observer(host, method, status, headers)``, called for every response once its headers are in
@@ -47,13 +49,23 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__ + (f" ({detail})" if detail else "")
 
 
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from, outermost first."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 @contextlib.contextmanager
 def transport_errors(what: str) -> Iterator[None]:
     """Translate httpx's exceptions raised inside into the package's, naming ``what`` was being done.
 
     httpx builds the request for a redirect's ``Location`` even when not following it, so a
     malformed ``Location`` surfaces here as :class:`UnsafeRedirectError`; every other transport
-    failure (connect, read, write, timeouts, a body cut short) as :class:`TransportError`.
+    failure (connect, read, write, timeouts, a body cut short) as :class:`TransportError`, temporary
+    except for a server certificate that does not verify.
     """
     try:
         yield
@@ -64,7 +76,9 @@ def transport_errors(what: str) -> Iterator[None]:
             raise UnsafeRedirectError(f"{what}: redirect to an invalid URL") from exc
         raise TransportError(f"{what}: {_describe(exc)}") from exc
     except httpx.TransportError as exc:
-        raise TransportError(f"{what}: {_describe(exc)}") from exc
+        # a certificate that does not verify will not verify on the next try either
+        untrusted = any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc))
+        raise TransportError(f"{what}: {_describe(exc)}", temporary=not untrusted) from exc
 
 
 # ---------------------------------------------------------------- rate limits
@@ -146,21 +160,33 @@ class Transport:
     them with :meth:`read` or :meth:`chunks` (both close the response) or closes them.
     """
 
-    def __init__(self, http: httpx.Client, *, observers: tuple[Observer, ...] = ()) -> None:
+    def __init__(self, http: httpx.Client, *, observers: tuple[Observer, ...] = (), interrupter: Interrupter | None = None) -> None:
         self.http = http
         self.observers: list[Observer] = list(observers)
         self.requests: Counter[tuple[str, str]] = Counter()
+        self.interrupter = interrupter or Interrupter()
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """:func:`transport_errors`; once interrupted, any failure is :class:`~ecr_mirror.errors.Interrupted`."""
+        try:
+            with transport_errors(what):
+                yield
+        except TransportError:
+            self.interrupter.check(what)
+            raise
 
     def send(
         self, method: str, url: httpx.URL, *, headers: Mapping[str, str], what: str, content: Any = None
     ) -> httpx.Response:
         """One request, no redirects followed; the response streamed. Raises :class:`TransportError`
         (or :class:`UnsafeRedirectError`, see :func:`transport_errors`)."""
+        self.interrupter.check(what)
         host = netloc(url)
         with self._lock:
             self.requests[(host, method)] += 1
-        with transport_errors(what):
+        with self._errors(what):
             resp = self.http.send(self.http.build_request(method, url, headers=dict(headers), content=content), stream=True)
         for observe in self.observers:
             observe(host, method, resp.status_code, resp.headers)
@@ -176,7 +202,7 @@ class Transport:
             return resp.content
         pieces, total = [], 0
         try:
-            with transport_errors(what):
+            with self._errors(what):
                 for piece in resp.iter_raw():
                     total += len(piece)
                     if total > limit:
@@ -195,8 +221,10 @@ class Transport:
             if hasattr(resp, "_content"):  # read already (an in-memory answer)
                 yield resp.content
                 return
-            with transport_errors(what):
-                yield from resp.iter_raw()
+            with self._errors(what):
+                for piece in resp.iter_raw():
+                    self.interrupter.check(what)
+                    yield piece
         finally:
             resp.close()
 
