@@ -224,6 +224,7 @@ __all__ = [
     "boto3_client",
     "build_registry_client",
     "build_syncer",
+    "ecr_target_for",
     "load_secret_credentials",
     "quiet_aws_loggers",
     "redact_logs",
