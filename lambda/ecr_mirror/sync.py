@@ -721,7 +721,8 @@ class Syncer:
         assert rec is not None and rec.expected_digest is not None
         try:
             return audit_referrers(
-                self.copier, row, w.tag, self.target.host, upstream_digest=rec.synced_upstream_digest or rec.expected_digest,
+                self.copier, row, w.tag, self.target.host,
+                upstream_digest=rec.synced_upstream_digest or rec.expected_digest,
                 target_digest=rec.expected_digest, children=w.children or (), source_tags=source_tags,
                 refused=_refused(w),
             )

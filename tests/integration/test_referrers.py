@@ -704,7 +704,8 @@ def test_sync_audit_brings_a_signature_added_upstream_after_the_image_reached_th
     # (referrers of referrers: a signature is not asked about)
     assert sorted(up.requests) == sorted([
         ("HEAD", f"/v2/{REPO}/manifests/v1"), ("GET", f"/v2/{REPO}/tags/list?n=1000"),
-        *[("GET", f"/v2/{REPO}/referrers/{d}") for d in (index.digest, *(c.digest for c in index.children), sbom.digest)],
+        *[("GET", f"/v2/{REPO}/referrers/{d}")
+          for d in (index.digest, *(c.digest for c in index.children), sbom.digest)],
     ])
     assert status("app")["referrers_present"] == 2
     before = attempts()
