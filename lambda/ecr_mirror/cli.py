@@ -819,9 +819,10 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would be copied and why; copy nothing, write nothing.")
 @click.option("--check", "check_only", is_flag=True, help="Detect and record each tag's state; copy nothing.")
 @click.option("--audit", is_flag=True,
-              help="Check every tag at ECR, settled or not, and that its index's children are all still there "
-                   "(the schedule does this every auditInterval). Without it, a tag whose upstream has not moved "
-                   "since its last success is taken as recorded.")
+              help="Check every tag at ECR, settled or not, and that its index's children are all still there, "
+                   "and look for signatures, SBOMs and attestations added upstream since (the schedule does this "
+                   "every auditInterval). Without it, a tag whose upstream has not moved since its last success is "
+                   "taken as recorded.")
 @click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
 @table_option
 @state_table_option

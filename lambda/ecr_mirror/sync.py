@@ -361,7 +361,7 @@ class Syncer:
             if pending:
                 self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
             referrer_audit = audit and writes and not check_only and row.referrers
-            if referrer_audit and source_tags is None and any(w.complete for w in work):
+            if referrer_audit and row.source is not None and source_tags is None and any(w.complete for w in work):
                 source_tags = self._source_tags(row)
             self._each(work, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
                                                     should_stop=should_stop, source_tags=source_tags,

@@ -392,6 +392,28 @@ def test_client_referrers_list_follows_link_pages_and_says_none_on_404(registry,
 # ---------------------------------------------------------------------- the command, the rows
 
 
+def cli_on_a_table(monkeypatch, ecr, tmp_path):
+    """The CLI (in process) pointed at a fresh mirror table (moto) and the ECR stand-in: ``(table, run)``,
+    ``run(*args)`` returning the output of a command that must exit 0."""
+    import uuid
+
+    from click.testing import CliRunner
+
+    from ecr_mirror.cli import main as cli
+
+    table = "mirror-" + uuid.uuid4().hex[:8]
+    for name, value in {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
+                        "ECR_MIRROR_REPOSITORY_PREFIX": "mirror", "DOCKER_CONFIG": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return table, run
+
+
 def upstream_counts(requests: dict[str, dict[str, int]], host: str) -> tuple[dict[str, int], int]:
     """``(requests to host by method, how many beyond the one HEAD of the tag)``."""
     counted = requests.get(host, {})
@@ -470,21 +492,7 @@ def test_sync_copies_referrers_with_a_tag_and_asks_nothing_more_on_an_unchanged_
                                                                                       monkeypatch, tmp_path):
     """Rows (default on, ``--no-referrers`` off): the referrers come with the copied tag and the row status
     says how many; a pass over the unchanged tag costs one upstream HEAD, as before (the audit re-discovers)."""
-    import uuid
-
-    from click.testing import CliRunner
-
-    from ecr_mirror.cli import main as cli
-
-    for name, value in {"ECR_MIRROR_TABLE": "mirror-" + uuid.uuid4().hex[:8], "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
-                        "ECR_MIRROR_REPOSITORY_PREFIX": "mirror", "DOCKER_CONFIG": str(tmp_path)}.items():
-        monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
-
+    _, run = cli_on_a_table(monkeypatch, ecr, tmp_path)
     up = proxy_factory(registry)
     index = two_platforms(20)
     amd = index.image_for("linux/amd64")
@@ -634,22 +642,9 @@ def test_sync_audit_brings_a_signature_added_upstream_after_the_image_reached_th
     them (the signature verifies at the mirror), fetching upstream only what is new; the next audit fetches
     nothing and writes no status. A row with referrers off is audited without a referrer request; a referrer the
     target refuses (HTTP 405) is recorded and not fetched again by the next audit."""
-    import uuid
-
     import boto3
-    from click.testing import CliRunner
 
-    from ecr_mirror.cli import main as cli
-
-    table = "mirror-" + uuid.uuid4().hex[:8]
-    for name, value in {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
-                        "ECR_MIRROR_REPOSITORY_PREFIX": "mirror", "DOCKER_CONFIG": str(tmp_path)}.items():
-        monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
+    table, run = cli_on_a_table(monkeypatch, ecr, tmp_path)
 
     def status(row_id: str) -> dict:
         return next(r for r in json.loads(run("status", "--json")) if r["id"] == row_id)
@@ -764,3 +759,23 @@ def test_worker_audit_pass_brings_a_signature_added_after_the_image_was_mirrored
         assert (record["state"], record["referrers_copied"]) == ("in_sync", 1)
     finally:
         _common.reset()
+
+
+def test_sync_audit_of_an_assemble_row_brings_a_signature_added_to_one_of_its_images(
+        ecr, registry, monkeypatch, tmp_path):
+    """An assemble row's images come from several sources: the audit asks each for the referrers of its image
+    (the children the status records), so a signature added to one of them after the assembly arrives."""
+    _, run = cli_on_a_table(monkeypatch, ecr, tmp_path)
+    amd, arm = im.build_image("linux/amd64", seed=27), im.build_image("linux/arm64/v8", seed=27)
+    im.push_image(registry, REPO, amd, "1.0-amd64")
+    im.push_image(registry, REPO, arm, "1.0-arm64")
+    run("table", "create")
+    run("add", "joined", "--assemble", f"{registry.host}/{REPO}:1.0-amd64", "--assemble",
+        f"{registry.host}/{REPO}:1.0-arm64", "--tag", "1.0", "--target-repository", "mirror/joined")
+    (first,) = json.loads(run("sync", "--json"))
+    assert first["state"] == "in_sync" and first["referrers"]["copied"] == 0
+    key = CosignKey.generate()
+    sign(registry, REPO, arm.digest, key)
+    (audited,) = json.loads(run("sync", "--audit", "--json"))
+    assert audited["state"] == "in_sync" and audited["referrers"]["copied"] == 1, audited
+    assert verify(ecr, "mirror/joined", arm.digest, key, auth=ecr.auth)
