@@ -595,7 +595,7 @@ class Syncer:
             res.state = drift.IN_SYNC
             res.expected_digest = res.target_digest
             res.reason = "target holds the upstream image"
-            if audit_referrers and w.complete:
+            if audit_referrers and w.complete and not should_stop():  # short of time: the next audit looks
                 res.referrers = self._audit_referrers(row, w, source_tags)
             if not dry_run:
                 self._record(row, w, self._status(w, drift.IN_SYNC, success=True), run)
