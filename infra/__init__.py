@@ -9,12 +9,18 @@
 - :mod:`infra.bundling`: bundling of ``lambda/`` without Docker
 - :mod:`infra.contract`: names imported from the Lambda package (env vars, metrics, handlers)
 - :mod:`infra.nag`: cdk-nag checks and acknowledgements
+- :mod:`infra.rows`: the rows file (context ``rowsFile``), applied at deploy by a custom resource
+- :mod:`infra.node`: jsii's Node.js version banners, silenced
 """
 
-from .config import CONTEXT_KEYS, ConfigurationError, EcrMirrorProps
-from .mirror import EcrMirror
-from .nag import add_checks
-from .stack import DEFAULT_STACK_NAME, EcrMirrorStack
+from .node import quiet_node_warnings
+
+quiet_node_warnings()  # before aws_cdk starts jsii's Node.js process (infra.node)
+
+from .config import CONTEXT_KEYS, ConfigurationError, EcrMirrorProps  # noqa: E402
+from .mirror import EcrMirror  # noqa: E402
+from .nag import add_checks  # noqa: E402
+from .stack import DEFAULT_STACK_NAME, EcrMirrorStack  # noqa: E402
 
 __all__ = [
     "CONTEXT_KEYS",

@@ -40,6 +40,9 @@ context key                 default              meaning
                                                  checked at ECR from the repositories' image lists,
                                                  index children included): ``<n> minutes|hours|days``,
                                                  a number of hours, or ``0`` (every pass audits)
+``rowsFile``                (none)               a rows file (YAML, as ``ecr-mirror apply -f`` reads),
+                                                 relative to the project directory: validated at synth,
+                                                 applied to the mirror table at deploy (infra/rows.py)
 =========================== ==================== =====================================================
 
 "(none)" is an empty string in ``cdk.json``; an empty value (``-c key=``) always means the default.
@@ -53,9 +56,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from .contract import lambda_config, lambda_reference
+from .contract import lambda_config, lambda_errors, lambda_reference, lambda_rowsfile
 
 
 class ConfigurationError(ValueError):
@@ -78,6 +82,7 @@ CONTEXT_KEYS: dict[str, str] = {
     "targetRegistry": "target_registry",
     "logLevel": "log_level",
     "auditInterval": "audit_interval",
+    "rowsFile": "rows_file",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -112,6 +117,7 @@ class EcrMirrorProps:
     target_registry: str | None = None
     log_level: str = "INFO"
     audit_interval: str = "24 hours"
+    rows_file: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -191,6 +197,7 @@ class EcrMirrorProps:
         if self.log_level not in LOG_LEVELS:
             raise ConfigurationError(f"logLevel={self.log_level!r}: one of {', '.join(LOG_LEVELS)}")
         self.audit_interval_seconds  # noqa: B018  (parses and checks the audit interval)
+        self.rows_json  # noqa: B018  (reads and validates the rows file)
 
     # -- derived values -------------------------------------------------------------------------
 
@@ -264,6 +271,25 @@ class EcrMirrorProps:
                 "to find the last audit, expire after 30 days)"
             )
         return seconds
+
+    @property
+    def rows_json(self) -> str | None:
+        """The rows of ``rowsFile`` as the JSON rows document the stack hands its rows custom resource
+        (:func:`ecr_mirror.rowsfile.rows_json`); None without a rows file. The file is read and validated
+        as ``ecr-mirror apply -f`` does, against ``repositoryPrefix``; a bad one raises
+        :class:`ConfigurationError` with its first problem (and how many more there are)."""
+        if self.rows_file is None:
+            return None
+        path = Path(self.rows_file)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"rowsFile={self.rows_file!r}: cannot read it: {exc.strerror or exc}") from None
+        try:
+            rows = lambda_rowsfile.load_rows_yaml(data, name=self.rows_file, prefix=self.repository_prefix)
+        except lambda_errors.MirrorError as exc:
+            raise ConfigurationError(f"rowsFile: {exc}") from None
+        return lambda_rowsfile.rows_json(rows)
 
     @property
     def worker_time_reserve_seconds(self) -> int:

@@ -25,9 +25,11 @@ if str(LAMBDA_DIR) not in sys.path:
     sys.path.insert(0, str(LAMBDA_DIR))
 
 from ecr_mirror import config as lambda_config  # noqa: E402
+from ecr_mirror import errors as lambda_errors  # noqa: E402
 from ecr_mirror import metrics as lambda_metrics  # noqa: E402
 from ecr_mirror import reference as lambda_reference  # noqa: E402
 from ecr_mirror import rows as lambda_rows  # noqa: E402
+from ecr_mirror import rowsfile as lambda_rowsfile  # noqa: E402
 from ecr_mirror import status as lambda_status  # noqa: E402
 
 _imported_from = Path(lambda_config.__file__).resolve().parent
@@ -54,10 +56,13 @@ METRIC_DIMENSIONS = {"service": SERVICE_NAME}
 HANDLER_SCHEDULE = f"{PACKAGE_NAME}.handlers.schedule.handler"
 HANDLER_WORKER = f"{PACKAGE_NAME}.handlers.worker.handler"
 HANDLER_STREAM = f"{PACKAGE_NAME}.handlers.stream.handler"
-HANDLERS = (HANDLER_SCHEDULE, HANDLER_WORKER, HANDLER_STREAM)
+#: the rows custom resource's onEvent handler (only with context rowsFile)
+HANDLER_ROWS = f"{PACKAGE_NAME}.handlers.rows.handler"
+HANDLERS = (HANDLER_SCHEDULE, HANDLER_WORKER, HANDLER_STREAM, HANDLER_ROWS)
 
 __all__ = [
     "HANDLERS",
+    "HANDLER_ROWS",
     "HANDLER_SCHEDULE",
     "HANDLER_STREAM",
     "HANDLER_WORKER",
@@ -68,8 +73,10 @@ __all__ = [
     "REPO_ROOT",
     "SERVICE_NAME",
     "lambda_config",
+    "lambda_errors",
     "lambda_metrics",
     "lambda_reference",
     "lambda_rows",
+    "lambda_rowsfile",
     "lambda_status",
 ]

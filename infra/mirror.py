@@ -8,6 +8,7 @@ from constructs import Construct
 
 from .config import EcrMirrorProps
 from .monitoring import MirrorMonitoring
+from .rows import MirrorRows
 from .service import MirrorService
 from .table import MirrorTable, StateTable
 
@@ -29,6 +30,9 @@ class EcrMirror(Construct):
         self.state_table = StateTable(self, "StateTable")
         self.service = MirrorService(self, "Service", props=self.props, table=self.table, state_table=self.state_table)
         self.monitoring = MirrorMonitoring(self, "Monitoring", props=self.props, service=self.service)
+        self.rows: MirrorRows | None = None
+        if self.props.rows_file is not None:  # the rows file, applied at deploy
+            self.rows = MirrorRows(self, "Rows", props=self.props, table=self.table, code=self.service.code)
 
     @property
     def dashboard_url(self) -> str:

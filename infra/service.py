@@ -29,6 +29,8 @@ Each function has its own role with only what it calls; nothing uses AWS managed
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -168,7 +170,7 @@ class MirrorService(Construct):
             secret_reference = props.credentials_secret_name
 
         # -- functions -----------------------------------------------------------------------
-        code = lambda_code()  # one asset, bundled once, shared by all three functions
+        code = self.code = lambda_code()  # one asset, bundled once, shared by every function
         common_env = {
             lambda_config.ENV_TABLE: mirror_table.table_name,
             lambda_config.ENV_STATE_TABLE: state.table_name,
@@ -329,40 +331,8 @@ class MirrorService(Construct):
 
     # ------------------------------------------------------------------------------------------
 
-    def _function(
-        self,
-        name: str,
-        *,
-        handler: str,
-        code: lambda_.Code,
-        environment: dict[str, str],
-        memory_mb: int,
-        timeout: cdk.Duration,
-        description: str,
-    ) -> lambda_.Function:
-        log_group = logs.LogGroup(self, f"{name}Logs", retention=LOG_RETENTION)
-        role = iam.Role(
-            self,
-            f"{name}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"ecr-mirror {name.lower()} function",
-        )
-        log_group.grant_write(role)
-        function = lambda_.Function(
-            self,
-            name,
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler=handler,
-            code=code,
-            environment=environment,
-            memory_size=memory_mb,
-            timeout=timeout,
-            role=role,
-            log_group=log_group,
-            description=description,
-        )
-        return function
+    def _function(self, name: str, **options: Any) -> lambda_.Function:
+        return mirror_function(self, name, **options)
 
     def _role(self, attribute: str) -> iam.IRole:
         """The function's own role; statements go to its default policy, where the acknowledgements apply."""
@@ -381,3 +351,40 @@ class MirrorService(Construct):
             account=account,
             region=region,
         )
+
+
+def mirror_function(
+    scope: Construct,
+    name: str,
+    *,
+    handler: str,
+    code: lambda_.Code,
+    environment: dict[str, str],
+    memory_mb: int,
+    timeout: cdk.Duration,
+    description: str,
+) -> lambda_.Function:
+    """One of the mirror's functions (runtime, architecture as :mod:`infra.bundling` says), with its own log
+    group (:data:`LOG_RETENTION`) and its own role, allowed only to write its logs: grant it what it calls."""
+    log_group = logs.LogGroup(scope, f"{name}Logs", retention=LOG_RETENTION)
+    role = iam.Role(
+        scope,
+        f"{name}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"ecr-mirror {name.lower()} function",
+    )
+    log_group.grant_write(role)
+    return lambda_.Function(
+        scope,
+        name,
+        runtime=RUNTIME,
+        architecture=ARCHITECTURE,
+        handler=handler,
+        code=code,
+        environment=environment,
+        memory_size=memory_mb,
+        timeout=timeout,
+        role=role,
+        log_group=log_group,
+        description=description,
+    )

@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from .config import EcrMirrorProps
+from .contract import lambda_config
 from .mirror import EcrMirror
 
 DEFAULT_STACK_NAME = "EcrMirror"
@@ -24,10 +25,22 @@ class EcrMirrorStack(cdk.Stack):
         self.mirror = EcrMirror(self, "Mirror", props=props)
         service = self.mirror.service
 
-        cdk.CfnOutput(self, "TableName", value=self.mirror.table.table.table_name,
-                      description="Mirror table: add one row per image (ecr-mirror add / aws dynamodb put-item)")
-        cdk.CfnOutput(self, "StateTableName", value=self.mirror.state_table.table.table_name,
-                      description="State table: what the service records (ECR_MIRROR_STATE_TABLE for the CLI)")
+        # what `ecr-mirror --stack NAME` reads (ecr_mirror.config.STACK_OUTPUTS): the values the functions get
+        settings = {
+            "TableName": (self.mirror.table.table.table_name,
+                          "Mirror table: add one row per image (ecr-mirror add / aws dynamodb put-item)"),
+            "StateTableName": (self.mirror.state_table.table.table_name,
+                               "State table: what the service records (ECR_MIRROR_STATE_TABLE for the CLI)"),
+            "RepositoryPrefix": (props.repository_prefix, "ECR repositories the service creates: <prefix>/<source>"),
+            "TagMutability": (props.tag_mutability, "Tag mutability of the repositories the service creates"),
+            "TargetRegistry": (props.target_registry or f"{self.account}.dkr.ecr.{self.region}.{self.url_suffix}",
+                               "ECR registry the mirrors are written to"),
+        }
+        assert set(settings) == set(lambda_config.STACK_OUTPUTS), "every output the CLI's --stack reads"
+        for key, (value, description) in settings.items():
+            cdk.CfnOutput(self, key, value=value, description=description)
+        cdk.CfnOutput(self, lambda_config.OUTPUT_REGION, value=self.region,
+                      description="Region of the tables and the functions (ecr-mirror --stack uses it)")
         cdk.CfnOutput(self, "QueueUrl", value=service.queue.queue_url,
                       description="Work queue: one message per row to sync")
         cdk.CfnOutput(self, "DashboardUrl", value=self.mirror.dashboard_url,

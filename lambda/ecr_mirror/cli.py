@@ -19,7 +19,7 @@ import click
 
 from . import __version__
 from .advice import Where, explain
-from .config import ENV_INSECURE_REGISTRIES, ENV_STATE_TABLE, ENV_TABLE, Settings, default_state_table
+from .config import ENV_INSECURE_REGISTRIES, ENV_STACK, ENV_STATE_TABLE, ENV_TABLE, Settings, default_state_table
 from .console import EXIT_INTERRUPTED, SafeFormatter, exit_interrupted, safe
 from .errors import Interrupted, MirrorError
 from .runtime import Redactor
@@ -47,22 +47,36 @@ _redactor = Redactor()
 class Context:
     """What the ``ecr-mirror`` group's options give every command; :attr:`settings` read once, on first use."""
 
-    def __init__(self, debug: bool, insecure: tuple[str, ...], concurrency: int | None, ca_file: str | None = None) -> None:
+    def __init__(self, debug: bool, insecure: tuple[str, ...], concurrency: int | None, ca_file: str | None = None,
+                 stack: str | None = None) -> None:
         self.debug = debug
         self.insecure = insecure
         self.concurrency = concurrency
         self.ca_file = ca_file
+        self.stack = stack
         self.where = Where()  # filled in as the command learns its table and region, for error advice
         self._settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
-        """``ECR_MIRROR_*`` settings, with ``--concurrency`` applied."""
+        """``ECR_MIRROR_*`` settings, then what ``--stack``'s outputs say (table, state table, repository
+        prefix, tag mutability, target registry: the values the stack gives its functions; its region is
+        used for every AWS call), with ``--concurrency`` applied."""
         if self._settings is None:
-            s = Settings.from_env()
-            if self.concurrency:
-                from dataclasses import replace
+            from dataclasses import replace
 
+            s = Settings.from_env()
+            if self.stack:
+                from .config import OUTPUT_REGION, settings_from_stack
+                from .runtime import read_stack_outputs
+
+                outputs, region = read_stack_outputs(self.stack)
+                s = settings_from_stack(s, self.stack, outputs)
+                stack_region = outputs.get(OUTPUT_REGION) or region
+                if stack_region:  # the tables, the functions and the registry are in the stack's region
+                    os.environ["AWS_REGION"] = stack_region
+                self.where = Where(table=s.table, region=stack_region)
+            if self.concurrency:
                 s = replace(s, concurrency=self.concurrency)
             self._settings = s
         return self._settings
@@ -128,6 +142,8 @@ _INSECURE_HELP = f"Talk plain http to HOST (repeatable). Loopback hosts always u
 _CONCURRENCY_HELP = "Blob transfers in flight (default 8)."
 _CA_FILE_HELP = "Also trust the CA certificates in this PEM file for https registries (a private registry's own CA). SSL_CERT_FILE replaces the default CAs."
 _DEBUG_HELP = "Verbose logs and tracebacks."
+_STACK_HELP = (f"Take the table, repository prefix, tag mutability, target registry and region from the outputs "
+               f"of this deployed CloudFormation stack (name or ARN), as its functions have them. Also {ENV_STACK}.")
 
 
 def _late_global(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
@@ -147,6 +163,9 @@ def _late_global(name: str) -> Callable[[click.Context, click.Parameter, Any], N
             obj._settings = None  # noqa: SLF001 - read again with the new value
         elif name == "ca_file":
             obj.ca_file = value
+        elif name == "stack":
+            obj.stack = value
+            obj._settings = None  # noqa: SLF001 - read again from the stack
 
     return apply
 
@@ -161,6 +180,8 @@ def _global_options() -> list[click.Option]:
         click.Option(["--ca-file"], type=click.Path(dir_okay=False), default=None, metavar="PEM", help=_CA_FILE_HELP,
                      callback=_late_global("ca_file"), **common),
         click.Option(["--debug"], is_flag=True, help=_DEBUG_HELP, callback=_late_global("debug"), **common),
+        click.Option(["--stack"], metavar="NAME", default=None, help=_STACK_HELP, callback=_late_global("stack"),
+                     **common),
     ]
 
 
@@ -170,8 +191,10 @@ def _global_options() -> list[click.Option]:
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None, help=_CONCURRENCY_HELP)
 @click.option("--ca-file", type=click.Path(dir_okay=False), default=None, metavar="PEM", help=_CA_FILE_HELP)
 @click.option("--debug", is_flag=True, help=_DEBUG_HELP)
+@click.option("--stack", envvar=ENV_STACK, metavar="NAME", default=None, help=_STACK_HELP)
 @click.pass_context
-def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None, ca_file: str | None, debug: bool) -> None:
+def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None, ca_file: str | None, debug: bool,
+         stack: str | None) -> None:
     """Mirror multi-architecture container images into Amazon ECR.
 
     \b
@@ -184,7 +207,7 @@ def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None,
     Credentials come from the Docker config (auths, credsStore, credHelpers), and ECR's token for ECR hosts.
     """
     _configure_logging(debug)
-    ctx.obj = Context(debug, insecure, concurrency, ca_file)
+    ctx.obj = Context(debug, insecure, concurrency, ca_file, stack or None)
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -463,9 +486,12 @@ def _table(obj: Context, table_name: str | None):
     from .runtime import boto3_client
     from .store import MirrorTable
 
-    name = table_name or obj.settings.table
+    settings = obj.settings  # first: --stack may set the region
+    if obj.stack and _from_environment("table_name"):
+        table_name = None  # --stack says which table; only --table on the command line overrides it
+    name = table_name or settings.table
     if not name:
-        fail(f"no table given: pass --table NAME or set {ENV_TABLE}", EXIT_USAGE)
+        fail(f"no table given: pass --table NAME or --stack NAME, or set {ENV_TABLE}", EXIT_USAGE)
     dynamodb = boto3_client("dynamodb")
     obj.where = Where(table=name, region=dynamodb.meta.region_name or "")
     return MirrorTable(dynamodb, name, prefix=obj.settings.repository_prefix)
@@ -476,9 +502,19 @@ def _state(obj: Context, rows: Any, state_table_name: str | None):
     from .runtime import boto3_client
     from .store import StateTable
 
-    name = state_table_name or default_state_table(rows.name)
+    if obj.stack and _from_environment("state_table_name"):
+        state_table_name = None
+    from_stack = obj.settings.state_table if obj.stack and rows.name == obj.settings.table else ""
+    name = state_table_name or from_stack or default_state_table(rows.name)
     obj.where = Where(table=rows.name, region=obj.where.region, state_table=name)
     return StateTable(boto3_client("dynamodb"), name, rows=rows)
+
+
+def _from_environment(parameter: str) -> bool:
+    """Whether the current command's ``parameter`` came from its environment variable (not the command line)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(parameter) == ParameterSource.ENVIRONMENT
 
 
 @main.group()
@@ -661,16 +697,7 @@ def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str |
     if dry_run:
         echo(f"dry run: {plan.summary(applied=False)}; nothing written")
         return
-    writes = plan.writes
-    for done, change in enumerate(writes):
-        try:
-            if change.action == "delete":
-                t.delete_row(change.row_id)
-                _state(obj, t, state_table_name).delete_row_state(change.row_id)
-            else:
-                t.put_row(change.item or {}, overwrite=change.action == "change")
-        except MirrorError as exc:
-            fail(f"{exc} ({done} of {len(writes)} changes written; apply again to finish)")
+    t.apply_changes(plan.writes, state=_state(obj, t, state_table_name))
     echo(f"applied: {plan.summary(applied=True)}")
 
 
@@ -808,9 +835,10 @@ def list_rows(obj: Context, json_out: bool, table_name: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would be copied and why; copy nothing, write nothing.")
 @click.option("--check", "check_only", is_flag=True, help="Detect and record each tag's state; copy nothing.")
 @click.option("--audit", is_flag=True,
-              help="Check every tag at ECR, settled or not, and that its index's children are all still there "
-                   "(the schedule does this every auditInterval). Without it, a tag whose upstream has not moved "
-                   "since its last success is taken as recorded.")
+              help="Check every tag at ECR, settled or not, and that its index's children are all still there, "
+                   "and look for signatures, SBOMs and attestations added upstream since (the schedule does this "
+                   "every auditInterval). Without it, a tag whose upstream has not moved since its last success is "
+                   "taken as recorded.")
 @click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
 @table_option
 @state_table_option

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ConfigError
 
@@ -42,6 +42,21 @@ ALL_ENV = (
     ENV_AUDIT_INTERVAL_SECONDS,
 )
 
+#: the CLI's ``--stack``: a deployed stack whose outputs give the CLI its settings (the CLI's only; not
+#: a variable the functions read)
+ENV_STACK = "ECR_MIRROR_STACK"
+#: stack output key -> :class:`Settings` field: what ``--stack`` reads (infra/stack.py writes every one
+#: from the values it gives the functions, so a laptop ``sync`` and the worker agree)
+STACK_OUTPUTS = {
+    "TableName": "table",
+    "StateTableName": "state_table",
+    "RepositoryPrefix": "repository_prefix",
+    "TagMutability": "tag_mutability",
+    "TargetRegistry": "target_registry",
+}
+#: the stack output naming the stack's region (where its tables and registry are)
+OUTPUT_REGION = "Region"
+
 DEFAULT_REPOSITORY_PREFIX = "mirror"
 DEFAULT_METRICS_NAMESPACE = "EcrMirror"
 DEFAULT_TAG_MUTABILITY = "MUTABLE"
@@ -58,6 +73,22 @@ STATE_TABLE_SUFFIX = "-state"
 def default_state_table(table: str) -> str:
     """``<table>-state``: the state table beside mirror table ``table`` when none is named ("" for "")."""
     return f"{table}{STATE_TABLE_SUFFIX}" if table else ""
+
+
+def settings_from_stack(base: Settings, stack: str, outputs: Mapping[str, str]) -> Settings:
+    """``base`` with what stack ``stack``'s ``outputs`` (``{OutputKey: OutputValue}``) say: every
+    :data:`STACK_OUTPUTS` field. Raises :class:`ConfigError` when one is missing (not an ecr-mirror stack,
+    or one deployed by a version without them) or a value is not one the functions accept."""
+    missing = [key for key in STACK_OUTPUTS if key not in outputs]
+    if missing:
+        raise ConfigError(f"stack {stack} has no output {', '.join(missing)}: is it an ecr-mirror stack? "
+                          "(a stack deployed by an older version gets them with cdk deploy)")
+    values = {name: str(outputs[key]).strip() for key, name in STACK_OUTPUTS.items()}
+    values["repository_prefix"] = values["repository_prefix"].strip("/")
+    if values["tag_mutability"] not in TAG_MUTABILITY_VALUES:
+        raise ConfigError(f"stack {stack}: output TagMutability={values['tag_mutability']!r} is not one of "
+                          f"{', '.join(TAG_MUTABILITY_VALUES)}")
+    return replace(base, **values)
 
 
 def _split_hosts(value: str) -> frozenset[str]:

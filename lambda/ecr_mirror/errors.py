@@ -99,6 +99,16 @@ class RowsFileError(ConfigError):
         super().__init__(self.problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
 
 
+class ApplyError(MirrorError):
+    """Applying a rows file stopped at a failed write: ``written`` of ``total`` changes were made (applying
+    again finishes: what is written already is unchanged then). The message names the failure and the counts."""
+
+    def __init__(self, cause: MirrorError, *, written: int, total: int) -> None:
+        super().__init__(f"{cause} ({written} of {total} changes written; apply again to finish)")
+        self.written = written
+        self.total = total
+
+
 class Deadline(MirrorError):
     """The time left is too short to start more work; the row goes back to the queue. ``progress``: how many
     tags the interrupted sync copied before it stopped (0: it made none)."""

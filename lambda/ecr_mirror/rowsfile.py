@@ -84,6 +84,10 @@ from .rows import (
 from .reference import parse_reference, parse_repository
 
 FORMAT_VERSION = 1
+#: properties of the stack's rows custom resource (infra/rows.py sets them, ecr_mirror.handlers.rows reads them):
+#: the rows as a JSON rows document (:func:`rows_json`), and the file's name for messages
+PROPERTY_ROWS = "RowsFile"
+PROPERTY_FILE_NAME = "FileName"
 #: top-level keys of a rows file (besides ``x-*``)
 TOP_LEVEL_KEYS = ("version", "defaults", "sources")
 #: attributes ``defaults`` may set
@@ -343,6 +347,25 @@ def load_rows_yaml(text: str | bytes, *, name: str = "rows file", prefix: str = 
         raise ConfigError("reading a rows file needs PyYAML (pip install pyyaml)") from exc
     loaded = _YamlReader(name).load(text)
     return parse_rows_document(loaded.data, name=name, prefix=prefix, lines=loaded.lines)
+
+
+def rows_json(rows_file: RowsFile) -> str:
+    """A validated rows file as a JSON rows document (``{"version": 1, "sources": [...]}``): each entry as
+    the row it writes (defaults applied, id filled in; :func:`canonical_item`). What the stack hands its
+    rows custom resource (infra/rows.py): the Lambda functions have no YAML reader, and a change of
+    comments or layout is no change. :func:`load_rows_json` reads it back to the same rows."""
+    document = {"version": FORMAT_VERSION, "sources": [canonical_item(e.item) for e in rows_file.entries]}
+    return json.dumps(document, ensure_ascii=True, separators=(",", ":"))
+
+
+def load_rows_json(text: str, *, name: str = "rows file", prefix: str = DEFAULT_REPOSITORY_PREFIX) -> RowsFile:
+    """Load and validate a rows document from JSON text (:func:`parse_rows_document`). Raises
+    :class:`RowsFileError` (not JSON, or not a valid rows document)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RowsFileError([f"{name}: is not JSON ({exc})"]) from exc
+    return parse_rows_document(data, name=name, prefix=prefix)
 
 
 # ---------------------------------------------------------------- validating a document

@@ -41,6 +41,30 @@ def boto3_client(service: str, region: str | None = None) -> Any:
         ) from exc
 
 
+def read_stack_outputs(stack: str) -> tuple[dict[str, str], str]:
+    """``({OutputKey: OutputValue}, region)`` of CloudFormation stack ``stack`` (a name, in the configured
+    region, or a stack ARN, in its own region): one DescribeStacks call. Raises :class:`ConfigError` when
+    there is no such stack, :class:`~ecr_mirror.errors.AwsError` when the call fails."""
+    from .aws import error_code
+
+    parts = stack.split(":")
+    region = parts[3] if stack.startswith("arn:") and len(parts) > 5 and parts[2] == "cloudformation" else None
+    client = boto3_client("cloudformation", region)
+    region = client.meta.region_name
+    try:
+        answer = client.describe_stacks(StackName=stack)
+    except Exception as exc:  # botocore errors
+        if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+            raise ConfigError(f"stack {stack} not found in region {region}: deploy it (cdk deploy), or set "
+                              "AWS_REGION to the region it is in") from exc
+        raise aws_error(exc, f"CloudFormation DescribeStacks {stack}") from exc
+    stacks = answer.get("Stacks") or []
+    if not stacks:
+        raise ConfigError(f"stack {stack} not found in region {region}")
+    outputs = {str(o.get("OutputKey")): str(o.get("OutputValue", "")) for o in stacks[0].get("Outputs") or []}
+    return outputs, region
+
+
 def load_secret_credentials(secret_id: str, secrets_client: Any) -> StaticCredentials:
     """Upstream credentials from a Secrets Manager secret: ``{"docker.io": {"username": …, "password": …}}``.
 
@@ -226,6 +250,7 @@ __all__ = [
     "build_syncer",
     "ecr_target_for",
     "load_secret_credentials",
+    "read_stack_outputs",
     "quiet_aws_loggers",
     "redact_logs",
 ]

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from .aws import BOTO_ERRORS, aws_error, error_code
 from .config import DEFAULT_REPOSITORY_PREFIX
-from .errors import AwsError, ConfigError, RowError, shown
+from .errors import ApplyError, AwsError, ConfigError, MirrorError, RowError, shown
 from .rows import (
     ATTR_ID,
     ATTR_ROW_ERROR,
@@ -59,6 +59,9 @@ from .status import (
     progress_partition,
     tag_sort_key,
 )
+
+if TYPE_CHECKING:
+    from .rowsfile import RowChange
 
 _TABLE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 #: BatchWriteItem takes at most 25 requests
@@ -192,6 +195,22 @@ class MirrorTable(_Table):
                 ) from exc
             raise self._error(exc, "PutItem") from exc
         return row
+
+    def apply_changes(self, changes: Sequence[RowChange], *, state: StateTable | None = None) -> None:
+        """Make the writes of a rows-file plan (:attr:`ecr_mirror.rowsfile.Plan.writes`), in order: ``add``
+        (the row must not exist), ``change`` (overwritten), ``delete`` (with the row's items in ``state``
+        when given: where no stream handler will delete them, as for the CLI). Raises :class:`ApplyError`
+        at the first failed write, saying how many were made."""
+        for done, change in enumerate(changes):
+            try:
+                if change.action == "delete":
+                    self.delete_row(change.row_id)
+                    if state is not None:
+                        state.delete_row_state(change.row_id)
+                else:
+                    self.put_row(change.item or {}, overwrite=change.action == "change")
+            except MirrorError as exc:
+                raise ApplyError(exc, written=done, total=len(changes)) from exc
 
     def delete_row(self, row_id: str) -> bool:
         """Delete a row; False if there was none. (Its state items go when the stream handler sees the

@@ -12,7 +12,10 @@ A pass over one row (:meth:`Syncer.sync_item`):
    the target and no write;
 5. the other tags are looked up at the target in one batched call per 100 tags (ECR's DescribeImages);
    in an **audit** pass every tag is, from the repository's image list (ListImages, cached per run), and
-   the children recorded for its index are checked to be still there (else ``broken``);
+   the children recorded for its index are checked to be still there (else ``broken``), and a complete
+   tag's referrers are discovered again (:func:`~ecr_mirror.referrer_copy.audit_referrers`, the row's tags
+   listed once; a signature added upstream since the copy arrives; a failure is ``referrers_error`` in the
+   status, never the tag's state; referrer fields are written only when they changed);
 6. :func:`drift.classify` gives each state; ``behind``/``missing``/``diverged``/``broken`` are copied
    (where tag mutability allows). Before a copy the tag's **lease** is taken with the write of the state
    detected (conditional on the status being as read, so a duplicate delivery finds it taken and skips
@@ -40,6 +43,7 @@ from . import drift
 from .copy import Copier, CopyReport
 from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError, RowError
 from .reference import Reference
+from .referrer_copy import audit_referrers
 from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
 from .status import (
@@ -356,8 +360,12 @@ class Syncer:
             pending = [w for w in work if w.result.state != drift.FAILED and not self._settle(w, audit)]
             if pending:
                 self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
+            referrer_audit = audit and writes and not check_only and row.referrers
+            if referrer_audit and row.source is not None and source_tags is None and any(w.complete for w in work):
+                source_tags = self._source_tags(row)
             self._each(work, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
-                                                    should_stop=should_stop, source_tags=source_tags),
+                                                    should_stop=should_stop, source_tags=source_tags,
+                                                    audit_referrers=referrer_audit),
                        self.tag_concurrency)
         except Deadline as exc:
             raise Deadline(str(exc), progress=sum(1 for w in work if w.result.copied)) from exc
@@ -562,16 +570,16 @@ class Syncer:
         w.complete = all(c in present for c in children)
 
     def _finish(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn,
-                source_tags: list[str] | None = None) -> None:
+                source_tags: list[str] | None = None, audit_referrers: bool = False) -> None:
         """Classify, copy if needed, record (and tell the progress display the tag is done)."""
         try:
             self._classify_and_copy(row, w, run, dry_run=dry_run, check_only=check_only, should_stop=should_stop,
-                                    source_tags=source_tags)
+                                    source_tags=source_tags, audit_referrers=audit_referrers)
         finally:
             self._tell(row, w.tag, "done", w.result.state)
 
     def _classify_and_copy(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn,
-                           source_tags: list[str] | None) -> None:
+                           source_tags: list[str] | None, audit_referrers: bool = False) -> None:
         res = w.result
         if res.settled:
             return
@@ -596,6 +604,8 @@ class Syncer:
             res.state = drift.IN_SYNC
             res.expected_digest = res.target_digest
             res.reason = "target holds the upstream image"
+            if audit_referrers and w.complete and not should_stop():  # short of time: the next audit looks
+                res.referrers = self._audit_referrers(row, w, source_tags)
             if not dry_run:
                 self._record(row, w, self._status(w, drift.IN_SYNC, success=True), run)
             return
@@ -671,8 +681,7 @@ class Syncer:
         written (an unchanged tag's are left to the audit: issue 14); those the target refused (HTTP 405)
         before are not fetched again."""
         dest = self._dest(row, w.tag)
-        refused = frozenset((w.previous.referrers_refused or "").split()) if w.previous else frozenset()
-        referrers = ReferrerPolicy(when_unchanged=False, refused=refused) if row.referrers else None
+        referrers = ReferrerPolicy(when_unchanged=False, refused=_refused(w)) if row.referrers else None
 
         def copy() -> CopyReport:
             if row.assemble:
@@ -699,6 +708,38 @@ class Syncer:
             self.target.ensure_repository(row.target_repository)
             w.target_known = False  # a new, empty repository: the copy finds that out itself
             return copy()
+
+    def _source_tags(self, row: Row) -> list[str] | None:
+        """The upstream repository's tags, listed once for an audit's referrer discovery of a row that names its
+        tags (``None`` if the list fails: each tag's discovery then lists them itself, and records the error)."""
+        assert row.source is not None
+        try:
+            return self.client.tags_list(row.source)
+        except Interrupted:
+            raise
+        except MirrorError as exc:
+            log.warning("row %s: upstream tags not listed for the referrer audit: %s", row.id, exc)
+            return None
+
+    def _audit_referrers(self, row: Row, w: _Tag, source_tags: list[str] | None) -> ReferrersReport | None:
+        """The audit's referrer discovery for a complete tag (issue 14): what its status records (digests,
+        children; targets' 405 refusals not fetched again) is handed to
+        :func:`~ecr_mirror.referrer_copy.audit_referrers`. A failure is the report's ``error``, recorded in the
+        status as ``referrers_error``: the tag stays in sync. ``None`` when the row turns referrers off."""
+        rec = w.recorded
+        assert rec is not None and rec.expected_digest is not None
+        try:
+            return audit_referrers(
+                self.copier, row, w.tag, self.target.host,
+                upstream_digest=rec.synced_upstream_digest or rec.expected_digest,
+                target_digest=rec.expected_digest, children=w.children or (), source_tags=source_tags,
+                refused=_refused(w),
+            )
+        except (Deadline, Interrupted):
+            raise
+        except MirrorError as exc:
+            log.warning("row %s tag %s: referrers not audited: %s", row.id, w.tag, exc)
+            return ReferrersReport(error=str(exc))
 
     def _dest(self, row: Row, tag: str) -> Reference:
         return Reference(self.target.host, row.target_repository, tag)
@@ -744,8 +785,9 @@ class Syncer:
         )
 
     def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:
-        """Write ``status`` (no lease) if it records something new (:attr:`TagStatus.RECORDED`)."""
-        if not status.differs_from(w.previous):
+        """Write ``status`` (no lease) if it records something new (:attr:`TagStatus.RECORDED`, or what became
+        of the referrers: an audit's discovery)."""
+        if not status.differs_from(w.previous) and not _referrers_differ(status, w.previous):
             return
         if w.previous is not None and w.previous.leased_by_other(run.owner):
             self._skip(row, w, f"another sync ({w.previous.lease_owner}) is copying it")
@@ -758,6 +800,15 @@ class Syncer:
         except MirrorError as exc:  # a status write that fails must not hide the copy's outcome
             log.error("row %s tag %s: status not written: %s", row.id, tag, exc)
             return False
+
+
+def _refused(w: _Tag) -> frozenset[str]:
+    """Referrer digests the target refused (HTTP 405) for this tag before: not fetched again."""
+    return frozenset((w.previous.referrers_refused or "").split()) if w.previous else frozenset()
+
+
+def _referrers_differ(status: TagStatus, previous: TagStatus | None) -> bool:
+    return previous is not None and any(getattr(status, f) != getattr(previous, f) for f in REFERRER_FIELDS)
 
 
 def remaining_time_guard(context: Any, reserve_seconds: float) -> StopFn:

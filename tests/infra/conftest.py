@@ -35,9 +35,12 @@ REPO = HERE.parent.parent
 for path in (str(REPO), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from infra_support import VARIANTS, cdk_json  # noqa: E402
+
+from infra.node import quiet_node_warnings  # noqa: E402  (imports aws_cdk: quiets jsii first)
+
+quiet_node_warnings()  # for subprocesses too (test_infra_cli's cdk synth)
 
 
 @dataclass

@@ -39,7 +39,6 @@ def test_cdk_synth_with_the_real_cli_and_no_docker(tmp_path):
     env = {
         **os.environ,
         "PATH": path,
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
     }
     env.pop("CDK_OUTDIR", None)

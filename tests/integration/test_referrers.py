@@ -17,6 +17,7 @@ from ecr_mirror.manifest import Platform
 from ecr_mirror.referrer_copy import SHALLOW_BUDGET, audit_referrers
 from ecr_mirror.referrers import NOT_APPLICABLE, ReferrerPolicy, tag_schema_tag
 from ecr_mirror.rows import parse_row
+from ecr_mirror.status import PASS_PK
 from tests.integration.helpers import copier, make_client, ref
 from tests.support import images as im
 from tests.support.cosign import (
@@ -391,6 +392,28 @@ def test_client_referrers_list_follows_link_pages_and_says_none_on_404(registry,
 # ---------------------------------------------------------------------- the command, the rows
 
 
+def cli_on_a_table(monkeypatch, ecr, tmp_path):
+    """The CLI (in process) pointed at a fresh mirror table (moto) and the ECR stand-in: ``(table, run)``,
+    ``run(*args)`` returning the output of a command that must exit 0."""
+    import uuid
+
+    from click.testing import CliRunner
+
+    from ecr_mirror.cli import main as cli
+
+    table = "mirror-" + uuid.uuid4().hex[:8]
+    for name, value in {"ECR_MIRROR_TABLE": table, "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
+                        "ECR_MIRROR_REPOSITORY_PREFIX": "mirror", "DOCKER_CONFIG": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return table, run
+
+
 def upstream_counts(requests: dict[str, dict[str, int]], host: str) -> tuple[dict[str, int], int]:
     """``(requests to host by method, how many beyond the one HEAD of the tag)``."""
     counted = requests.get(host, {})
@@ -469,21 +492,7 @@ def test_sync_copies_referrers_with_a_tag_and_asks_nothing_more_on_an_unchanged_
                                                                                       monkeypatch, tmp_path):
     """Rows (default on, ``--no-referrers`` off): the referrers come with the copied tag and the row status
     says how many; a pass over the unchanged tag costs one upstream HEAD, as before (the audit re-discovers)."""
-    import uuid
-
-    from click.testing import CliRunner
-
-    from ecr_mirror.cli import main as cli
-
-    for name, value in {"ECR_MIRROR_TABLE": "mirror-" + uuid.uuid4().hex[:8], "ECR_MIRROR_TARGET_REGISTRY": ecr.host,
-                        "ECR_MIRROR_REPOSITORY_PREFIX": "mirror", "DOCKER_CONFIG": str(tmp_path)}.items():
-        monkeypatch.setenv(name, value)
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
-
+    _, run = cli_on_a_table(monkeypatch, ecr, tmp_path)
     up = proxy_factory(registry)
     index = two_platforms(20)
     amd = index.image_for("linux/amd64")
@@ -621,3 +630,152 @@ def test_audit_hook_brings_a_signature_added_after_the_image_was_mirrored(regist
         again = audit_referrers(c, full, "v1", dst.host, upstream_digest=index.digest, target_digest=index.digest,
                                 children=children)
     assert again.present == 2 and content_gets(up) == []
+
+
+# ---------------------------------------------------------------------- the completeness audit
+
+
+def test_sync_audit_brings_a_signature_added_upstream_after_the_image_reached_the_mirror(
+        ecr, registry, proxy_factory, monkeypatch, tmp_path):
+    """A signature and an SBOM added upstream after the image was mirrored: a plain pass over the unchanged tag
+    asks upstream one HEAD and nothing more (the mirror still lacks them); ``sync --audit`` discovers and copies
+    them (the signature verifies at the mirror), fetching upstream only what is new; the next audit fetches
+    nothing and writes no status. A row with referrers off is audited without a referrer request; a referrer the
+    target refuses (HTTP 405) is recorded and not fetched again by the next audit."""
+    import boto3
+
+    table, run = cli_on_a_table(monkeypatch, ecr, tmp_path)
+
+    def status(row_id: str) -> dict:
+        return next(r for r in json.loads(run("status", "--json")) if r["id"] == row_id)
+
+    def attempts() -> dict[str, str]:
+        """Every tag status's ``last_attempt`` (moved by every status write; pass records left out)."""
+        items = boto3.resource("dynamodb").Table(f"{table}-state").scan()["Items"]
+        return {f"{i['pk']} {i['sk']}": str(i.get("last_attempt")) for i in items if i["pk"] != PASS_PK}
+
+    up = proxy_factory(registry, referrers=True)
+    index = two_platforms(25)
+    amd = index.image_for("linux/amd64")
+    im.push_index(up, REPO, index, "v1")
+    run("table", "create")
+    run("add", "app", "--source", f"{up.host}/{REPO}", "--tag", "v1", "--target-repository", "mirror/app")
+    run("add", "bare", "--source", f"{up.host}/{REPO}", "--tag", "v1", "--target-repository", "mirror/bare",
+        "--no-referrers")
+    first = {r["id"]: r for r in json.loads(run("sync", "--json"))}
+    assert first["app"]["action"] == "copied" and first["app"]["referrers"]["copied"] == 0
+
+    # signed, with an SBOM on the amd64 child, after the image reached the mirror
+    key = CosignKey.generate()
+    signature = sign(up, REPO, index.digest, key, mode="referrer")
+    sbom = build_sbom(amd, seed=3)
+    push_referrer(up, REPO, sbom)
+
+    up.reset()
+    plain = {r["id"]: r for r in json.loads(run("sync", "--json"))}
+    assert [plain[i]["state"] for i in ("app", "bare")] == ["in_sync", "in_sync"]
+    assert plain["app"]["referrers"] is None
+    assert up.requests == [("HEAD", f"/v2/{REPO}/manifests/v1")] * 2  # 0 extra upstream requests
+    with pytest.raises(VerificationError):
+        verify(ecr, "mirror/app", index.digest, key, auth=ecr.auth)
+
+    up.reset()
+    audited = {r["id"]: r for r in json.loads(run("sync", "--audit", "--json", "--id", "app"))}
+    assert audited["app"]["state"] == "in_sync" and audited["app"]["referrers"]["copied"] == 2
+    assert verify(ecr, "mirror/app", index.digest, key, auth=ecr.auth)
+    assert referrer_digests(ecr, "mirror/app", amd.digest, auth=ecr.auth) == [sbom.digest]
+    assert sorted(t for t in content_gets(up) if "/manifests/" in t) == sorted(
+        f"/v2/{REPO}/manifests/{d}" for d in (signature.digest, sbom.digest))  # only what is new
+    audit_cost = {m: sum(1 for m_, _ in up.requests if m_ == m) for m in ("HEAD", "GET")}
+    print(f"\naudit that found a signature and an SBOM: {audit_cost} upstream ({up.requests})")
+    recorded = status("app")
+    assert (recorded["referrers_copied"], recorded["referrers_error"]) == (2, None)
+
+    # the next audit: nothing new upstream, nothing fetched; the status records "present" once, then is not written
+    up.reset()
+    again = json.loads(run("sync", "--audit", "--json", "--id", "app"))[0]
+    assert again["referrers"]["copied"] == 0 and again["referrers"]["present"] == 2 and content_gets(up) == []
+    # HEAD of the tag; the tag list (once for the row); the referrers API for the index, each child and the SBOM
+    # (referrers of referrers: a signature is not asked about)
+    assert sorted(up.requests) == sorted([
+        ("HEAD", f"/v2/{REPO}/manifests/v1"), ("GET", f"/v2/{REPO}/tags/list?n=1000"),
+        *[("GET", f"/v2/{REPO}/referrers/{d}")
+          for d in (index.digest, *(c.digest for c in index.children), sbom.digest)],
+    ])
+    assert status("app")["referrers_present"] == 2
+    before = attempts()
+    assert any(k.endswith("tag#v1") for k in before)
+    run("sync", "--audit", "--id", "app")
+    assert attempts() == before
+
+    # the row with referrers off: the audit asks upstream one HEAD, and the mirror stays unsigned
+    up.reset()
+    run("sync", "--audit", "--id", "bare")
+    assert up.requests == [("HEAD", f"/v2/{REPO}/manifests/v1")]
+    with pytest.raises(VerificationError):
+        verify(ecr, "mirror/bare", index.digest, key, auth=ecr.auth)
+
+    # a referrer the target refuses with 405 (and does not store): recorded, and not fetched again
+    provenance = build_in_toto(index, seed=4)
+    push_referrer(up, REPO, provenance)
+    ecr.add_fault("PUT", f"/manifests/{provenance.digest}", "status", status=405, times=None)
+    run("sync", "--audit", "--id", "app")
+    assert status("app")["referrers_refused"] == provenance.digest
+    up.reset()
+    refused = json.loads(run("sync", "--audit", "--json", "--id", "app"))[0]
+    assert refused["state"] == "in_sync" and refused["referrers"]["refused"] == [provenance.digest]
+    assert up.count("GET", provenance.digest) == 0
+
+
+def test_worker_audit_pass_brings_a_signature_added_after_the_image_was_mirrored(
+        monkeypatch, ecr, registry_factory, proxy_factory):
+    """The service: the schedule's audit pass (every ``ECR_MIRROR_AUDIT_INTERVAL_SECONDS``) brings a signature
+    added upstream since the image was mirrored; the passes between audits ask one HEAD per tag."""
+    from ecr_mirror.handlers import _common
+    from tests.integration.test_service import Service
+
+    upstream = registry_factory()
+    svc = Service(monkeypatch, ecr, upstream, proxy_factory(upstream))
+    try:
+        index = two_platforms(26)
+        im.push_index(upstream, REPO, index, "v1")
+        svc.add("app", "--source", svc.source(REPO), "--tag", "v1", "--target-repository", "mirror/app")
+        svc.run_schedule()  # the first pass audits (no audit on record) and copies the image
+        assert svc.drain() == {"batchItemFailures": []}
+        key = CosignKey.generate()
+        sign(upstream, REPO, index.digest, key)
+        svc.proxy.reset()
+        svc.run_schedule()  # not an audit: the interval has not passed
+        assert svc.drain() == {"batchItemFailures": []}
+        assert svc.proxy.requests == [("HEAD", f"/v2/{REPO}/manifests/v1")]
+        with pytest.raises(VerificationError):
+            verify(ecr, "mirror/app", index.digest, key, auth=ecr.auth)
+        monkeypatch.setenv("ECR_MIRROR_AUDIT_INTERVAL_SECONDS", "0")
+        _common.reset()
+        svc.run_schedule()
+        assert svc.drain() == {"batchItemFailures": []}
+        assert verify(ecr, "mirror/app", index.digest, key, auth=ecr.auth)
+        record = svc.state("app", "v1")
+        assert (record["state"], record["referrers_copied"]) == ("in_sync", 1)
+    finally:
+        _common.reset()
+
+
+def test_sync_audit_of_an_assemble_row_brings_a_signature_added_to_one_of_its_images(
+        ecr, registry, monkeypatch, tmp_path):
+    """An assemble row's images come from several sources: the audit asks each for the referrers of its image
+    (the children the status records), so a signature added to one of them after the assembly arrives."""
+    _, run = cli_on_a_table(monkeypatch, ecr, tmp_path)
+    amd, arm = im.build_image("linux/amd64", seed=27), im.build_image("linux/arm64/v8", seed=27)
+    im.push_image(registry, REPO, amd, "1.0-amd64")
+    im.push_image(registry, REPO, arm, "1.0-arm64")
+    run("table", "create")
+    run("add", "joined", "--assemble", f"{registry.host}/{REPO}:1.0-amd64", "--assemble",
+        f"{registry.host}/{REPO}:1.0-arm64", "--tag", "1.0", "--target-repository", "mirror/joined")
+    (first,) = json.loads(run("sync", "--json"))
+    assert first["state"] == "in_sync" and first["referrers"]["copied"] == 0
+    key = CosignKey.generate()
+    sign(registry, REPO, arm.digest, key)
+    (audited,) = json.loads(run("sync", "--audit", "--json"))
+    assert audited["state"] == "in_sync" and audited["referrers"]["copied"] == 1, audited
+    assert verify(ecr, "mirror/joined", arm.digest, key, auth=ecr.auth)
