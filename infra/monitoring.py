@@ -11,6 +11,7 @@ alarm                   condition                                         missin
 ``Drift``               TagsDrifted sum >= 1 in an hour                   not breaching
 ``SyncFailures``        TagsFailed sum >= 1 in an hour                    not breaching
 ``InvalidRows``         RowsInvalid sum >= 1 in an hour                   not breaching
+``RowsMatchedNothing``  RowsMatchedNothing sum >= 1 in an hour            not breaching
 ``DeadLetters``         DLQ ApproximateNumberOfMessagesVisible >= 1       not breaching
 ``<Fn>Errors``          Lambda Errors >= 1 in 5 minutes (each function)   not breaching
 ``WorkerThrottles``     worker Lambda Throttles >= 1 in 5 minutes         not breaching
@@ -119,6 +120,12 @@ class MirrorMonitoring(Construct):
             "InvalidRows",
             self.service_metric(lambda_metrics.ROWS_INVALID),
             "mirror table rows do not validate and are skipped; the status names the attribute",
+        )
+        alarm(
+            "RowsMatchedNothing",
+            self.service_metric(lambda_metrics.ROWS_MATCHED_NOTHING),
+            "mirror table rows select tags by pattern or version range and matched no upstream tag, so they "
+            "mirror nothing; `ecr-mirror status` shows the selection and how many upstream tags it was tried on",
         )
         alarm(
             "DeadLetters",
