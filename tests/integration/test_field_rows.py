@@ -172,7 +172,9 @@ def test_two_rows_selecting_one_target_tag_are_in_conflict_and_neither_writes_it
     ecr, auth = service.ecr, service.ecr.auth
     for run in ("schedule", "cli"):
         if run == "schedule":
+            capsys.readouterr()
             scheduled_pass(service)  # not retried: a conflict is the owners' to settle, not a failure
+            assert emf(capsys.readouterr().out)[metrics.TAGS_IN_CONFLICT] == 2  # alarms: RowConflicts
         else:
             result = service.cli("sync", ok=False)
             assert result.exit_code == 1, result.output
