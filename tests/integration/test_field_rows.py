@@ -94,6 +94,28 @@ def test_a_row_moved_to_another_repository_is_mirrored_there_on_the_next_pass(se
     assert service.ecr.count(op="CreateRepository", face="api") == 2
 
 
+def test_a_row_turning_referrers_on_gets_the_referrers_of_its_image_already_in_sync(service):
+    from tests.support.cosign import CosignKey, VerificationError, sign, verify
+
+    index = golang_index(44)
+    im.push_index(service.upstream, "app", index, "v1")
+    key = CosignKey.generate()
+    sign(service.upstream, "app", index.digest, key)
+    service.add("app", "--source", service.source("app"), "--tag", "v1", "--target-repository", "mirror/app",
+                "--no-referrers")
+    service.cli("sync")
+    ecr, auth = service.ecr, service.ecr.auth
+    with pytest.raises(VerificationError):
+        verify(ecr, "mirror/app", index.digest, key, auth=auth)
+    update_row(service, "app", referrers=True)
+    ecr.reset_counts()
+    (result,) = json.loads(service.cli("sync", "--json").output)
+    assert (result["state"], result["referrers"]["copied"]) == ("in_sync", 1)
+    assert verify(ecr, "mirror/app", index.digest, key, auth=auth)
+    assert ecr.count("PUT", path_regex=r"/manifests/v1$") == 0  # the image itself was not written again
+    assert service.state("app", "v1")["referrers_copied"] == 1
+
+
 def test_copy_arch_tags_onto_an_existing_tag_writes_them(registry_pair, proxy_factory):
     """`ecr-mirror copy --arch-tags` onto a tag already holding the image: before, `"arch_tags": []`."""
     src, dst = registry_pair
