@@ -807,9 +807,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
     is not in sync (with --check or --dry-run: a copy is due), so either can gate a pipeline.
     """
     from .console import SyncDisplay, interrupt_guard
-    from .handlers.schedule import peers_of
     from .referrers import summary_of
-    from .rows import is_enabled
+    from .rows import is_enabled, item_peers
     from .runtime import build_syncer
     from .status import PassRecord, new_pass_id, now_timestamp
 
@@ -833,7 +832,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             items = [i for i in every if is_enabled(i)]
         by_id = {str(i.get("id")): i for i in every}
         peers = {rid: [by_id[p] for p in ids if p in by_id]
-                 for rid, ids in peers_of(every, obj.settings.repository_prefix).items()}
+                 for rid, ids in item_peers(every, obj.settings.repository_prefix).items()}
         with interrupt_guard(syncer.client.abort, display), display:
             results = syncer.sync_items(items, run=syncer.begin("cli"), audit=audit, dry_run=dry_run,
                                         check_only=check_only, peers=peers)

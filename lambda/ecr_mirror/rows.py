@@ -822,3 +822,17 @@ def conflict_peers(rows: Iterable[Row]) -> dict[str, list[str]]:
             if mine:
                 peers[row.id] = mine
     return peers
+
+
+def item_peers(items: Iterable[Mapping[str, Any]], prefix: str = DEFAULT_REPOSITORY_PREFIX) -> dict[str, list[str]]:
+    """:func:`conflict_peers` of raw items (plain or as boto3's resource layer gives them): the enabled ones
+    that validate; the others write nothing (an invalid row is marked so by the sync)."""
+    rows = []
+    for item in items:
+        if not is_valid_id(item.get(ATTR_ID)) or not is_enabled(item):
+            continue
+        try:
+            rows.append(parse_row(item, prefix=prefix))
+        except RowError:
+            continue
+    return conflict_peers(rows)

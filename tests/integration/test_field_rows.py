@@ -321,3 +321,27 @@ def test_a_selection_over_the_limit_is_an_error_never_a_silent_cut(service, monk
     assert sorted(t for (r, t) in got if r == "newest") == ["1.1", "1.2"]  # keep_latest: the owner's own cut
     result = service.cli("sync", "--id", "many", ok=False)
     assert result.exit_code == 1 and "over the limit of 2" in result.output
+
+
+def test_rows_users_add_directly_come_through_the_stream_with_their_peers_and_conflict(deployment):
+    """A row put next to another that writes the same target tag: the stream function sends it with its peer
+    (one Scan per batch of user changes), so the worker leaves the tag to neither, at once."""
+    d = deployment
+    index = golang_index(45)
+    im.push_index(d.upstream, "app", index, "v1")
+    source = f"{d.proxy.host}/app"
+    with d.stream_records() as records:
+        d.put_row({"id": "a", "source": source, "tags": ["v1"], "target_repository": "mirror/shared"})
+        d.put_row({"id": "b", "source": source, "tags": ["v1"], "target_repository": "mirror/shared",
+                   "platforms": ["linux/amd64"]})
+        d.put_row({"id": "alone", "source": source, "tags": ["v1"], "target_repository": "mirror/alone"})
+    d.fresh_containers()  # the handlers' clients, counted
+    assert d.invoke_stream(records)["enqueued"] == 3
+    assert d.calls.count("Scan") == 1
+    messages = d.receive_all()
+    assert sorted((b["id"], b["peers"]) for b in (json.loads(m["Body"]) for m in messages)) == [
+        ("a", ["b"]), ("alone", []), ("b", ["a"])]
+    d.invoke_worker(messages)
+    states = {(row_id, tag): s.state for row_id, st in d.state.scan_states().items() for tag, s in st.tags.items()}
+    assert states == {("a", "v1"): "conflict", ("b", "v1"): "conflict", ("alone", "v1"): "in_sync"}
+    assert d.ecr.count("PUT", path_regex=r"mirror/shared/manifests/v1$") == 0

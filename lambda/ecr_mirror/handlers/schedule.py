@@ -17,30 +17,17 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ..errors import RowError
 from ..metrics import ROWS_ENQUEUED
-from ..rows import ATTR_ID, conflict_peers, is_enabled, parse_row
+from ..rows import ATTR_ID, is_enabled, item_peers
 from ..status import PassRecord, audit_due, new_pass_id, now_timestamp
 from ._common import enqueue, logger, metrics, settings, state, table
-
-def peers_of(items: list[dict[str, Any]], prefix: str) -> dict[str, list[str]]:
-    """``{row id: peer row ids}`` of the valid enabled rows among raw ``items`` (:func:`ecr_mirror.rows.conflict_peers`)."""
-    rows = []
-    for item in items:
-        if not isinstance(item.get(ATTR_ID), str) or not is_enabled(item):
-            continue
-        try:
-            rows.append(parse_row(item, prefix=prefix))
-        except RowError:
-            continue  # sent anyway: the worker marks it invalid
-    return conflict_peers(rows)
 
 
 def messages(items: list[dict[str, Any]], pass_id: str, audit: bool, prefix: str) -> list[dict[str, Any]]:
     """The message of each enabled row, with its peers (every one: a conflict missed would let two rows
     overwrite each other)."""
     enabled = [item for item in items if isinstance(item.get(ATTR_ID), str) and is_enabled(item)]
-    peers = peers_of(enabled, prefix)
+    peers = item_peers(enabled, prefix)  # an invalid row is sent anyway: the worker marks it invalid
     return [{"id": item[ATTR_ID], "pass": pass_id, "audit": audit, "peers": peers.get(item[ATTR_ID], [])}
             for item in enabled]
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rows import ATTR_ID, is_enabled, user_attributes
+from ..rows import ATTR_ID, is_enabled, item_peers, user_attributes
 from ._common import enqueue, logger, settings, state, table
-from .schedule import peers_of
 
 
 def _row_id(record: dict[str, Any]) -> str | None:
@@ -60,7 +59,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     if ids:
         # rows users just changed may now select a tag another row writes: their peers come with them (one
         # Scan of the user attributes per batch of user changes, never per pass)
-        peers = peers_of(list(table().scan_rows(consistent=True, user_only=True)), settings().repository_prefix)
+        peers = item_peers(table().scan_rows(consistent=True, user_only=True), settings().repository_prefix)
         sent = enqueue([{"id": row_id, "peers": peers.get(row_id, [])} for row_id in ids])
     removed = rows_removed(records)
     forgotten = sum(state().delete_row_state(row_id) for row_id in removed)
