@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export AWS_DEFAULT_REGION ?= us-east-1
 
+.DEFAULT_GOAL := setup
 .PHONY: setup system-deps test test-fast demo bench synth clean
 
 # Node.js >= 18 with npm, Python >= 3.11 with venv, docker-registry, skopeo: installed with apt-get

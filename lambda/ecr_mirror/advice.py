@@ -30,14 +30,21 @@ class Where:
 
     table: str = ""
     region: str = ""
+    state_table: str = ""
 
 
 def explain(exc: MirrorError, where: Where = Where()) -> str:
     """``str(exc)``, with what to do next when the error is one the user can act on."""
     text = str(exc)
     if isinstance(exc, AwsError):
+        region = f" in region {where.region}" if where.region else ""
+        if (exc.code == "ResourceNotFoundException" and where.state_table and text.startswith("DynamoDB")
+                and f"on table {where.state_table!r}" in text):
+            return (f"state table {where.state_table!r} (beside mirror table {where.table!r}) not found{region} ({text}): "
+                    f"create it with `ecr-mirror table create --table {where.table} --state-table {where.state_table}`, "
+                    f"or give the state table of a deployed stack (its StateTableName output) with --state-table or "
+                    f"ECR_MIRROR_STATE_TABLE")
         if exc.code == "ResourceNotFoundException" and where.table and text.startswith("DynamoDB"):
-            region = f" in region {where.region}" if where.region else ""
             return (f"mirror table {where.table!r} not found{region} ({text}): create it with "
                     f"`ecr-mirror table create --table {where.table}`, or give the table of a deployed stack "
                     f"(its TableName output) with --table or ECR_MIRROR_TABLE, and check AWS_REGION")

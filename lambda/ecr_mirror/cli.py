@@ -37,7 +37,8 @@ Exit status:
   {EXIT_ERROR}    an error: registry, AWS, configuration; sync: a row or tag failed or is invalid
   {EXIT_USAGE}    bad usage (unknown option, missing argument)
   {EXIT_INTERNAL}    a bug (run with --debug for the traceback)
-  {EXIT_NOT_IN_SYNC}    sync: nothing failed, but a tag is not in sync (--check, --dry-run: a copy is due)
+  {EXIT_NOT_IN_SYNC}    sync: nothing failed, but a tag is not in sync (--check, --dry-run: a copy is due;
+       or another sync is copying it right now)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); the destination tag is left as it was"""
 
 _redactor = Redactor()
@@ -475,7 +476,9 @@ def _state(obj: Context, rows: Any, state_table_name: str | None):
     from .runtime import boto3_client
     from .store import StateTable
 
-    return StateTable(boto3_client("dynamodb"), state_table_name or default_state_table(rows.name), rows=rows)
+    name = state_table_name or default_state_table(rows.name)
+    obj.where = Where(table=rows.name, region=obj.where.region, state_table=name)
+    return StateTable(boto3_client("dynamodb"), name, rows=rows)
 
 
 @main.group()
@@ -561,14 +564,26 @@ def add(obj: Context, row_id: str, source: str | None, tags: tuple[str, ...], ta
 @main.command()
 @click.argument("row_ids", nargs=-1, required=True)
 @table_option
+@state_table_option
 @click.pass_obj
 @handle_errors
-def remove(obj: Context, row_ids: tuple[str, ...], table_name: str | None) -> None:
-    """Remove rows from the mirror table. Images already mirrored stay in ECR."""
+def remove(obj: Context, row_ids: tuple[str, ...], table_name: str | None, state_table_name: str | None) -> None:
+    """Remove rows from the mirror table, with what the service recorded for them (so a row added again
+    under the same id starts afresh). Images already mirrored stay in ECR. If any id is not a row,
+    nothing is removed."""
     t = _table(obj, table_name)
-    missing = [r for r in row_ids if not t.delete_row(r)]
+    row_ids = tuple(dict.fromkeys(row_ids))
+    missing = [r for r in row_ids if t.get_row(r) is None]
     if missing:
-        fail(f"no such row: {', '.join(missing)}")
+        fail(f"no such row: {', '.join(missing)} (nothing removed)")
+    st = _state(obj, t, state_table_name)
+    for done, row_id in enumerate(row_ids):
+        try:
+            t.delete_row(row_id)
+            st.delete_row_state(row_id)
+        except MirrorError as exc:
+            fail(f"{exc} (removed {done} of {len(row_ids)} rows: {', '.join(row_ids[:done]) or 'none'})")
+        echo(f"row {row_id} removed", err=True)
 
 
 # ---------------------------------------------------------------- rows as code (ecr_mirror.rowsfile)
@@ -610,9 +625,11 @@ def _read_rows_file(path: str, prefix: str) -> Any:
 @click.option("--dry-run", is_flag=True, help="Print the changes; write nothing.")
 @click.option("--prune", is_flag=True, help="Also delete the rows that are not in the file.")
 @table_option
+@state_table_option
 @click.pass_obj
 @handle_errors
-def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str | None) -> None:
+def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str | None,
+          state_table_name: str | None) -> None:
     """Make the mirror table match a rows file (rows as code; see the README for the format).
 
     \b
@@ -649,6 +666,7 @@ def apply(obj: Context, path: str, dry_run: bool, prune: bool, table_name: str |
         try:
             if change.action == "delete":
                 t.delete_row(change.row_id)
+                _state(obj, t, state_table_name).delete_row_state(change.row_id)
             else:
                 t.put_row(change.item or {}, overwrite=change.action == "change")
         except MirrorError as exc:
@@ -804,7 +822,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
 
     On a terminal, shows the row and tag being worked on and the bytes copied. Exit status: 0 when
     every tag is in sync, 1 when a row or tag failed or is invalid, 4 when nothing failed but a tag
-    is not in sync (with --check or --dry-run: a copy is due), so either can gate a pipeline.
+    is not in sync (with --check or --dry-run: a copy is due; or another sync is copying it), so either
+    can gate a pipeline.
     """
     from .console import SyncDisplay, interrupt_guard
     from .referrers import summary_of
@@ -850,6 +869,9 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             out.append({"id": r.row_id, "tag": None, "state": "invalid", "error": r.invalid})
         elif r.error and not r.tags:
             out.append({"id": r.row_id, "tag": None, "state": "failed", "error": r.error})
+        elif r.skipped == "disabled":
+            out.append({"id": r.row_id, "tag": None, "state": "disabled", "action": "skipped",
+                        "reason": "the row is disabled; enable it with `ecr-mirror add --replace` or set enabled to true"})
         elif r.matched_nothing:
             out.append({"id": r.row_id, "tag": None, "state": "no_tags", "error": r.note})
         for tr in r.tags:
@@ -905,6 +927,8 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
     st = _state(obj, t, state_table_name)
     if row_ids:
         items = {rid: item for rid in dict.fromkeys(row_ids) if (item := t.get_row(rid)) is not None}
+        if missing := [rid for rid in dict.fromkeys(row_ids) if rid not in items]:
+            fail(f"no such row: {', '.join(missing)}")
         states = {rid: st.read_state(rid) for rid in items}
     else:
         items = {str(i.get("id")): i for i in t.scan_rows(consistent=True)}
@@ -925,13 +949,13 @@ def sync_exit_status(results: list[Any]) -> int:
     """The exit status of ``sync`` for its :class:`~ecr_mirror.sync.RowResult` list: :data:`EXIT_ERROR`
     when a row is invalid or failed, or a tag failed or is in conflict with another row's; else :data:`EXIT_NOT_IN_SYNC` when a tag is not
     in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
-    immutable repository; a tag another sync is copying, ``skipped``, is that one's to report); else
+    immutable repository, or a tag left to another sync that is copying it, ``skipped``); else
     :data:`EXIT_OK`."""
     from .drift import CONFLICT, IN_SYNC
 
     if any(not r.ok for r in results) or any(t.state == CONFLICT for r in results for t in r.tags):
         return EXIT_ERROR
-    if any(t.state != IN_SYNC and not t.skipped for r in results for t in r.tags):
+    if any(t.state != IN_SYNC for r in results for t in r.tags):
         return EXIT_NOT_IN_SYNC
     return EXIT_OK
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from . import drift
 from .rows import ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT, ATTR_STATUS
+from .versions import version_key
 
 #: longest error text (and reason, and each warning) kept in a status, in characters
 MAX_ERROR_LENGTH = 2000
@@ -101,12 +102,32 @@ def _text(value: Any, limit: int = MAX_ERROR_LENGTH) -> str | None:
 
 
 def _stamp(value: Any) -> str | None:
+    """A status timestamp from an item: ours as written, or any ISO-8601 time with a zone (an older
+    version's, or one a person wrote: ``2025-01-01T00:00:00Z``) normalised; anything else None."""
     if isinstance(value, datetime):
         return format_timestamp(value)
-    return value if isinstance(value, str) and _TIMESTAMP_RE.fullmatch(value) else None
+    if not isinstance(value, str):
+        return None
+    if _TIMESTAMP_RE.fullmatch(value):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return format_timestamp(moment) if moment.tzinfo is not None else None
+
+
+# OCI image spec, descriptor.md "Digests": algorithm ":" encoded
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 
 
 def _digest(value: Any) -> str | None:
+    """A digest from an item, or None for anything that is not one (so a damaged item never reaches a
+    request or a comparison as a digest)."""
+    return value if isinstance(value, str) and _DIGEST_RE.fullmatch(value) else None
+
+
+def _fingerprint(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
@@ -243,7 +264,7 @@ class TagStatus:
             expected_digest=_digest(item.get("expected_digest")),
             children=kids,
             target_digest=_digest(item.get("target_digest")),
-            fingerprint=_digest(item.get("fingerprint")),
+            fingerprint=_fingerprint(item.get("fingerprint")),
             error=_text(item.get("error")),
             reason=_text(item.get("reason")),
             last_attempt=_stamp(item.get("last_attempt")),
@@ -487,7 +508,7 @@ def last_verified(status: TagStatus, row_verified_at: str | None) -> str | None:
 
 def status_records(row_id: str, state: RowState, row_verified_at: str | None = None) -> list[dict[str, Any]]:
     """Flat records of one row (keys :data:`STATUS_RECORD_FIELDS`): the row status first (``tag``
-    None: ``invalid``, ``failed`` or ``no_tags``), then each tag's, sorted by tag."""
+    None: ``invalid``, ``failed`` or ``no_tags``), then each tag's, in version order (1.9 before 1.10)."""
     out: list[dict[str, Any]] = []
     if state.row is not None:
         record = dict.fromkeys(STATUS_RECORD_FIELDS)
@@ -497,7 +518,7 @@ def status_records(row_id: str, state: RowState, row_verified_at: str | None = N
         record.update(id=row_id, state=state.row.state, error=error, last_attempt=state.row.at,
                       pattern=state.row.pattern, tags_tried=state.row.tags_tried)
         out.append(record)
-    for tag in sorted(state.tags):
+    for tag in sorted(state.tags, key=version_key):
         s = state.tags[tag]
         record = {name: getattr(s, name, None) for name in STATUS_RECORD_FIELDS if hasattr(s, name)}
         record.update(id=row_id, tag=tag, last_verified=last_verified(s, row_verified_at), note=pin_note(s),

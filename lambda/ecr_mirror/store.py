@@ -103,6 +103,11 @@ class _Table:
             return dict(item)
         return {k: self._deserializer.deserialize(v) for k, v in item.items()}
 
+    def _error(self, exc: BaseException, what: str) -> Any:
+        """The :class:`~ecr_mirror.errors.AwsError` for ``exc`` in ``what`` (e.g. ``"GetItem"``), naming this
+        table: ``DynamoDB GetItem on table 'mirror' failed: …``."""
+        return aws_error(exc, f"DynamoDB {what} on table {self.name!r}")
+
     def _call(self, method: str, **kwargs: Any) -> Any:
         return getattr(self._client, method)(**kwargs)
 
@@ -113,7 +118,7 @@ class _Table:
         except BOTO_ERRORS as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise aws_error(exc, f"DynamoDB {what}") from exc
+            raise self._error(exc, what) from exc
         return True
 
     def _pages(self, operation: str, what: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -123,7 +128,7 @@ class _Table:
                 for item in page.get("Items", []):
                     yield self._item_from_dynamo(item)
         except BOTO_ERRORS as exc:
-            raise aws_error(exc, f"DynamoDB {what}") from exc
+            raise self._error(exc, what) from exc
 
     def _create(self, *, wait: bool, **spec: Any) -> bool:
         try:
@@ -131,14 +136,14 @@ class _Table:
         except BOTO_ERRORS as exc:
             if error_code(exc) == "ResourceInUseException":
                 return False
-            raise aws_error(exc, "DynamoDB CreateTable") from exc
+            raise self._error(exc, "CreateTable") from exc
         if wait:
             try:
                 self._client.get_waiter("table_exists").wait(
                     TableName=self.name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
                 )
             except BOTO_ERRORS as exc:
-                raise aws_error(exc, "DynamoDB waiting for the table") from exc
+                raise self._error(exc, "waiting for the table") from exc
         return True
 
 
@@ -182,10 +187,10 @@ class MirrorTable(_Table):
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise RowError(
                     f"row {row.id!r}: attribute 'id': a row with this id already exists "
-                    "(overwrite it, or remove it first)",
+                    "(overwrite it: `ecr-mirror add --replace`, or remove it first)",
                     attribute=ATTR_ID,
                 ) from exc
-            raise aws_error(exc, "DynamoDB PutItem") from exc
+            raise self._error(exc, "PutItem") from exc
         return row
 
     def delete_row(self, row_id: str) -> bool:
@@ -194,7 +199,7 @@ class MirrorTable(_Table):
         try:
             response = self._call("delete_item", TableName=self.name, Key=self._key(row_id), ReturnValues="ALL_OLD")
         except BOTO_ERRORS as exc:
-            raise aws_error(exc, "DynamoDB DeleteItem") from exc
+            raise self._error(exc, "DeleteItem") from exc
         return bool(response.get("Attributes"))
 
     def get_row(self, row_id: str) -> dict[str, Any] | None:
@@ -202,7 +207,7 @@ class MirrorTable(_Table):
         try:
             response = self._call("get_item", TableName=self.name, Key=self._key(row_id), ConsistentRead=True)
         except BOTO_ERRORS as exc:
-            raise aws_error(exc, "DynamoDB GetItem") from exc
+            raise self._error(exc, "GetItem") from exc
         item = response.get("Item")
         return self._item_from_dynamo(item) if item else None
 
@@ -271,7 +276,7 @@ class StateTable(_Table):
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
                 )
             except BOTO_ERRORS as exc:
-                raise aws_error(exc, "DynamoDB UpdateTimeToLive") from exc
+                raise self._error(exc, "UpdateTimeToLive") from exc
         return created
 
     # -- a row's state
@@ -325,7 +330,7 @@ class StateTable(_Table):
                 self._call("put_item", TableName=self.name,
                            Item=self._item_to_dynamo({KEY_PK: row_id, KEY_SK: ROW_SK, **status.to_item()}))
         except BOTO_ERRORS as exc:
-            raise aws_error(exc, "DynamoDB row status") from exc
+            raise self._error(exc, "row status") from exc
 
     def delete_row_state(self, row_id: str) -> int:
         """Delete every state item of a removed row; returns how many there were."""
@@ -341,7 +346,7 @@ class StateTable(_Table):
                 try:
                     answer = self._call("batch_write_item", RequestItems={self.name: requests})
                 except BOTO_ERRORS as exc:
-                    raise aws_error(exc, "DynamoDB BatchWriteItem") from exc
+                    raise self._error(exc, "BatchWriteItem") from exc
                 requests = (answer.get("UnprocessedItems") or {}).get(self.name) or []
                 if not requests:
                     break
@@ -406,7 +411,7 @@ class StateTable(_Table):
         try:
             self._call("put_item", TableName=self.name, Item=self._item_to_dynamo(item))
         except BOTO_ERRORS as exc:
-            raise aws_error(exc, "DynamoDB PutItem (pass)") from exc
+            raise self._error(exc, "PutItem (pass)") from exc
 
     def put_progress(self, pass_id: str, invocation_id: str, rows: Iterable[str], finished_at: str) -> None:
         """Record the rows one worker invocation of pass ``pass_id`` finished OK; expires after 30 days."""
@@ -415,7 +420,7 @@ class StateTable(_Table):
         try:
             self._call("put_item", TableName=self.name, Item=self._item_to_dynamo(item))
         except BOTO_ERRORS as exc:
-            raise aws_error(exc, "DynamoDB PutItem (pass progress)") from exc
+            raise self._error(exc, "PutItem (pass progress)") from exc
 
     def passes(self) -> Iterator[PassRecord]:
         """Pass records, newest first (a Query of the ``#pass`` partition, read backwards, page by page)."""

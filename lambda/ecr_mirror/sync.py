@@ -421,7 +421,12 @@ class Syncer:
         if row_concurrency <= 1 or len(items) <= 1:
             return [one(item) for item in items]
         with ThreadPoolExecutor(min(row_concurrency, len(items)), thread_name_prefix="row") as pool:
-            return list(pool.map(one, items))
+            futures = [pool.submit(one, item) for item in items]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:  # Ctrl-C, Interrupted: start no other row
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
     # ------------------------------------------------------------ steps of a row
 
@@ -450,11 +455,15 @@ class Syncer:
             return
         deadline: Deadline | None = None
         with ThreadPoolExecutor(min(concurrency, len(work)), thread_name_prefix="tag") as pool:
-            for future in [pool.submit(fn, w) for w in work]:
-                try:
-                    future.result()
-                except Deadline as exc:
-                    deadline = exc
+            try:
+                for future in [pool.submit(fn, w) for w in work]:
+                    try:
+                        future.result()
+                    except Deadline as exc:
+                        deadline = exc
+            except BaseException:  # Ctrl-C, Interrupted: start no other tag; those running give their leases back
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
         if deadline:
             raise deadline
 

@@ -110,3 +110,29 @@ def test_abort_while_a_sync_lists_tags_records_no_failure(monkeypatch, ecr, regi
         syncer.client.http.close()
     assert front.count("GET", "/tags/list") == 1
     assert state.scan_states() == {}
+
+
+def test_abort_while_tags_are_copied_gives_their_leases_back(monkeypatch, ecr, registry, proxy_factory):
+    """Ctrl-C while several tags of a row are being copied at once: every lease the sync took is given back
+    (a sync started next copies them at once, instead of skipping them until the leases lapse)."""
+    for n in range(3):
+        im.push_index(registry, "app", im.build_index([im.build_image("linux/amd64", seed=80 + n),
+                                                       im.build_image("linux/arm64/v8", seed=80 + n)]), f"v{n}")
+    front = proxy_factory(registry)
+    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
+    table = MirrorTable(boto3_client("dynamodb"), "mirror-abort-lease")
+    table.create()
+    state = StateTable(boto3_client("dynamodb"), "mirror-abort-lease-state", rows=table)
+    state.create()
+    item = {"id": "app", "source": f"{front.host}/app", "tags": ["v0", "v1", "v2"], "target_repository": "mirror/app"}
+    syncer = build_syncer(Settings.from_env(), state, retry=FAST)
+    abort_on(syncer.client, lambda host, method, status: host == front.host and method == "GET" and status == 200)
+    try:
+        with pytest.raises(Interrupted):
+            syncer.sync_item(item)
+    finally:
+        syncer.copier.close()
+        syncer.client.http.close()
+    tags = state.read_state("app").tags
+    assert sorted(tags) == ["v0", "v1", "v2"]  # each was leased (its state written before its copy) ...
+    assert {tag: s.lease_owner for tag, s in tags.items() if s.lease_owner} == {}  # ... and given back

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from tests.support import images as im
 
@@ -283,3 +284,26 @@ def test_aws_errors_name_the_table_region_and_next_step(aws_env, tmp_path):
                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None, "AWS_PROFILE": None}
     err = one_line_error(run("list", "--table", "table-1", env=no_credentials))
     assert "NoCredentialsError" in err and "AWS credentials are missing, invalid or expired" in err
+
+
+def test_a_missing_state_table_is_named_as_the_state_table(table):
+    """The mirror table exists, its state table does not: the error names the state table and its option."""
+    err = one_line_error(run("status", "--table", table, "--state-table", f"{table}-elsewhere"))
+    assert f"state table '{table}-elsewhere' (beside mirror table '{table}') not found in region us-east-1" in err
+    assert "--state-table" in err and "StateTableName" in err
+
+
+def test_remove_checks_every_id_first_and_takes_the_rows_state_with_it(table):
+    for row_id in ("a", "b"):
+        assert run("add", row_id, "--source", f"registry.example/{row_id}", "--tag", "v1", "--table", table).returncode == 0
+    state = boto3.resource("dynamodb").Table(f"{table}-state")
+    state.put_item(Item={"pk": "a", "sk": "tag#v1", "state": "in_sync"})  # as a sync recorded it
+
+    err = one_line_error(run("remove", "a", "b", "nosuch", "--table", table))
+    assert "no such row: nosuch (nothing removed)" in err
+    assert {r["id"] for r in json.loads(run("list", "--json", "--table", table).stdout)} == {"a", "b"}
+
+    done = run("remove", "a", "--table", table)
+    assert done.returncode == 0, text(done.stderr)
+    assert {r["id"] for r in json.loads(run("list", "--json", "--table", table).stdout)} == {"b"}
+    assert state.query(KeyConditionExpression=Key("pk").eq("a"))["Items"] == []  # added again, it starts afresh

@@ -129,3 +129,28 @@ def test_sync_on_a_terminal_shows_row_tag_and_bytes(aws_env, ecr, registry_facto
     assert BAR not in screen.text and screen.text_lines[-1].startswith("golang:v1  in_sync"), screen.text
     status = json.loads(subprocess.run([EXE, "status", "--json"], env=e, capture_output=True, text=True, timeout=60).stdout)
     assert [r["state"] for r in status] == ["in_sync"]
+
+
+def test_ctrl_c_mid_sync_gives_the_leases_back(aws_env, ecr, registry_factory, proxy_factory):
+    """Ctrl-C while two tags are being copied: exit 130, and neither tag is left leased, so the next sync copies
+    them at once instead of skipping them as "another sync is copying it" until the leases lapse."""
+    upstream = registry_factory()
+    for n in (1, 2):
+        im.push_index(upstream, "app", two_platforms(seed=50 + n, layer_size=4_000_000), f"v{n}")
+    stalled = proxy_factory(upstream)
+    stalled.add_fault(method="GET", path=r"/blobs/sha256:", action="stall", after_bytes=1_000_000, delay=120, times=None)
+    table = "mirror-" + uuid.uuid4().hex[:8]
+    e = env(ECR_MIRROR_TABLE=table, ECR_MIRROR_TARGET_REGISTRY=ecr.host)
+    assert subprocess.run([EXE, "table", "create"], env=e, capture_output=True, timeout=60).returncode == 0
+    assert subprocess.run([EXE, "add", "app", "--source", f"{stalled.host}/app", "--tag", "v1", "--tag", "v2"],
+                          env=e, capture_output=True, timeout=60).returncode == 0
+    with TerminalRun([EXE, "sync"], env=e, columns=COLUMNS) as run:
+        run.wait_for(re.compile(r"[1-9][0-9.]*/\S+ MB"))  # bytes are moving
+        run.interrupt()
+        code = run.wait(timeout=60)
+    assert code == 130, run.text
+    states = json.loads(subprocess.run([EXE, "status", "--json"], env=e, capture_output=True, text=True, timeout=60).stdout)
+    assert sorted(s["tag"] for s in states) == ["v1", "v2"]  # both were leased before their copy began
+    state_table = boto3.resource("dynamodb").Table(f"{table}-state")
+    items = state_table.scan()["Items"]
+    assert [i for i in items if i.get("lease_owner")] == [], items

@@ -126,9 +126,11 @@ def test_two_cli_syncs_of_the_same_rows_at_once(deployment):
                  for _ in range(2)]
         outputs = [p.communicate(timeout=300) for p in procs]
         for p, (out, err) in zip(procs, outputs, strict=True):
-            assert p.returncode == 0, err
             states = {(o["id"], o["tag"]): o for o in json.loads(out)}
             assert all(o["state"] != "failed" and not o["error"] for o in states.values()), states
+            # 4 (not in sync) exactly when it left a tag to the other sync, which was copying it
+            left = [o for o in states.values() if o["action"] == "skipped" and o["state"] != "in_sync"]
+            assert p.returncode == (4 if left else 0), (err, left)
         copied = Counter((o["id"], o["tag"]) for out, _ in outputs for o in json.loads(out) if o["action"] == "copied")
         assert copied == Counter(dict.fromkeys(pushed, 1))
         assert max(gets_per_path(d).values()) == 1

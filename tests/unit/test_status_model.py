@@ -195,3 +195,20 @@ def test_referrer_fields_come_from_the_copy_report_and_round_trip():
     assert values["referrers_refused"] == f"{D1} {D2}" and values["referrers_error"] == "the walk ended: HTTP 500"
     status = TagStatus(drift.IN_SYNC, last_attempt=ts(1), **values)
     assert TagStatus.from_item(status.to_item()) == status
+
+
+def test_items_written_by_hand_or_an_older_version_are_read_safely():
+    """ISO-8601 times without microseconds are normalised, not dropped; a value that is not a digest is not one."""
+    status = TagStatus.from_item({"state": "in_sync", "last_attempt": "2025-01-01T00:00:00Z",
+                                  "last_success": "2025-01-01T01:00:00+01:00", "last_change": "yesterday",
+                                  "upstream_digest": "not-a-digest", "target_digest": D1})
+    assert status.last_attempt == "2025-01-01T00:00:00.000000Z" and status.last_success == "2025-01-01T00:00:00.000000Z"
+    assert status.last_change is None
+    assert status.upstream_digest is None and status.target_digest == D1
+
+
+def test_status_lists_tags_in_version_order():
+    from ecr_mirror.status import RowState, status_records
+
+    state = RowState({t: TagStatus(drift.IN_SYNC) for t in ("1.10.0", "1.9.0", "1.100.0", "1.2.0")}, None)
+    assert [r["tag"] for r in status_records("app", state)] == ["1.2.0", "1.9.0", "1.10.0", "1.100.0"]
