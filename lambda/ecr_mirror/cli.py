@@ -947,8 +947,8 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
 
 def sync_exit_status(results: list[Any]) -> int:
     """The exit status of ``sync`` for its :class:`~ecr_mirror.sync.RowResult` list: :data:`EXIT_ERROR`
-    when a row is invalid or failed, or a tag failed or is in conflict with another row's; else :data:`EXIT_NOT_IN_SYNC` when a tag is not
-    in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
+    when a row is invalid or failed, or a tag failed or is in conflict with another row's; else
+    :data:`EXIT_NOT_IN_SYNC` when a tag is not in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
     immutable repository, or a tag left to another sync that is copying it, ``skipped``); else
     :data:`EXIT_OK`."""
     from .drift import CONFLICT, IN_SYNC
