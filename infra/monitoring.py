@@ -11,6 +11,8 @@ alarm                   condition                                         missin
 ``Drift``               TagsDrifted sum >= 1 in an hour                   not breaching
 ``SyncFailures``        TagsFailed sum >= 1 in an hour                    not breaching
 ``InvalidRows``         RowsInvalid sum >= 1 in an hour                   not breaching
+``RowsMatchedNothing``  RowsMatchedNothing sum >= 1 in an hour            not breaching
+``RowConflicts``        TagsInConflict sum >= 1 in an hour                not breaching
 ``DeadLetters``         DLQ ApproximateNumberOfMessagesVisible >= 1       not breaching
 ``<Fn>Errors``          Lambda Errors >= 1 in 5 minutes (each function)   not breaching
 ``WorkerThrottles``     worker Lambda Throttles >= 1 in 5 minutes         not breaching
@@ -121,6 +123,18 @@ class MirrorMonitoring(Construct):
             "mirror table rows do not validate and are skipped; the status names the attribute",
         )
         alarm(
+            "RowsMatchedNothing",
+            self.service_metric(lambda_metrics.ROWS_MATCHED_NOTHING),
+            "mirror table rows select tags by pattern or version range and matched no upstream tag, so they "
+            "mirror nothing; `ecr-mirror status` shows the selection and how many upstream tags it was tried on",
+        )
+        alarm(
+            "RowConflicts",
+            self.service_metric(lambda_metrics.TAGS_IN_CONFLICT),
+            "two mirror table rows select the same target repository and tag (state `conflict`, naming the "
+            "other row); neither writes it until one of them stops selecting it",
+        )
+        alarm(
             "DeadLetters",
             service.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=FIVE_MINUTES, statistic="Maximum"
@@ -176,11 +190,12 @@ class MirrorMonitoring(Construct):
                 width=12,
             ),
             cloudwatch.GraphWidget(
-                title="Tags: behind / missing / copied",
+                title="Tags: behind / missing / copied / in conflict",
                 left=[
                     self.service_metric(lambda_metrics.TAGS_BEHIND, label="behind"),
                     self.service_metric(lambda_metrics.TAGS_MISSING, label="missing"),
                     self.service_metric(lambda_metrics.TAGS_COPIED, label="copied"),
+                    self.service_metric(lambda_metrics.TAGS_IN_CONFLICT, label="in conflict"),
                 ],
                 width=12,
             ),

@@ -91,6 +91,9 @@ WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 WORKER_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 #: the stream function deletes the state of removed rows
 STREAM_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:BatchWriteItem")
+#: ... and lists the rows (user attributes only) once per batch of user changes, to send each changed row
+#: with the rows it may conflict with (issue 13)
+STREAM_TABLE_ACTIONS = ("dynamodb:Scan",)
 #: every function sends (SendMessageBatch is authorised as sqs:SendMessage; the worker re-sends rows it
 #: could not start)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage",)
@@ -274,8 +277,11 @@ class MirrorService(Construct):
             iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
         )
 
-        # (stream reading is granted by the DynamoDB event source, on the stream ARN; the stream
-        # function reads nothing from the mirror table itself: the new image is in the record)
+        # (stream reading is granted by the DynamoDB event source, on the stream ARN; the stream function
+        # scans the mirror table's user attributes for the conflict peers of the rows users changed)
+        self._role("stream_function").add_to_principal_policy(
+            iam.PolicyStatement(actions=list(STREAM_TABLE_ACTIONS), resources=[table_arn])
+        )
         self._role("stream_function").add_to_principal_policy(
             iam.PolicyStatement(actions=list(QUEUE_SEND_ACTIONS), resources=[self.queue.queue_arn])
         )

@@ -855,7 +855,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
     """
     from .console import SyncDisplay, interrupt_guard
     from .referrers import summary_of
-    from .rows import is_enabled
+    from .rows import is_enabled, item_peers
     from .runtime import build_syncer
     from .status import PassRecord, new_pass_id, now_timestamp
 
@@ -867,6 +867,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
     syncer.progress, syncer.copier.progress = display.tag, display
     started = now_timestamp()
     try:
+        every = list(t.scan_rows(consistent=True))  # also for the rows each one may conflict with
         if row_ids:
             items = []
             for rid in row_ids:
@@ -875,10 +876,13 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                     fail(f"no such row: {rid}")
                 items.append(item)
         else:
-            items = [i for i in t.scan_rows() if is_enabled(i)]
+            items = [i for i in every if is_enabled(i)]
+        by_id = {str(i.get("id")): i for i in every}
+        peers = {rid: [by_id[p] for p in ids if p in by_id]
+                 for rid, ids in item_peers(every, obj.settings.repository_prefix).items()}
         with interrupt_guard(syncer.client.abort, display), display:
             results = syncer.sync_items(items, run=syncer.begin("cli"), audit=audit, dry_run=dry_run,
-                                        check_only=check_only)
+                                        check_only=check_only, peers=peers)
         if not dry_run:  # one write per run: "last verified" for the rows it finished
             st.put_pass(PassRecord(new_pass_id(started), started, kind="cli", audit=audit, rows_enqueued=len(items),
                                    rows=tuple(r.row_id for r in results if r.ok and not r.skipped),
@@ -897,7 +901,7 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             out.append({"id": r.row_id, "tag": None, "state": "disabled", "action": "skipped",
                         "reason": "the row is disabled; enable it with `ecr-mirror add --replace` or set enabled to true"})
         elif r.matched_nothing:
-            out.append({"id": r.row_id, "tag": None, "state": "no_tags", "error": "the pattern selected no upstream tag"})
+            out.append({"id": r.row_id, "tag": None, "state": "no_tags", "error": r.note})
         for tr in r.tags:
             action = ("would copy" if dry_run else "copied") if (tr.copied or (dry_run and tr.state not in ("in_sync", "failed"))) else ""
             if tr.skipped:
@@ -905,7 +909,9 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
                         "reason": tr.skipped or tr.reason, "upstream_digest": tr.upstream_digest,
                         "target_digest": tr.target_digest, "bytes_copied": tr.bytes_copied, "settled": tr.settled,
-                        "error": tr.error, "referrers": tr.referrers.counts() if tr.referrers is not None else None})
+                        "error": tr.error, "referrers": tr.referrers.counts() if tr.referrers is not None else None,
+                        "arch_tags": tr.arch_tags, "warnings": list(tr.warnings or ()),
+                        "pinned_digest": tr.pinned_digest, "upstream_tag_digest": tr.upstream_tag_digest})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -919,7 +925,11 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                 line += f"  (was {o['before']})"
             if o.get("error"):
                 line += f"  error: {o['error']}"
+            if o.get("arch_tags"):
+                line += f"  (arch tags written: {', '.join(o['arch_tags'])})"
             echo(line)
+            for warning in o.get("warnings") or ():
+                echo(f"  warning: {warning}")
     code = sync_exit_status(results)
     if code != EXIT_OK:
         sys.exit(code)
@@ -965,13 +975,13 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
 
 def sync_exit_status(results: list[Any]) -> int:
     """The exit status of ``sync`` for its :class:`~ecr_mirror.sync.RowResult` list: :data:`EXIT_ERROR`
-    when a row is invalid or failed, or a tag failed; else :data:`EXIT_NOT_IN_SYNC` when a tag is not
-    in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
+    when a row is invalid or failed, or a tag failed or is in conflict with another row's; else
+    :data:`EXIT_NOT_IN_SYNC` when a tag is not in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
     immutable repository, or a tag left to another sync that is copying it, ``skipped``); else
     :data:`EXIT_OK`."""
-    from .drift import IN_SYNC
+    from .drift import CONFLICT, IN_SYNC
 
-    if any(not r.ok for r in results):
+    if any(not r.ok for r in results) or any(t.state == CONFLICT for r in results for t in r.tags):
         return EXIT_ERROR
     if any(t.state != IN_SYNC for r in results for t in r.tags):
         return EXIT_NOT_IN_SYNC
@@ -979,7 +989,7 @@ def sync_exit_status(results: list[Any]) -> int:
 
 
 _STATE_COLOURS = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
-                  "failed": "red", "invalid": "magenta", "no_tags": "yellow"}
+                  "failed": "red", "invalid": "magenta", "no_tags": "yellow", "conflict": "red"}
 
 
 def print_status(records: list[dict[str, Any]]) -> None:
@@ -993,8 +1003,12 @@ def print_status(records: list[dict[str, Any]]) -> None:
         return text[:19] + "…" if short and text.startswith("sha256:") and len(text) > 19 else text
 
     headers = ["id", "tag", "state", "upstream", "target", "last verified", "error"]
+    def problem(r: dict[str, Any]) -> str:  # the error, else what is worth knowing (a moved pin, warnings)
+        notes = [r.get("error"), r.get("note"), *(f"warning: {w}" for w in r.get("warnings") or ())]
+        return "; ".join(n for n in notes if n)
+
     body = [[r["id"], r["tag"] or "-", r["state"] or "", digest(r.get("upstream_digest")), digest(r.get("target_digest")),
-             r.get("last_verified") or "", r.get("error") or ""] for r in records]
+             r.get("last_verified") or "", problem(r)] for r in records]
     print_table(headers, body, styles=lambda col, text: _STATE_COLOURS.get(text) if col == 2 else None)
 
 

@@ -409,12 +409,13 @@ class Copier:
         else:
             dest_head = self.client.manifest_head(destination)
         if dest_head is not None and not force:
-            if platforms is None and dest_head.digest == source_digest:
-                return self._unchanged(report, dest_head.digest, dest_head.media_type)
-            if platforms is not None and (
+            if (platforms is None and dest_head.digest == source_digest) or (platforms is not None and (
                 dest_head.digest == expected_digest or self._dest_records_source(destination, dest_head.digest, source_digest, platforms)
-            ):
-                return self._unchanged(report, dest_head.digest, dest_head.media_type)
+            )):
+                self._unchanged(report, dest_head.digest, dest_head.media_type)
+                if arch_tags:  # the image is there; its arch tags may not be (asked for since: issue 13)
+                    self._arch_tags_in_place(source, destination, report)
+                return report
         src = fetched if fetched is not None and fetched.digest == source_digest else (
             self.client.manifest_get(source.with_digest(source_digest))
         )
@@ -498,7 +499,7 @@ class Copier:
 
     def assemble(
         self, destination: Reference, sources: Sequence[Reference], *, allow_nondistributable: bool = False,
-        referrers: ReferrerPolicy | None = None,
+        referrers: ReferrerPolicy | None = None, arch_tags: bool = False,
     ) -> CopyReport:
         """Join single-platform images (from any registries) into one index at ``destination`` (a tag).
 
@@ -506,8 +507,9 @@ class Copier:
         source is a Docker manifest, else an OCI index. Unchanged when the destination index already
         lists exactly these images. ``allow_nondistributable`` as in :meth:`copy`. ``referrers``: the referrers
         of each source image follow it (those of a source that is an index of one image do not apply to the
-        new index), as in :meth:`copy`. Raises :class:`CopyError` (no sources, an index of several platforms,
-        an artifact, two sources of one platform) and what :meth:`copy` raises.
+        new index), as in :meth:`copy`. ``arch_tags``: also tag each image ``<tag>-<arch>`` (written before
+        the index; on an unchanged index, those missing are written). Raises :class:`CopyError` (no sources,
+        an index of several platforms, an artifact, two sources of one platform) and what :meth:`copy` raises.
         """
         if not destination.tag:
             raise CopyError(f"destination {destination} needs a tag")
@@ -525,6 +527,8 @@ class Copier:
             current = self.client.manifest_get(destination.with_digest(dest_head.digest))
             if [c.digest for c in current.children] == [h.digest for h in heads]:
                 self._unchanged(report, current.digest, current.media_type)
+                if arch_tags:
+                    self._arch_tags_in_place(sources[0], destination, report, top=current)
                 if referrers is not None and referrers.when_unchanged:
                     pairs = [(s, h.digest, h.digest) for s, h in zip(sources, heads)]
                     self._assembled_referrers(destination, pairs, referrers, report, shallow=True,
@@ -567,6 +571,8 @@ class Copier:
                 self._wait_all([self._manifest_pool.submit(self._copy_manifest, job, m, put=False)
                                 for job, (_, m, _) in zip(jobs, resolved)])
 
+            if arch_tags:  # the images are in place: their arch tags before the index tag, as a copy does
+                self._arch_tags_in_place(sources[0], destination, report, top=index)
             self._put_rechecked(destination, index, repair)
         report.add(manifests_copied=1)
         report.wrote(index)
@@ -667,6 +673,36 @@ class Copier:
             any(want.matches(p) for want in platforms) for p in have
         )
 
+    def _arch_tags_in_place(self, source: Reference, destination: Reference, report: CopyReport, *,
+                            top: Manifest | None = None) -> None:
+        """The ``<tag>-<arch>`` tags of an image already at ``destination`` (``report.digest``, or ``top``):
+        write those that do not point at their image yet, from what the destination holds (issue 13: a row
+        that gains ``arch_tags``, ``copy --arch-tags`` onto an existing tag must not leave them unwritten).
+        Reads only the destination: the index (unless given), a HEAD per arch tag, and for each tag to write
+        its manifest (GET by digest) before the PUT; no source request, no blob. Suffixes as in a copy
+        (:func:`~ecr_mirror.manifest.arch_tag_suffixes`: :class:`CopyError` before anything is written when two
+        images would get one tag). ``report.arch_tags`` lists the tags written."""
+        if top is None:
+            top = self.client.manifest_get(destination.with_digest(report.digest))
+        wanted: list[tuple[Descriptor | None, str]]
+        if top.is_index:
+            wanted = [(d, self._arch_tag(destination, suffix)) for d, suffix in arch_tag_suffixes(top.children)]
+        elif top.is_image:
+            platform = Platform.from_config(self._config_json(destination, top))
+            wanted = [(None, self._arch_tag(destination, platform.architecture))]
+        else:
+            report.warn(f"{source} is not an image ({top.artifact_type or top.media_type}): no arch tag written")
+            return
+        for d, tag in wanted:
+            digest = top.digest if d is None else d.digest
+            tag_ref = destination.with_tag(tag)
+            head = self.client.manifest_head(tag_ref)
+            if head is not None and head.digest == digest:
+                continue
+            m = top if d is None else self.client.manifest_get(destination.with_digest(digest), media_type=d.media_type)
+            self._put_tag(tag_ref, m)
+            report.arch_tags.append(tag)
+
     @staticmethod
     def _arch_tag(destination: Reference, suffix: str) -> str:
         tag = f"{destination.tag}-{suffix}"
@@ -706,6 +742,8 @@ class Copier:
         out = rewrite_index(index, children, source=str(job.source)) if platforms else index
         if dest_digest == out.digest:
             self._unchanged(report, out.digest, out.media_type)
+            if arch_tags:
+                self._arch_tags_in_place(job.source, destination, report, top=out)
             return
         # every arch tag is decided before anything is written: two images one tag cannot tell apart refuse the copy
         suffixes = arch_tag_suffixes(children) if arch_tags else []

@@ -11,6 +11,8 @@ The states a tag can be in (written to the mirror table's ``status`` map, shown 
 ``broken``      the target tag exists but an index child or a blob is gone (e.g. a lifecycle policy)
 ``failed``      the last attempt failed (registry error, throttling, ...); written by the sync, not by :func:`classify`
 ``invalid``     the row does not validate; written by the sync, not by :func:`classify`
+``conflict``    another row selects the same target repository and tag: neither writes it until one stops
+                selecting it (the error names the other row); written by the sync, not by :func:`classify`
 ==============  =====================================================================
 
 ``diverged`` and ``broken`` count as *drift* (:func:`is_drift`): the mirror no longer
@@ -79,9 +81,10 @@ MISSING = "missing"
 BROKEN = "broken"
 FAILED = "failed"
 INVALID = "invalid"
+CONFLICT = "conflict"
 
 #: every state, in the order the status table lists them
-STATES: tuple[str, ...] = (IN_SYNC, BEHIND, DIVERGED, MISSING, BROKEN, FAILED, INVALID)
+STATES: tuple[str, ...] = (IN_SYNC, BEHIND, DIVERGED, MISSING, BROKEN, FAILED, INVALID, CONFLICT)
 #: states that count as drift (the mirror lost what it promised)
 DRIFT_STATES = frozenset({DIVERGED, BROKEN})
 #: states after which a copy brings the tag up to date

@@ -11,6 +11,7 @@ TAGS_BEHIND = "TagsBehind"
 TAGS_MISSING = "TagsMissing"
 TAGS_FAILED = "TagsFailed"
 TAGS_COPIED = "TagsCopied"
+TAGS_IN_CONFLICT = "TagsInConflict"  # a tag two rows select (conflict state): written by neither
 ROWS_INVALID = "RowsInvalid"
 ROWS_MATCHED_NOTHING = "RowsMatchedNothing"  # a tag_pattern row whose pattern selected no upstream tag
 SYNC_SUCCEEDED = "SyncSucceeded"  # 1 per row synced with no failed tag
@@ -28,6 +29,7 @@ ALL_METRICS = (
     TAGS_MISSING,
     TAGS_FAILED,
     TAGS_COPIED,
+    TAGS_IN_CONFLICT,
     ROWS_INVALID,
     ROWS_MATCHED_NOTHING,
     SYNC_SUCCEEDED,
@@ -56,7 +58,7 @@ def sync_counts(results: Any) -> dict[str, float]:
     from . import drift
 
     counts = dict.fromkeys(
-        (TAGS_IN_SYNC, TAGS_DRIFTED, TAGS_BEHIND, TAGS_MISSING, TAGS_FAILED, TAGS_COPIED, ROWS_INVALID,
+        (TAGS_IN_SYNC, TAGS_DRIFTED, TAGS_BEHIND, TAGS_MISSING, TAGS_FAILED, TAGS_COPIED, TAGS_IN_CONFLICT, ROWS_INVALID,
          ROWS_MATCHED_NOTHING, SYNC_SUCCEEDED, BYTES_COPIED, BLOBS_COPIED, BLOBS_SKIPPED, BLOBS_MOUNTED), 0.0)
     remaining: list[int] = []
     tags = []
@@ -75,7 +77,7 @@ def sync_counts(results: Any) -> dict[str, float]:
         tags.extend(t for t in row.tags if not getattr(t, "skipped", None))
     states = drift.count_states(t.state for t in tags)
     for name, state in ((TAGS_IN_SYNC, drift.IN_SYNC), (TAGS_FAILED, drift.FAILED), (TAGS_BEHIND, drift.BEHIND),
-                        (TAGS_MISSING, drift.MISSING)):
+                        (TAGS_MISSING, drift.MISSING), (TAGS_IN_CONFLICT, drift.CONFLICT)):
         counts[name] = float(states[state])
     counts[TAGS_DRIFTED] = float(drift.count_drift(t.drift_state for t in tags))
     for t in tags:

@@ -180,18 +180,60 @@ class Row:
 
     @property
     def fingerprint(self) -> str:
-        """Short hash of what determines the expected target digest (source, platforms, assemble).
+        """``<what>.<where>.<how>``: everything in the row that changes what the target should hold.
+        ``what`` (16 hex): a hash of what determines the expected target digest (source, platforms,
+        assemble); ``where`` (8 hex): a hash of the target repository; ``how``: the options that add to the
+        image, as flags (``a1n0r1``: :data:`OPTION_FLAGS`, arch tags, non-distributable layers, referrers).
 
-        Recorded in each status entry: when the row changes (a platform added, another
-        source), the recorded ``expected_digest`` no longer applies and the record should be
-        ignored.
+        Recorded in each tag status: a tag is settled (nothing asked of the target) only under the same
+        fingerprint (:meth:`ecr_mirror.status.TagStatus.settled`), so any change makes the next pass look
+        at every tag again; the recorded digests still apply while ``what`` and ``where`` are the same
+        (:func:`record_applies`), and :func:`options_turned_on` says what a tag in sync still needs. Pins
+        are per tag: a pin is the tag's source digest, compared on its own.
         """
-        parts = [
+        what = [
             str(self.source or ""),
             ",".join(str(p) for p in self.platforms) if self.platforms is not None else "*",
             ",".join(str(r) for r in self.assemble or ()),
         ]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        how = "".join(f"{flag}{int(getattr(self, name))}" for flag, name in OPTION_FLAGS)
+        return ".".join((_short_hash(what, 16), _short_hash([self.target_repository], 8), how))
+
+
+#: the ``how`` part of :attr:`Row.fingerprint`: one letter per option that adds to what the target holds
+OPTION_FLAGS = (("a", ATTR_ARCH_TAGS), ("n", ATTR_ALLOW_NONDISTRIBUTABLE), ("r", ATTR_REFERRERS))
+
+
+def _short_hash(parts: list[str], length: int) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:length]
+
+
+def record_applies(recorded: str | None, current: str) -> bool:
+    """Whether a tag status recorded under fingerprint ``recorded`` (:attr:`Row.fingerprint`) still tells
+    what the target should hold under ``current``: the same ``what`` and ``where`` parts (a change of
+    ``how`` only adds work: arch tags to write, referrers or layers to copy). A record of one part (written
+    before the target repository and the options were part of it) compares ``what`` only; no fingerprint
+    recorded counts as applying."""
+    if not recorded:
+        return True
+    old, new = recorded.split("."), current.split(".")
+    return old[0] == new[0] and (len(old) < 2 or old[1] == new[1])
+
+
+def options_turned_on(recorded: str | None, current: str) -> frozenset[str]:
+    """The options (attribute names of :data:`OPTION_FLAGS`) on in ``current`` but not in ``recorded``: what a
+    tag in sync still needs done (its arch tags written, its referrers or non-distributable layers copied).
+    A record without the ``how`` part (older) counts as ``arch_tags`` off and the others as they are now:
+    only arch tags were ever left unwritten (issue 13)."""
+    def flags(fingerprint: str | None) -> dict[str, str]:
+        parts = (fingerprint or "").split(".")
+        how = parts[2] if len(parts) > 2 else ""
+        return {how[i]: how[i + 1] for i in range(0, len(how) - 1, 2)}
+
+    old, new = flags(recorded), flags(current)
+    if not old:
+        old = {**new, "a": "0"}
+    return frozenset(name for flag, name in OPTION_FLAGS if new.get(flag) == "1" and old.get(flag) != "1")
 
 
 class _Invalid(Exception):
@@ -752,3 +794,45 @@ def find_overlaps(rows: Iterable[Row]) -> list[Overlap]:
                 if (row.needs_tag_list or other.needs_tag_list) and other.id != row.id:
                     found.append(Overlap(row.id, other.id, repository, None))
     return found
+
+
+def conflict_peers(rows: Iterable[Row]) -> dict[str, list[str]]:
+    """``{row id: ids of the other enabled rows that may select one of its tags in the same target repository}``
+    (input order; rows without any are left out): both name a tag explicitly, or one of them selects from the
+    upstream tag list. The sync decides from these rows which tags are really shared (``conflict``:
+    :meth:`ecr_mirror.sync.Syncer.sync_item`); a row with no peers costs nothing more."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.enabled:
+            groups.setdefault(row.target_repository, []).append(row)
+    peers: dict[str, list[str]] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        by_tag: dict[str, list[str]] = {}
+        listers = [r.id for r in group if r.needs_tag_list]
+        for row in group:
+            for tag in row.tags:
+                by_tag.setdefault(tag, []).append(row.id)
+        for row in group:
+            found = [r.id for r in group] if row.needs_tag_list else list(listers)
+            for tag in row.tags:
+                found += by_tag[tag]
+            mine = [i for i in dict.fromkeys(found) if i != row.id]
+            if mine:
+                peers[row.id] = mine
+    return peers
+
+
+def item_peers(items: Iterable[Mapping[str, Any]], prefix: str = DEFAULT_REPOSITORY_PREFIX) -> dict[str, list[str]]:
+    """:func:`conflict_peers` of raw items (plain or as boto3's resource layer gives them): the enabled ones
+    that validate; the others write nothing (an invalid row is marked so by the sync)."""
+    rows = []
+    for item in items:
+        if not is_valid_id(item.get(ATTR_ID)) or not is_enabled(item):
+            continue
+        try:
+            rows.append(parse_row(item, prefix=prefix))
+        except RowError:
+            continue
+    return conflict_peers(rows)

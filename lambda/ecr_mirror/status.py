@@ -38,8 +38,10 @@ from . import drift
 from .rows import ATTR_ROW_ERROR, ATTR_ROW_ERROR_AT, ATTR_STATUS
 from .versions import version_key
 
-#: longest error text (and reason) kept in a status, in characters
+#: longest error text (and reason, and each warning) kept in a status, in characters
 MAX_ERROR_LENGTH = 2000
+#: most warning lines kept in a tag status
+MAX_WARNINGS = 20
 #: a tag lease outlives its holder by this much at most: longer than a Lambda invocation (900 s), so a
 #: live holder never loses it mid-copy; a crashed holder's lease lapses after it
 LEASE_SECONDS = 20 * 60
@@ -161,6 +163,12 @@ class TagStatus:
       ``last_success``, ``last_change`` (the state or a digest last changed), ``last_drift_state``/
       ``last_drift_at`` (the last drift seen: ``diverged``/``broken``);
     - ``lease_owner``/``lease_expires``: the sync copying this tag now (see :meth:`leased_by_other`);
+    - ``pinned_digest``: the digest the row pins the tag to (``tag@sha256:…``; None: it follows upstream's tag);
+      ``upstream_tag_digest``: for a pinned tag, where upstream's tag pointed at the last look (None: no
+      such tag upstream): when it differs from the pin, status says so (:func:`pin_note`); nothing moves;
+    - ``warnings``: what the last copy did short of the ideal without failing (a non-distributable layer
+      left out, a referrers tag left alone: :attr:`ecr_mirror.copy.CopyReport.warnings`), one line each;
+      kept until the next copy that writes or checks the image;
     - ``referrers_*`` (:data:`REFERRER_FIELDS`): what became of the image's referrers at the last copy that
       looked at them (:func:`referrer_fields`): how many were copied, present, not applicable, why not
       (``note``), the error that ended the walk, the digests the target refused (HTTP 405, space-separated:
@@ -190,10 +198,13 @@ class TagStatus:
     referrers_note: str | None = None
     referrers_error: str | None = None
     referrers_refused: str | None = None
+    pinned_digest: str | None = None
+    upstream_tag_digest: str | None = None
+    warnings: tuple[str, ...] | None = None
 
     #: the fields a change of which is worth a write (the rest are timestamps, counters and the lease)
     RECORDED = ("state", "upstream_digest", "synced_upstream_digest", "expected_digest", "children", "target_digest",
-                "fingerprint", "error")
+                "fingerprint", "error", "pinned_digest", "upstream_tag_digest", "warnings")
 
     def settled(self, upstream_digest: str | None, fingerprint: str) -> bool:
         """Whether this tag needs no look at the target this pass: it is ``in_sync``, for these row
@@ -226,7 +237,7 @@ class TagStatus:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            if f.name == "children":
+            if f.name in ("children", "warnings"):
                 value = list(value)
             item[f.name] = value
         return item
@@ -241,6 +252,11 @@ class TagStatus:
             kids: tuple[str, ...] | None = tuple(children)
         else:
             kids = None
+        warnings = item.get("warnings")
+        if isinstance(warnings, (list, tuple)) and all(isinstance(w, str) for w in warnings):
+            notes: tuple[str, ...] | None = tuple(_text(w) or "" for w in warnings[:MAX_WARNINGS])
+        else:
+            notes = None
         return cls(
             state=state if state in drift.STATES else drift.FAILED,
             upstream_digest=_digest(item.get("upstream_digest")),
@@ -265,6 +281,9 @@ class TagStatus:
             referrers_note=_text(item.get("referrers_note")),
             referrers_error=_text(item.get("referrers_error")),
             referrers_refused=_text(item.get("referrers_refused"), 100_000),
+            pinned_digest=_digest(item.get("pinned_digest")),
+            upstream_tag_digest=_digest(item.get("upstream_tag_digest")),
+            warnings=notes,
         )
 
     def recorded(self, previous: TagStatus | None, now: str) -> TagStatus:
@@ -278,6 +297,7 @@ class TagStatus:
             self,
             error=_text(self.error),
             reason=_text(self.reason),
+            warnings=tuple(_text(w) or "" for w in self.warnings[:MAX_WARNINGS]) if self.warnings else None,
             last_attempt=now,
             last_change=now if changed else (previous.last_change if previous else None),
         )
@@ -302,6 +322,19 @@ def referrer_fields(report: Any) -> dict[str, Any]:
     }
 
 
+def status_warnings(report: Any) -> tuple[str, ...]:
+    """The ``warnings`` of a tag status from a :class:`ecr_mirror.copy.CopyReport`: its warning lines, and one
+    saying how many non-distributable layers were left out by design (absent at the target: their registry
+    serves them from their ``urls``). Normalised as stored (one line each, at most :data:`MAX_WARNINGS`), so
+    an unchanged list is no write."""
+    lines = list(report.warnings)
+    skipped = getattr(report, "nondistributable_skipped", 0)
+    if skipped and not any("non-distributable layer" in line for line in lines):
+        lines.append(f"{skipped} non-distributable layer(s) left out by design (served from their urls; "
+                     "allow_nondistributable_artifacts copies them)")
+    return tuple(_text(line) or "" for line in dict.fromkeys(lines))[:MAX_WARNINGS]
+
+
 def tag_sort_key(tag: str) -> str:
     """The state-table sort key of a tag item: ``tag#<tag>``."""
     return TAG_PREFIX + tag
@@ -314,9 +347,11 @@ def tag_sort_key(tag: str) -> str:
 class RowStatus:
     """What the service recorded about a row as a whole.
 
-    ``state``: ``invalid`` (the row does not validate: ``error`` says why), ``failed`` (a failure of the
-    whole row, e.g. its tag list: ``error``) or ``no_tags`` (its ``pattern`` selected none of the
-    ``tags_tried`` upstream tags); ``at``: when it was found. Written only when it changes
+    ``state``: ``invalid`` (the row does not validate, or selects more tags than it may: ``error`` says
+    why), ``failed`` (a failure of the whole row, e.g. its tag list: ``error``) or ``no_tags`` (its
+    selection, ``pattern``: its patterns, version range and exclusions as
+    :func:`ecr_mirror.tags.selection_text` words them, selected none of the ``tags_tried`` upstream
+    tags); ``at``: when it was found. Written only when it changes
     (:meth:`same_as`), removed when the row is fine again.
     """
 
@@ -441,8 +476,25 @@ STATUS_RECORD_FIELDS = (
     "last_drift_at",
     "bytes_copied",
     "error",
+    "note",
+    "warnings",
+    "pinned_digest",
+    "upstream_tag_digest",
+    "pattern",
+    "tags_tried",
     *REFERRER_FIELDS,
 )
+
+
+def pin_note(status: TagStatus) -> str | None:
+    """For a pinned tag whose upstream tag no longer points at the pin: one line saying so (informational:
+    the pin stands, nothing at the target moves); else None."""
+    pin = status.pinned_digest
+    if pin is None or status.upstream_tag_digest == pin:
+        return None
+    if status.upstream_tag_digest is None:
+        return f"pinned to {pin}; the upstream tag does not exist (any more)"
+    return f"pinned to {pin}; the upstream tag has moved to {status.upstream_tag_digest}"
 
 
 def last_verified(status: TagStatus, row_verified_at: str | None) -> str | None:
@@ -462,13 +514,15 @@ def status_records(row_id: str, state: RowState, row_verified_at: str | None = N
         record = dict.fromkeys(STATUS_RECORD_FIELDS)
         error = state.row.error
         if state.row.state == NO_TAGS:
-            error = f"pattern {state.row.pattern!r} selected none of {state.row.tags_tried or 0} upstream tags"
-        record.update(id=row_id, state=state.row.state, error=error, last_attempt=state.row.at)
+            error = f"{state.row.pattern or 'the selection'} selected none of {state.row.tags_tried or 0} upstream tags"
+        record.update(id=row_id, state=state.row.state, error=error, last_attempt=state.row.at,
+                      pattern=state.row.pattern, tags_tried=state.row.tags_tried)
         out.append(record)
     for tag in sorted(state.tags, key=version_key):
         s = state.tags[tag]
         record = {name: getattr(s, name, None) for name in STATUS_RECORD_FIELDS if hasattr(s, name)}
-        record.update(id=row_id, tag=tag, last_verified=last_verified(s, row_verified_at))
+        record.update(id=row_id, tag=tag, last_verified=last_verified(s, row_verified_at), note=pin_note(s),
+                      warnings=list(s.warnings) if s.warnings else None)
         out.append({name: record.get(name) for name in STATUS_RECORD_FIELDS})
     return out
 
@@ -522,7 +576,9 @@ __all__ = [
     "legacy_tag_statuses",
     "new_pass_id",
     "now_timestamp",
+    "pin_note",
     "referrer_fields",
+    "status_warnings",
     "status_records",
     "timestamp_after",
 ]

@@ -45,7 +45,7 @@ from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError,
 from .reference import Reference
 from .referrer_copy import audit_referrers
 from .referrers import ReferrerPolicy, ReferrersReport
-from .rows import Row, parse_row
+from .rows import ATTR_ALLOW_NONDISTRIBUTABLE, ATTR_ARCH_TAGS, ATTR_REFERRERS, Row, options_turned_on, parse_row, record_applies
 from .status import (
     LEASE_SECONDS,
     NO_TAGS,
@@ -58,9 +58,10 @@ from .status import (
     legacy_tag_statuses,
     now_timestamp,
     referrer_fields,
+    status_warnings,
     timestamp_after,
 )
-from .tags import select_tags
+from .tags import SelectionError, select, select_tags, selection_text
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,11 @@ class TagResult:
     identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
     ``settled``: nothing was asked of the target (in sync as recorded); ``skipped``: why this sync left
     the tag alone (another sync holds its lease); such a tag is not counted in the metrics;
-    ``referrers``: what became of the image's referrers when it was copied (``None``: not this time).
+    ``referrers``: what became of the image's referrers when it was copied (``None``: not this time);
+    ``arch_tags``: the ``<tag>-<arch>`` tags written; ``warnings``: what the copy did short of the ideal
+    (``None``: no copy looked this time); ``pinned_digest``: the digest the row pins the tag to (then
+    ``upstream_digest`` is the pin, and ``upstream_tag_digest`` where upstream's tag points: None when it
+    does not exist).
     """
 
     row_id: str
@@ -180,6 +185,10 @@ class TagResult:
     settled: bool = False
     skipped: str | None = None
     referrers: ReferrersReport | None = None
+    arch_tags: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] | None = None
+    pinned_digest: str | None = None
+    upstream_tag_digest: str | None = None
 
     @property
     def drift_state(self) -> str:
@@ -196,7 +205,8 @@ class TagResult:
 class RowResult:
     """The outcome for one row: ``invalid`` (why it does not validate) or ``skipped`` (``"disabled"``),
     else a :class:`TagResult` per tag; ``error`` for a failure of the whole row (tag list, repository);
-    ``matched_nothing``: its pattern selected no upstream tag; ``ratelimit_remaining``: upstream pulls
+    ``matched_nothing``: its selection matched no upstream tag (``note`` says which selection, and how many
+    upstream tags it was tried against); ``ratelimit_remaining``: upstream pulls
     left as its registry last said (``None`` if it did not)."""
 
     row_id: str
@@ -205,6 +215,7 @@ class RowResult:
     tags: list[TagResult] = field(default_factory=list)
     error: str | None = None
     matched_nothing: bool = False
+    note: str | None = None
     ratelimit_remaining: int | None = None
 
     @property
@@ -265,6 +276,9 @@ class _Tag:
     target_known: bool = False
     complete: bool | None = None
     children: tuple[str, ...] | None = None
+    #: options turned on since the tag's record (:func:`ecr_mirror.rows.options_turned_on`): a tag in sync
+    #: still needs them brought in line (arch tags written, referrers or non-distributable layers copied)
+    converge: frozenset[str] = frozenset()
 
 
 class Syncer:
@@ -302,12 +316,15 @@ class Syncer:
 
     def sync_item(
         self, item: Mapping[str, Any], *, run: Run | None = None, audit: bool = False, dry_run: bool = False,
-        check_only: bool = False, should_stop: StopFn = never_stop,
+        check_only: bool = False, should_stop: StopFn = never_stop, peers: Sequence[Mapping[str, Any]] = (),
     ) -> RowResult:
         """Sync one raw row item. Never raises for a bad row or a failed tag: it is in the result.
 
         ``audit``: check every tag at the target, children included; ``dry_run``: detect only, write
-        nothing; ``check_only``: detect and record, copy nothing. Raises
+        nothing; ``check_only``: detect and record, copy nothing; ``peers``: the raw items of the other rows
+        that write to the same target repository and may select the same tags
+        (:func:`ecr_mirror.rows.conflict_peers`): a tag one of them selects too is in ``conflict``, written by
+        neither (:meth:`_claims`). Raises
         :class:`~ecr_mirror.errors.Deadline` when ``should_stop()`` says so before the row or a tag starts.
         """
         run = run or self.begin()
@@ -336,13 +353,20 @@ class Syncer:
                 if created:
                     run.forget(repository)
             if row.is_assemble:
-                tags = [row.tags[0]]
+                tags, pins = [row.tags[0]], {}
             else:
                 available = self.client.tags_list(row.source) if row.needs_tag_list else []
                 tried = len(available)
-                tags = select_tags(row, available)
+                selected = select(row, available)
+                tags, pins = [s.tag for s in selected], {s.tag: s.pinned_digest for s in selected if s.pinned_digest}
+            claims = self._claims(row, peers, tags, available if row.needs_tag_list else None)
         except Interrupted:
             raise  # Ctrl-C: nothing is recorded as a failure
+        except SelectionError as exc:  # more tags than may be mirrored: never cut silently
+            result.invalid = str(exc)
+            if writes:
+                self._row_status(row_id, state, RowStatus(drift.INVALID, error=str(exc), at=now_timestamp()))
+            return result
         except MirrorError as exc:
             result.error = f"row {row_id}: {exc}"
             # every tag the row names or was last seen with counts as failed (metrics, output); the
@@ -354,10 +378,11 @@ class Syncer:
             return result
 
         source_tags = available if row.needs_tag_list and not row.is_assemble else None
-        work = [self._start(row, t, state.tags.get(t)) for t in tags]
+        work = [self._start(row, t, state.tags.get(t), pin=pins.get(t), conflict=claims.get(t)) for t in tags]
         try:
-            self._each(work, lambda w: self._head(row, w, should_stop), HEAD_CONCURRENCY)
-            pending = [w for w in work if w.result.state != drift.FAILED and not self._settle(w, audit)]
+            self._each([w for w in work if w.result.state != drift.CONFLICT], lambda w: self._head(row, w, should_stop),
+                       HEAD_CONCURRENCY)
+            pending = [w for w in work if w.result.state not in (drift.FAILED, drift.CONFLICT) and not self._settle(w, audit)]
             if pending:
                 self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
             referrer_audit = audit and writes and not check_only and row.referrers
@@ -374,8 +399,8 @@ class Syncer:
         row_status: RowStatus | None = None
         if row.needs_tag_list and not tags:
             result.matched_nothing = True
-            pattern = ", ".join(row.tag_patterns) or None
-            row_status = RowStatus(NO_TAGS, pattern=pattern, tags_tried=tried, at=now_timestamp())
+            result.note = f"{selection_text(row)} selected none of {tried} upstream tags"
+            row_status = RowStatus(NO_TAGS, pattern=selection_text(row), tags_tried=tried, at=now_timestamp())
         if writes:
             self._row_status(row_id, state, row_status)
             stale = [t for t in state.tags if t not in set(tags)]
@@ -390,14 +415,16 @@ class Syncer:
     def sync_items(
         self, items: Iterable[Mapping[str, Any]], *, run: Run | None = None, audit: bool = False, dry_run: bool = False,
         check_only: bool = False, row_concurrency: int = 4, should_stop: StopFn = never_stop,
+        peers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> list[RowResult]:
-        """Sync many rows, ``row_concurrency`` at a time (results in input order); see :meth:`sync_item`."""
+        """Sync many rows, ``row_concurrency`` at a time (results in input order); see :meth:`sync_item`
+        (``peers``: row id -> the peer items of that row)."""
         items = list(items)
         run = run or self.begin()
 
         def one(item: Mapping[str, Any]) -> RowResult:
             return self.sync_item(item, run=run, audit=audit, dry_run=dry_run, check_only=check_only,
-                                  should_stop=should_stop)
+                                  should_stop=should_stop, peers=(peers or {}).get(str(item.get("id")), ()))
 
         if row_concurrency <= 1 or len(items) <= 1:
             return [one(item) for item in items]
@@ -448,19 +475,56 @@ class Syncer:
         if deadline:
             raise deadline
 
-    def _start(self, row: Row, tag: str, previous: TagStatus | None) -> _Tag:
+    def _claims(self, row: Row, peers: Sequence[Mapping[str, Any]], tags: Sequence[str],
+                available: list[str] | None) -> dict[str, str]:
+        """``{tag: id of another row that selects it too}`` for ``row``'s ``tags``, from its ``peers`` (raw
+        items; invalid, disabled and other repositories' rows do not count). A peer that selects from the
+        upstream list is evaluated with ``available`` when it lists the same source, else with its own
+        source's tag list (one request). Neither row writes such a tag: which one should win is the owners'
+        call (issue 13)."""
+        mine = set(tags)
+        claims: dict[str, str] = {}
+        for item in peers:
+            try:
+                other = parse_row(dict(item), prefix=self.prefix)
+            except RowError:
+                continue
+            if other.id == row.id or not other.enabled or other.target_repository != row.target_repository:
+                continue
+            theirs = set(other.tags)
+            if other.needs_tag_list and other.source is not None:
+                same = available is not None and row.source is not None and other.source.name == row.source.name
+                listed = available if same and available is not None else self.client.tags_list(other.source)
+                try:
+                    theirs = set(select_tags(other, listed))
+                except SelectionError:
+                    pass  # that row is invalid: it writes nothing
+            for tag in sorted(mine & theirs):
+                claims.setdefault(tag, other.id)
+        return claims
+
+    def _start(self, row: Row, tag: str, previous: TagStatus | None, *, pin: str | None = None,
+               conflict: str | None = None) -> _Tag:
         recorded = previous
-        if previous is not None and previous.fingerprint and previous.fingerprint != row.fingerprint:
-            # the row changed (other platforms, another source): what was recorded no longer applies
+        if previous is not None and not record_applies(previous.fingerprint, row.fingerprint):
+            # the row changed (other platforms, another source or repository): what was recorded no longer applies
             recorded = None
-        return _Tag(tag, previous, recorded, TagResult(row.id, tag, "", fingerprint=row.fingerprint))  # state: not yet known
+        res = TagResult(row.id, tag, "", fingerprint=row.fingerprint, pinned_digest=pin)  # state: not yet known
+        if conflict is not None:
+            res.state = drift.CONFLICT
+            res.error = (f"row {conflict!r} also writes {row.target_repository}:{tag}; neither row writes it "
+                         "until one of them stops selecting it")
+        w = _Tag(tag, previous, recorded, res)
+        if previous is not None and previous.fingerprint != row.fingerprint:
+            w.converge = options_turned_on(previous.fingerprint, row.fingerprint)
+        return w
 
     def _head(self, row: Row, w: _Tag, should_stop: StopFn) -> None:
         if should_stop():
             raise Deadline(f"row {row.id}: stopped before tag {w.tag}, too little time left")
         self._tell(row, w.tag, "checking")
         try:
-            w.result.upstream_digest, w.source_digest = self._upstream_digest(row, w.tag)
+            w.result.upstream_digest, w.source_digest = self._upstream_digest(row, w)
         except Interrupted:
             raise
         except MirrorError as exc:
@@ -482,8 +546,11 @@ class Syncer:
             w.result.error = str(exc)
             log.warning("row %s tag %s failed: %s", row.id, w.tag, exc)
 
-    def _upstream_digest(self, row: Row, tag: str) -> tuple[str, str | None]:
-        """``(upstream digest, source digest for the copier)``: one HEAD per source."""
+    def _upstream_digest(self, row: Row, w: _Tag) -> tuple[str, str | None]:
+        """``(upstream digest, source digest for the copier)``: one HEAD per source. A pinned tag's are the
+        pin; its HEAD only says where upstream's tag points now (``upstream_tag_digest``, informational: a
+        tag gone upstream is no failure)."""
+        tag = w.tag
         if row.assemble:
             heads = []
             for ref in row.assemble:
@@ -494,6 +561,10 @@ class Syncer:
             return "sha256:" + hashlib.sha256("\n".join(heads).encode()).hexdigest(), None
         assert row.source is not None
         head = self.client.manifest_head(row.source.with_tag(tag), confirm_missing=True)
+        pin = w.result.pinned_digest
+        if pin is not None:
+            w.result.upstream_tag_digest = head.digest if head is not None else None
+            return pin, pin
         if head is None:
             raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
         return head.digest, head.digest
@@ -582,6 +653,14 @@ class Syncer:
                            source_tags: list[str] | None, audit_referrers: bool = False) -> None:
         res = w.result
         if res.settled:
+            if not dry_run and w.previous is not None and res.pinned_digest is not None:
+                # a pinned tag costs nothing more; where upstream's tag points is worth a write when it moved
+                self._record(row, w, replace(w.previous, upstream_tag_digest=res.upstream_tag_digest,
+                                             pinned_digest=res.pinned_digest), run)
+            return
+        if res.state == drift.CONFLICT:  # another row selects it too: neither writes it
+            if not dry_run:
+                self._record(row, w, self._status(w, drift.CONFLICT), run)
             return
         if res.state == drift.FAILED:  # upstream HEAD (or the target look-up) failed
             if not dry_run:
@@ -600,7 +679,8 @@ class Syncer:
         state = drift.classify(upstream, recorded_expected, res.target_digest, w.complete,
                                recorded_upstream=recorded_upstream, identical=row.identical)
         res.state_before = state
-        if not drift.needs_copy(state):
+        converge = bool(w.converge) and state == drift.IN_SYNC
+        if not drift.needs_copy(state) and not converge:
             res.state = drift.IN_SYNC
             res.expected_digest = res.target_digest
             res.reason = "target holds the upstream image"
@@ -608,6 +688,13 @@ class Syncer:
                 res.referrers = self._audit_referrers(row, w, source_tags)
             if not dry_run:
                 self._record(row, w, self._status(w, drift.IN_SYNC, success=True), run)
+            return
+        if converge:
+            res.state = drift.IN_SYNC
+            res.reason = f"target holds the upstream image; now also asked for: {', '.join(sorted(w.converge))}"
+            if dry_run or check_only:  # recorded as it was: the next sync brings the settings in line
+                return
+            self._converge(row, w, run, should_stop=should_stop, source_tags=source_tags)
             return
         res.reason = {
             drift.MISSING: "target tag does not exist",
@@ -660,11 +747,8 @@ class Syncer:
             self._failed(row, w, exc, unexpected=True)
             self._put(row, w.tag, self._status(w, drift.FAILED).recorded(interim, now_timestamp()), interim)
             return
-        res.copied = not report.unchanged
+        self._took(w, report)
         res.target_digest = res.expected_digest = report.digest
-        res.bytes_copied, res.blobs_copied = report.bytes_copied, report.blobs_copied
-        res.blobs_skipped, res.blobs_mounted = report.blobs_skipped, report.blobs_mounted
-        res.referrers = report.referrers
         res.state, res.error = drift.IN_SYNC, None
         if report.children is not None:
             w.children = tuple(report.children)
@@ -675,23 +759,61 @@ class Syncer:
         if not self._put(row, w.tag, done, interim):
             res.error = "status not written: another sync took this tag over (its lease had expired)"
 
-    def _copy(self, row: Row, w: _Tag, *, force: bool, source_tags: list[str] | None = None) -> CopyReport:
+    def _converge(self, row: Row, w: _Tag, run: Run, *, should_stop: StopFn, source_tags: list[str] | None) -> None:
+        """A tag in sync whose row turned options on since its record (``w.converge``): a copy onto the image
+        already there does what they ask for: arch tags written from the target's own index (no upstream
+        request, no blob); the referrers of the unchanged image looked for; non-distributable layers copied
+        (``force``: children re-read upstream, blobs re-checked at the target)."""
+        if should_stop():
+            raise Deadline(f"row {row.id}: stopped before tag {w.tag}, too little time left")
+        res = w.result
+        self._tell(row, w.tag, "copying")
+        try:
+            force = ATTR_ALLOW_NONDISTRIBUTABLE in w.converge
+            report = self._copy(row, w, force=force, source_tags=source_tags,
+                                when_unchanged=ATTR_REFERRERS in w.converge,
+                                arch_tags=row.arch_tags and (force or ATTR_ARCH_TAGS in w.converge))
+        except Interrupted:
+            raise
+        except MirrorError as exc:
+            self._failed(row, w, exc)
+            self._record(row, w, self._status(w, drift.FAILED), run)
+            return
+        self._took(w, report)
+        res.expected_digest = res.target_digest = report.digest
+        self._record(row, w, self._status(w, drift.IN_SYNC, success=True), run)
+
+    @staticmethod
+    def _took(w: _Tag, report: CopyReport) -> None:
+        """What a copy did, into ``w``'s result: counts, arch tags, referrers, warnings."""
+        res = w.result
+        res.copied = not report.unchanged
+        res.bytes_copied, res.blobs_copied = report.bytes_copied, report.blobs_copied
+        res.blobs_skipped, res.blobs_mounted = report.blobs_skipped, report.blobs_mounted
+        res.referrers = report.referrers
+        res.arch_tags = list(report.arch_tags)
+        res.warnings = status_warnings(report)
+
+    def _copy(self, row: Row, w: _Tag, *, force: bool, source_tags: list[str] | None = None,
+              when_unchanged: bool = False, arch_tags: bool | None = None) -> CopyReport:
         """The copy; a push that finds the repository gone (deleted since this process checked it: ECR does
         not create on push, NAME_UNKNOWN) creates it and tries once more. Referrers travel when the image is
         written (an unchanged tag's are left to the audit: issue 14); those the target refused (HTTP 405)
         before are not fetched again."""
         dest = self._dest(row, w.tag)
-        referrers = ReferrerPolicy(when_unchanged=False, refused=_refused(w)) if row.referrers else None
+        referrers = ReferrerPolicy(when_unchanged=when_unchanged, refused=_refused(w)) if row.referrers else None
 
         def copy() -> CopyReport:
             if row.assemble:
                 return self.copier.assemble(
                     dest, list(row.assemble), allow_nondistributable=row.allow_nondistributable_artifacts,
-                    referrers=referrers,
+                    referrers=referrers, arch_tags=row.arch_tags if arch_tags is None else arch_tags,
                 )
             assert row.source is not None
+            pin = w.result.pinned_digest
+            source = row.source.with_digest(pin) if pin else row.source.with_tag(w.tag)
             return self.copier.copy(
-                row.source.with_tag(w.tag), dest, platforms=row.platforms, arch_tags=row.arch_tags,
+                source, dest, platforms=row.platforms, arch_tags=row.arch_tags if arch_tags is None else arch_tags,
                 expected_digest=None if force else w.result.expected_digest, source_digest=w.source_digest,
                 force=force, allow_nondistributable=row.allow_nondistributable_artifacts, referrers=referrers,
                 source_tags=source_tags, destination_digest=w.result.target_digest,
@@ -772,7 +894,8 @@ class Syncer:
             expected_digest=res.expected_digest if success else base.expected_digest,
             children=children,
             target_digest=res.target_digest,
-            fingerprint=res.fingerprint or None,
+            # a failed attempt keeps the settings of the last success: what they still need is done next time
+            fingerprint=(res.fingerprint or None) if success or not base.fingerprint else base.fingerprint,
             error=res.error if not success else None,
             reason=res.reason or None,
             last_success=now if success else (prev.last_success if prev else None),
@@ -782,6 +905,10 @@ class Syncer:
             # what became of the referrers at the last copy that looked at them: kept until the next one
             **(referrer_fields(res.referrers) if res.referrers is not None and success
                else {f: getattr(prev, f) for f in REFERRER_FIELDS} if prev else {}),
+            pinned_digest=res.pinned_digest,
+            upstream_tag_digest=res.upstream_tag_digest if res.pinned_digest else None,
+            # what the last copy did short of the ideal: kept until a copy looks again
+            warnings=res.warnings if res.warnings is not None else (prev.warnings if prev else None),
         )
 
     def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import RowError
 from .reference import is_valid_tag
-from .rows import MAX_SELECTED_TAGS, Row
+from .rows import ATTR_KEEP_LATEST, MAX_SELECTED_TAGS, Row
 from .tagpattern import compile_tag_pattern
 from .versions import version_key
 
-__all__ = ["SelectedTag", "select", "select_tags", "version_key"]
+__all__ = ["SelectedTag", "SelectionError", "select", "select_tags", "selection_text", "version_key"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ def select(row: Row, available_tags: Iterable[str] = ()) -> list[SelectedTag]:
     ``available_tags`` (a missing one is reported by the sync). Then, if the row selects from the
     upstream list (:attr:`Row.needs_tag_list`), the tags of ``available_tags`` that match any allow
     pattern (all tags, without patterns), are inside ``versions`` (if given), and match no
-    ``exclude_patterns`` entry: newest first by :func:`version_key`, at most ``keep_latest`` of them (and
-    never more than :data:`MAX_SELECTED_TAGS`). Invalid tags in ``available_tags`` (which a hostile
+    ``exclude_patterns`` entry: newest first by :func:`version_key`, at most ``keep_latest`` of them.
+    More than :data:`MAX_SELECTED_TAGS` without ``keep_latest`` raises :class:`SelectionError` (never a
+    silent cut). Invalid tags in ``available_tags`` (which a hostile
     registry might list) are ignored; duplicates count once; the result does not depend on their order.
     """
     selected = [SelectedTag(tag, row.pinned_digest(tag)) for tag in row.tags]
@@ -58,9 +60,31 @@ def select(row: Row, available_tags: Iterable[str] = ()) -> list[SelectedTag]:
         and (row.versions is None or t in row.versions)
         and not any(p.fullmatch(t) for p in deny)
     }
+    if row.keep_latest is None and len(matches) > MAX_SELECTED_TAGS:
+        # never cut silently: which tags would be left out is not the user's choice (issue 13)
+        raise SelectionError(
+            f"row {row.id!r}: its selection ({selection_text(row)}) matches {len(matches)} upstream tags, over the limit of "
+            f"{MAX_SELECTED_TAGS}; narrow them, or set keep_latest to mirror only the newest",
+            attribute=ATTR_KEEP_LATEST,
+        )
     newest_first = sorted(matches, key=version_key, reverse=True)
     limit = min(row.keep_latest or MAX_SELECTED_TAGS, MAX_SELECTED_TAGS)
     return selected + [SelectedTag(t, None, explicit=False) for t in newest_first[:limit]]
+
+
+def selection_text(row: Row) -> str:
+    """How ``row`` selects from the upstream tag list, for a status or a message, e.g.
+    ``tag_pattern '1\\..*', versions '>=1.21', exclude_patterns '.*-rc'`` (empty for a row that names its tags)."""
+    parts = [f"tag_pattern {p!r}" for p in row.tag_patterns]
+    if row.versions is not None:
+        parts.append(f"versions {row.versions.text!r}")
+    parts += [f"exclude_patterns {p!r}" for p in row.exclude_patterns]
+    return ", ".join(parts)
+
+
+class SelectionError(RowError):
+    """A row whose selection cannot be mirrored as written (more tags than :data:`MAX_SELECTED_TAGS`
+    without ``keep_latest``): the sync records it as the row's state, ``invalid``, with this message."""
 
 
 def select_tags(row: Row, available_tags: Iterable[str] = ()) -> list[str]:

@@ -81,7 +81,7 @@ def expected_grants(template, props, handler):
     if handler == HANDLER_SCHEDULE:
         expected |= pairs(TABLE_SCAN, table) | pairs(STATE_SCHEDULE, state) | pairs(SQS_SEND, queue)
     elif handler == HANDLER_STREAM:
-        expected |= pairs(SQS_SEND, queue) | pairs(STATE_STREAM, state)
+        expected |= pairs(SQS_SEND, queue) | pairs(STATE_STREAM, state) | pairs(TABLE_SCAN, table)
         expected |= pairs(STREAM_READ, f"<{table_id}.StreamArn>") | {("dynamodb:ListStreams", "*")}
     else:
         expected |= pairs(TABLE_WORKER, table) | pairs(STATE_WORKER, state) | pairs(SQS_CONSUME, queue)

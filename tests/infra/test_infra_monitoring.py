@@ -39,9 +39,11 @@ def service_alarm(template, props, metric):
 
 @pytest.mark.parametrize("stack", list(VARIANTS))
 @pytest.mark.parametrize(
-    "metric", [lambda_metrics.TAGS_DRIFTED, lambda_metrics.TAGS_FAILED, lambda_metrics.ROWS_INVALID]
+    "metric", [lambda_metrics.TAGS_DRIFTED, lambda_metrics.TAGS_FAILED, lambda_metrics.ROWS_INVALID,
+               lambda_metrics.ROWS_MATCHED_NOTHING, lambda_metrics.TAGS_IN_CONFLICT]
 )
 def test_drift_failure_and_invalid_rows_alarm_on_any_occurrence(synth, stack, metric):
+    """Rows matching nothing and tags in conflict too (issue 13: each a state a user must see)."""
     template = synth.templates[stack]
     alarm = service_alarm(template, synth.props[stack], metric)
     assert alarm["Statistic"] == "Sum"
@@ -100,7 +102,7 @@ def test_every_alarm_notifies_the_topic_and_uses_a_metric_the_package_emits(synt
     template = synth.templates[stack]
     namespace = synth.props[stack].metrics_namespace
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 9
+    assert len(alarms) == 11
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [topic_ref(template)]

@@ -36,7 +36,7 @@ def old_deployment(deployment):
     upstream, proxy, fast_ecr = d.upstream, d.proxy, d.ecr
     d.images = {}
     fast_ecr.create_repository("mirror/golang")
-    for n, tag in enumerate(("1.22", "1.23")):
+    for n, tag in enumerate(("1.22", "1.23", "1.21")):
         index = im.build_index([im.build_image("linux/amd64", seed=50 + n), im.build_image("linux/arm64/v8", seed=50 + n)])
         im.push_index(upstream, "library/golang", index, tag)
         with fast_ecr.http() as http:
@@ -59,8 +59,9 @@ def old_deployment(deployment):
     d.put_row({**golang, "status": legacy_status})
     d.put_row({"id": "bad", "source": "golang", "tags": ["1"], "platforms": ["linux"],
                "row_error": "row 'bad': attribute 'platforms': invalid platform 'linux'", "row_error_at": T1})
-    d.put_row({"id": "plain", "source": f"{proxy.host}/library/golang", "tags": ["1.22"],
-               "target_repository": "mirror/golang"})  # never synced: nothing to migrate
+    d.put_row({"id": "plain", "source": f"{proxy.host}/library/golang", "tags": ["1.21"],
+               "target_repository": "mirror/golang"})  # never synced: nothing to migrate (a tag of its own:
+    # two rows writing one tag would be a conflict, written by neither)
     d.legacy = {item["id"]: item for item in d.rows.scan_rows(consistent=True)}
     return d
 

@@ -253,7 +253,7 @@ def test_invalid_rows_reported_while_others_sync(service):
     table = boto3.client("dynamodb")
     table.put_item(TableName=service.table_name, Item={
         "id": {"S": "bad-platform"}, "source": {"S": service.source("app")}, "tags": {"L": [{"S": "v1"}]},
-        "platforms": {"L": [{"S": "linux"}]}})
+        "platforms": {"L": [{"S": "linux"}]}, "target_repository": {"S": "mirror/arm"}})  # not good's repository:tag
     table.put_item(TableName=service.table_name, Item={
         "id": {"S": "unknown-attr"}, "source": {"S": service.source("app")}, "tags": {"L": [{"S": "v1"}]},
         "colour": {"S": "blue"}})
@@ -407,7 +407,7 @@ def test_stream_handler_enqueues_user_changes_only(service):
     assert stream.rows_to_enqueue([{"eventName": "REMOVE", "dynamodb": {"Keys": {"id": {"S": "app"}}}}]) == []
     stream.handler({"Records": [record("INSERT", row)]}, Ctx())
     msgs = service.sqs.receive_message(QueueUrl=service.queue_url, MaxNumberOfMessages=10)["Messages"]
-    assert [json.loads(m["Body"]) for m in msgs] == [{"id": "app"}]
+    assert [json.loads(m["Body"]) for m in msgs] == [{"id": "app", "peers": []}]  # no row it may conflict with
 
 
 def test_upstream_credentials_from_secret_never_printed(service, monkeypatch, proxy_factory, capsys, caplog):

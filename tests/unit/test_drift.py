@@ -34,7 +34,7 @@ X = "sha256:" + "f" * 64  # something someone pushed by hand
 
 
 def test_states_are_the_documented_ones():
-    assert STATES == ("in_sync", "behind", "diverged", "missing", "broken", "failed", "invalid")
+    assert STATES == ("in_sync", "behind", "diverged", "missing", "broken", "failed", "invalid", "conflict")
     assert len(set(STATES)) == len(STATES)
 
 
@@ -155,7 +155,7 @@ def test_drift_helpers():
     assert count_drift(states) == 3
     counts = count_states(states)
     assert list(counts) == list(STATES)
-    assert counts == {IN_SYNC: 1, BEHIND: 0, DIVERGED: 1, MISSING: 0, BROKEN: 2, FAILED: 1, INVALID: 1}
+    assert counts == {IN_SYNC: 1, BEHIND: 0, DIVERGED: 1, MISSING: 0, BROKEN: 2, FAILED: 1, INVALID: 1, "conflict": 0}
     assert count_drift(iter([])) == 0
 
 

@@ -24,6 +24,9 @@ from ecr_mirror.rows import (
     SERVICE_ATTRIBUTES,
     USER_ATTRIBUTES,
     Row,
+    conflict_peers,
+    options_turned_on,
+    record_applies,
     default_target_repository,
     is_enabled,
     parse_row,
@@ -179,12 +182,36 @@ def test_assemble_row_with_id_unfit_for_a_repository_needs_target_repository():
     assert parse_row({**item, "target_repository": "mirror/joined"}).target_repository == "mirror/joined"
 
 
-def test_fingerprint_follows_what_determines_the_expected_digest():
+def test_fingerprint_follows_everything_that_changes_what_the_target_holds():
+    """Issue 13: arch tags, non-distributable layers, referrers and the target repository change it too; the
+    recorded digests still apply after a change of options (only work is added), not of source or repository."""
     base = parse_row(source_row())
-    assert base.fingerprint == parse_row(source_row(tags=["other"], arch_tags=True, enabled=False)).fingerprint
-    assert base.fingerprint != parse_row(source_row(platforms=["linux/amd64"])).fingerprint
-    assert base.fingerprint != parse_row(source_row(source="ghcr.io/org/golang")).fingerprint
-    assert len(base.fingerprint) == 16
+    assert base.fingerprint == parse_row(source_row(tags=["other"], enabled=False)).fingerprint
+    for changed in ({"platforms": ["linux/amd64"]}, {"source": "ghcr.io/org/golang"},
+                    {"target_repository": "elsewhere/golang"}, {"arch_tags": True},
+                    {"allow_nondistributable_artifacts": True}, {"referrers": False}):
+        other = parse_row(source_row(**changed)).fingerprint
+        assert other != base.fingerprint, changed
+        assert record_applies(base.fingerprint, other) is (set(changed) <= OPTIONS), changed
+    what, where, how = base.fingerprint.split(".")
+    assert (len(what), len(where), how) == (16, 8, "a0n0r1")
+    arch = parse_row(source_row(arch_tags=True, referrers=False)).fingerprint
+    assert options_turned_on(base.fingerprint, arch) == {"arch_tags"}
+    assert options_turned_on(arch, base.fingerprint) == {"referrers"}
+    assert options_turned_on(what, arch) == {"arch_tags"}  # a record from before: arch tags were never written
+    assert options_turned_on(what, base.fingerprint) == set() and record_applies(what, arch)
+
+
+OPTIONS = {"arch_tags", "allow_nondistributable_artifacts", "referrers"}
+
+
+def test_conflict_peers_are_rows_that_may_select_the_same_tag_in_the_same_repository():
+    rows = [parse_row(r) for r in (
+        source_row(id="a", tags=["1.22"]), source_row(id="b", tags=["1.22", "1.23"]), source_row(id="c", tags=["1.24"]),
+        source_row(id="d", tags=None, tag_pattern=r"1\.2\d"), source_row(id="e", tags=["1.22"], enabled=False),
+        source_row(id="f", tags=["1.22"], target_repository="other/golang"),
+    )]
+    assert conflict_peers(rows) == {"a": ["d", "b"], "b": ["d", "a"], "c": ["d"], "d": ["a", "b", "c"]}
 
 
 def test_platform_variants_normalise():
@@ -401,7 +428,9 @@ def test_row_to_item_keeps_only_what_was_given():
     assert windows["allow_nondistributable_artifacts"] is True and parse_row(windows).allow_nondistributable_artifacts
     plain = parse_row(row_to_item("win", source="mcr.microsoft.com/windows/servercore", tags=["ltsc2022"]))
     assert plain.allow_nondistributable_artifacts is False
-    assert plain.fingerprint == parse_row(windows).fingerprint  # the target's digest does not depend on it
+    # the target's digest does not depend on it: the record applies, only the layers are to be copied
+    assert record_applies(plain.fingerprint, parse_row(windows).fingerprint)
+    assert options_turned_on(plain.fingerprint, parse_row(windows).fingerprint) == {"allow_nondistributable_artifacts"}
     item = row_to_item("app", assemble=iter(["ghcr.io/org/app:1-amd64", "ghcr.io/org/app:1-arm64"]), tags=["1"])
     assert item["assemble"] == ["ghcr.io/org/app:1-amd64", "ghcr.io/org/app:1-arm64"]
     assert parse_row(item).target_repository == "mirror/ghcr.io/org/app"

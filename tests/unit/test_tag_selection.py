@@ -147,16 +147,21 @@ def test_pattern_flags_and_lookarounds_work():
     assert select_tags(row(pattern=no_rc), GOLANG) == ["1.22.1-bookworm", "1.22.1", "1.22.0", "1.22"]
 
 
-def test_selection_is_capped(monkeypatch):
-    """At most MAX_SELECTED_TAGS (as many as the tag list is read: at least the 10,000 a row may select;
-    tests/integration/test_many_tags.py selects 10,000); the rule shown with the cap lowered, to stay fast."""
+def test_a_selection_over_the_limit_is_an_error_never_a_silent_cut(monkeypatch):
+    """Issue 13: more than MAX_SELECTED_TAGS without keep_latest is refused (the sync records the row invalid,
+    tests/integration/test_field_rows.py); keep_latest is the user's own cut. The rule shown with the limit
+    lowered, to stay fast (tests/integration/test_many_tags.py selects 10,000 for real)."""
     assert MAX_SELECTED_TAGS >= 10_000
     cap = 200
     monkeypatch.setattr(tags_module, "MAX_SELECTED_TAGS", cap)
     many = [f"1.{i}" for i in range(cap * 2)]
-    selected = select_tags(row(pattern=r"1\.\d+"), many)
-    assert len(selected) == cap
-    assert selected[0] == f"1.{cap * 2 - 1}"
+    with pytest.raises(tags_module.SelectionError) as info:
+        select_tags(row(pattern=r"1\.\d+"), many)
+    assert "matches 400 upstream tags, over the limit of 200" in str(info.value) and "keep_latest" in str(info.value)
+    assert isinstance(info.value, RowError) and "\n" not in str(info.value)
+    assert len(select_tags(row(pattern=r"1\.\d+"), many[:cap])) == cap  # at the limit: every one
+    kept = select_tags(row(pattern=r"1\.\d+", keep=3), many)
+    assert kept == [f"1.{cap * 2 - 1}", f"1.{cap * 2 - 2}", f"1.{cap * 2 - 3}"]
 
 
 def test_empty_listing():

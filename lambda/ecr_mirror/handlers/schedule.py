@@ -4,45 +4,32 @@ Each scheduled run is a *pass* with its own id. It reads the rows' user attribut
 projection: no status bytes), decides whether this pass audits (the last audit pass started
 ``ECR_MIRROR_AUDIT_INTERVAL_SECONDS`` or more ago, or the event says ``{"audit": true}``), and sends
 ``{"id", "pass", "audit", "peers"}`` per enabled row with SendMessageBatch (10 per call, several calls at
-once). ``peers``: the other rows writing to the same target repository (at most
-:data:`MAX_PEERS`). One write per pass: the ``#pass`` record (:class:`ecr_mirror.status.PassRecord`).
+once). ``peers``: the other rows that write to the same target repository and may select one of its tags
+(:func:`ecr_mirror.rows.conflict_peers`, decided here, where every row is already at hand): the worker reads
+just those rows and leaves a tag two rows select to neither (``conflict``). Rows without peers (the usual
+case) cost the worker nothing more. One write per pass: the ``#pass`` record
+(:class:`ecr_mirror.status.PassRecord`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ..errors import RowError
 from ..metrics import ROWS_ENQUEUED
-from ..rows import ATTR_ID, is_enabled, parse_row
+from ..rows import ATTR_ID, is_enabled, item_peers
 from ..status import PassRecord, audit_due, new_pass_id, now_timestamp
 from ._common import enqueue, logger, metrics, settings, state, table
 
-#: most peer row ids one message carries
-MAX_PEERS = 100
-
 
 def messages(items: list[dict[str, Any]], pass_id: str, audit: bool, prefix: str) -> list[dict[str, Any]]:
-    """The message of each enabled row, with its peers (rows of the same target repository)."""
+    """The message of each enabled row, with its peers (every one: a conflict missed would let two rows
+    overwrite each other)."""
     enabled = [item for item in items if isinstance(item.get(ATTR_ID), str) and is_enabled(item)]
-    by_repository: dict[str, list[str]] = defaultdict(list)
-    target: dict[str, str] = {}
-    for item in enabled:
-        try:
-            repository = parse_row(item, prefix=prefix).target_repository
-        except RowError:
-            continue  # sent anyway: the worker marks it invalid
-        target[item[ATTR_ID]] = repository
-        by_repository[repository].append(item[ATTR_ID])
-    out = []
-    for item in enabled:
-        row_id = item[ATTR_ID]
-        peers = [p for p in by_repository.get(target.get(row_id, ""), []) if p != row_id][:MAX_PEERS]
-        out.append({"id": row_id, "pass": pass_id, "audit": audit, "peers": peers})
-    return out
+    peers = item_peers(enabled, prefix)  # an invalid row is sent anyway: the worker marks it invalid
+    return [{"id": item[ATTR_ID], "pass": pass_id, "audit": audit, "peers": peers.get(item[ATTR_ID], [])}
+            for item in enabled]
 
 
 @logger.inject_lambda_context

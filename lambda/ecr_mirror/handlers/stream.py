@@ -1,5 +1,6 @@
 """DynamoDB stream of the mirror table -> enqueue rows users added or changed (so they sync within a
-minute); forget the recorded state of rows users removed.
+minute), each with its conflict peers (one Scan of the rows' user attributes per batch of changes);
+forget the recorded state of rows users removed.
 
 Only users write the mirror table: the service records everything in the state table, which has no
 stream, so no status write can start a sync. The event source mapping's filter criteria (infra/service.py)
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rows import ATTR_ID, is_enabled, user_attributes
-from ._common import enqueue, logger, state
+from ..rows import ATTR_ID, is_enabled, item_peers, user_attributes
+from ._common import enqueue, logger, settings, state, table
 
 
 def _row_id(record: dict[str, Any]) -> str | None:
@@ -54,7 +55,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     ``{"enqueued": n, "forgotten": m}`` (state items deleted)."""
     records = event.get("Records") or []
     ids = rows_to_enqueue(records)
-    sent = enqueue([{"id": row_id} for row_id in ids]) if ids else 0
+    sent = 0
+    if ids:
+        # rows users just changed may now select a tag another row writes: their peers come with them (one
+        # Scan of the user attributes per batch of user changes, never per pass)
+        peers = item_peers(table().scan_rows(consistent=True, user_only=True), settings().repository_prefix)
+        sent = enqueue([{"id": row_id, "peers": peers.get(row_id, [])} for row_id in ids])
     removed = rows_removed(records)
     forgotten = sum(state().delete_row_state(row_id) for row_id in removed)
     logger.info("rows changed by users enqueued", extra={"rows": ids, "removed": removed, "state_items_deleted": forgotten})

@@ -1,7 +1,8 @@
 """SQS batch -> sync each row, with partial batch failure responses.
 
 A message is ``{"id": <row id>, "pass": <pass id>, "audit": bool, "peers": [...]}`` (the schedule's) or
-``{"id": <row id>}`` (the stream's). A row whose sync fails is reported as a failed item (retried,
+``{"id": <row id>, "peers": [...]}`` (the stream's). ``peers``: rows that may select the same target tags; each
+is read (GetItem) so that a tag two rows select is written by neither (``conflict``). A row whose sync fails is reported as a failed item (retried,
 then the DLQ); an invalid row is marked invalid and not retried. When the remaining Lambda time runs
 low, no more rows or tags are started: a row not started, or stopped after copying something, is sent
 again as a fresh message (its receive count starts over); a row stopped without progress is handed
@@ -101,6 +102,7 @@ class Invocation:
                 raise TypeError
             pass_id = body.get("pass") if isinstance(body.get("pass"), str) else None
             audit = body.get("audit") is True
+            peer_ids = [p for p in body.get("peers") or [] if isinstance(p, str)]
         except (ValueError, KeyError, TypeError):
             logger.error("message is not {\"id\": \"<row id>\"}; dropped", extra={"message_id": record.message_id})
             return {"dropped": record.message_id}
@@ -115,8 +117,10 @@ class Invocation:
         if item is None:
             logger.info("row was removed before it was synced", extra={"row": row_id})
             return {"id": row_id, "removed": True}
+        # the rows that may select the same target tags (the schedule found them): read just those
+        peers = [p for p in (table().get_row(pid) for pid in dict.fromkeys(peer_ids)) if p is not None]
         try:
-            result = syncer().sync_item(item, run=self.run, audit=audit, should_stop=self.should_stop)
+            result = syncer().sync_item(item, run=self.run, audit=audit, should_stop=self.should_stop, peers=peers)
         except Deadline as exc:
             if exc.progress:
                 logger.info("row stopped for want of time after progress; sent again", extra={"row": row_id, "copied": exc.progress})
