@@ -156,6 +156,8 @@ class CopyReport:
     written or found present; blobs uploaded, found present, or mounted from another repository;
     ``bytes_copied``: blob bytes uploaded (referrers' blobs included); non-distributable layer descriptors
     left out (absent by design) or copied (opted in). ``arch_tags``: the ``<tag>-<arch>`` tags written;
+    ``arch_tag_digests``: ``{arch tag: digest}`` of every arch tag the destination holds for the image after
+    the copy, written now or found in place (recorded, so the audit can tell an arch tag overwritten by hand);
     ``warnings``: one line each, what was done short of the ideal without failing the copy (a
     non-distributable layer that could not be copied, a referrers tag left alone, referrers that could not
     be copied after the image was written); ``requests``: ``{host: {method: count}}``, filled in by the
@@ -179,6 +181,7 @@ class CopyReport:
     nondistributable_skipped: int = 0
     nondistributable_copied: int = 0
     arch_tags: list[str] = field(default_factory=list)
+    arch_tag_digests: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     source_digest: str = ""
@@ -697,6 +700,7 @@ class Copier:
             digest = top.digest if d is None else d.digest
             tag_ref = destination.with_tag(tag)
             head = self.client.manifest_head(tag_ref)
+            report.arch_tag_digests[tag] = digest
             if head is not None and head.digest == digest:
                 continue
             m = top if d is None else self.client.manifest_get(destination.with_digest(digest), media_type=d.media_type)
@@ -729,6 +733,7 @@ class Copier:
         if tag is not None:
             self._put_tag(destination.with_tag(tag), manifest)
             report.arch_tags.append(tag)
+            report.arch_tag_digests[tag] = manifest.digest
         self._put(job, destination, manifest)
         report.add(manifests_copied=1)
         report.wrote(manifest)
@@ -756,6 +761,7 @@ class Copier:
         for digest, tag in dict.fromkeys(tags):
             self._put_tag(destination.with_tag(tag), by_digest[digest])
             report.arch_tags.append(tag)
+            report.arch_tag_digests[tag] = digest
         self._put(job, destination, out)
         report.add(manifests_copied=1)
         report.wrote(out)

@@ -127,6 +127,16 @@ def _digest(value: Any) -> str | None:
     return value if isinstance(value, str) and _DIGEST_RE.fullmatch(value) else None
 
 
+def _arch_tags(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """``{arch tag: digest}`` from an item, sorted pairs; None when absent or malformed."""
+    if not isinstance(value, Mapping):
+        return None
+    pairs = [(k, _digest(v)) for k, v in value.items() if isinstance(k, str)]
+    if len(pairs) != len(value) or any(d is None for _, d in pairs):
+        return None
+    return tuple(sorted((k, d) for k, d in pairs if d is not None))
+
+
 def _fingerprint(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -166,6 +176,9 @@ class TagStatus:
     - ``pinned_digest``: the digest the row pins the tag to (``tag@sha256:…``; None: it follows upstream's tag);
       ``upstream_tag_digest``: for a pinned tag, where upstream's tag pointed at the last look (None: no
       such tag upstream): when it differs from the pin, status says so (:func:`pin_note`); nothing moves;
+    - ``arch_tags``: ``((arch tag, digest), …)``, the ``<tag>-<arch>`` tags the last success left at the
+      target and the image each points at (``()``: none; ``None``: not recorded): the audit checks them
+      against the repository listing;
     - ``warnings``: what the last copy did short of the ideal without failing (a non-distributable layer
       left out, a referrers tag left alone: :attr:`ecr_mirror.copy.CopyReport.warnings`), one line each;
       kept until the next copy that writes or checks the image;
@@ -201,10 +214,11 @@ class TagStatus:
     pinned_digest: str | None = None
     upstream_tag_digest: str | None = None
     warnings: tuple[str, ...] | None = None
+    arch_tags: tuple[tuple[str, str], ...] | None = None
 
     #: the fields a change of which is worth a write (the rest are timestamps, counters and the lease)
     RECORDED = ("state", "upstream_digest", "synced_upstream_digest", "expected_digest", "children", "target_digest",
-                "fingerprint", "error", "pinned_digest", "upstream_tag_digest", "warnings")
+                "fingerprint", "error", "pinned_digest", "upstream_tag_digest", "warnings", "arch_tags")
 
     def settled(self, upstream_digest: str | None, fingerprint: str) -> bool:
         """Whether this tag needs no look at the target this pass: it is ``in_sync``, for these row
@@ -239,6 +253,8 @@ class TagStatus:
                 continue
             if f.name in ("children", "warnings"):
                 value = list(value)
+            elif f.name == "arch_tags":
+                value = dict(value)
             item[f.name] = value
         return item
 
@@ -284,6 +300,7 @@ class TagStatus:
             pinned_digest=_digest(item.get("pinned_digest")),
             upstream_tag_digest=_digest(item.get("upstream_tag_digest")),
             warnings=notes,
+            arch_tags=_arch_tags(item.get("arch_tags")),
         )
 
     def recorded(self, previous: TagStatus | None, now: str) -> TagStatus:

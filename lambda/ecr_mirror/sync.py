@@ -161,7 +161,8 @@ class TagResult:
     ``settled``: nothing was asked of the target (in sync as recorded); ``skipped``: why this sync left
     the tag alone (another sync holds its lease); such a tag is not counted in the metrics;
     ``referrers``: what became of the image's referrers when it was copied (``None``: not this time);
-    ``arch_tags``: the ``<tag>-<arch>`` tags written; ``warnings``: what the copy did short of the ideal
+    ``arch_tags``: the ``<tag>-<arch>`` tags written; ``arch_tag_digests``: every arch tag the target holds
+    for the image after the copy, ``{tag: digest}`` (``None``: not known this time); ``warnings``: what the copy did short of the ideal
     (``None``: no copy looked this time); ``pinned_digest``: the digest the row pins the tag to (then
     ``upstream_digest`` is the pin, and ``upstream_tag_digest`` where upstream's tag points: None when it
     does not exist).
@@ -186,6 +187,7 @@ class TagResult:
     skipped: str | None = None
     referrers: ReferrersReport | None = None
     arch_tags: list[str] = field(default_factory=list)
+    arch_tag_digests: dict[str, str] | None = None
     warnings: tuple[str, ...] | None = None
     pinned_digest: str | None = None
     upstream_tag_digest: str | None = None
@@ -276,6 +278,8 @@ class _Tag:
     target_known: bool = False
     complete: bool | None = None
     children: tuple[str, ...] | None = None
+    #: in an audit: why the image at the target is not complete (None: a child is gone, the usual reason)
+    broken_reason: str | None = None
     #: options turned on since the tag's record (:func:`ecr_mirror.rows.options_turned_on`): a tag in sync
     #: still needs them brought in line (arch tags written, referrers or non-distributable layers copied)
     converge: frozenset[str] = frozenset()
@@ -588,6 +592,7 @@ class Syncer:
         tags = [w.tag for w in pending]
         found: dict[str, str | None] | None = dict.fromkeys(tags) if created else None
         present: set[str] | None = None
+        listed: dict[str, str] = {}
         try:
             if found is None and not audit:
                 found = self.target.tag_digests(repository, tags)
@@ -617,6 +622,24 @@ class Syncer:
             w.result.target_digest = found.get(w.tag)
             if audit and present is not None:
                 self._audit_children(row, w, present)
+                self._audit_arch_tags(w, listed)
+
+    @staticmethod
+    def _audit_arch_tags(w: _Tag, listed: Mapping[str, str]) -> None:
+        """In an audit: does every arch tag recorded with the copy still point at its image? (An arch tag is
+        what an amd64 or arm64 host pulls by name; one overwritten by hand is drift, repaired like a lost
+        child: ``broken``, then a copy that writes the image's arch tags again.) From the repository listing
+        the audit reads anyway: no request."""
+        rec, digest = w.recorded, w.result.target_digest
+        if w.complete is False or rec is None or not rec.arch_tags or digest is None or digest != rec.expected_digest:
+            return
+        wrong = [(name, want) for name, want in rec.arch_tags if listed.get(name) != want]
+        if wrong:
+            name, want = wrong[0]
+            held = listed.get(name)
+            w.complete = False
+            w.broken_reason = (f"arch tag {name} points at {held}, not {want}" if held else f"arch tag {name} is gone") + (
+                f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else "")
 
     def _audit_children(self, row: Row, w: _Tag, present: set[str]) -> None:
         """In an audit: is every child the index at the target references still in the repository? The
@@ -700,7 +723,7 @@ class Syncer:
             drift.MISSING: "target tag does not exist",
             drift.BEHIND: "upstream moved" if recorded_upstream and recorded_upstream != upstream else "not yet mirrored",
             drift.DIVERGED: f"target tag points at {res.target_digest}, not {recorded_expected} put there by ecr-mirror",
-            drift.BROKEN: "target image lost a child manifest",
+            drift.BROKEN: w.broken_reason or "target image lost a child manifest",
         }.get(state, state)
         res.state = state
         if dry_run or check_only:
@@ -747,7 +770,7 @@ class Syncer:
             self._failed(row, w, exc, unexpected=True)
             self._put(row, w.tag, self._status(w, drift.FAILED).recorded(interim, now_timestamp()), interim)
             return
-        self._took(w, report)
+        self._took(row, w, report)
         res.target_digest = res.expected_digest = report.digest
         res.state, res.error = drift.IN_SYNC, None
         if report.children is not None:
@@ -755,6 +778,8 @@ class Syncer:
         elif rec is not None and rec.expected_digest == report.digest:
             w.children = rec.children
         run.wrote(row.target_repository, w.tag, report.digest, w.children or ())
+        for name, digest in (res.arch_tag_digests or {}).items():
+            run.wrote(row.target_repository, name, digest, ())
         done = self._status(w, drift.IN_SYNC, success=True).recorded(interim, now_timestamp())
         if not self._put(row, w.tag, done, interim):
             res.error = "status not written: another sync took this tag over (its lease had expired)"
@@ -779,14 +804,20 @@ class Syncer:
             self._failed(row, w, exc)
             self._record(row, w, self._status(w, drift.FAILED), run)
             return
-        self._took(w, report)
+        self._took(row, w, report)
         res.expected_digest = res.target_digest = report.digest
         self._record(row, w, self._status(w, drift.IN_SYNC, success=True), run)
 
     @staticmethod
-    def _took(w: _Tag, report: CopyReport) -> None:
+    def _took(row: Row, w: _Tag, report: CopyReport) -> None:
         """What a copy did, into ``w``'s result: counts, arch tags, referrers, warnings."""
         res = w.result
+        # the arch tags the target holds for the image: none when the row has none; when it has, what the
+        # copy wrote or found (a copy not asked for them, e.g. to fetch referrers, leaves the record as it was)
+        if not row.arch_tags:
+            res.arch_tag_digests = {}
+        elif report.arch_tag_digests:
+            res.arch_tag_digests = dict(report.arch_tag_digests)
         res.copied = not report.unchanged
         res.bytes_copied, res.blobs_copied = report.bytes_copied, report.blobs_copied
         res.blobs_skipped, res.blobs_mounted = report.blobs_skipped, report.blobs_mounted
@@ -909,6 +940,8 @@ class Syncer:
             upstream_tag_digest=res.upstream_tag_digest if res.pinned_digest else None,
             # what the last copy did short of the ideal: kept until a copy looks again
             warnings=res.warnings if res.warnings is not None else (prev.warnings if prev else None),
+            arch_tags=(tuple(sorted(res.arch_tag_digests.items())) if res.arch_tag_digests is not None and success
+                       else base.arch_tags),
         )
 
     def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:

@@ -82,6 +82,37 @@ def test_a_row_gaining_arch_tags_gets_them_on_the_next_pass_without_copying_the_
     assert ecr.count() == 0 and ecr.count(face="api") == 0
 
 
+def test_an_arch_tag_overwritten_by_hand_is_found_by_the_audit_and_repaired(service):
+    """The tag a Graviton node pulls by name: an arch tag pushed over by hand is drift. The copy records which
+    image each arch tag points at; the audit compares that with the repository listing it reads anyway
+    (no extra request), finds the tag ``broken`` and the repair writes it back."""
+    index = golang_index(35)
+    im.push_index(service.upstream, "app", index, "v1")
+    service.add("app", "--source", service.source("app"), "--tag", "v1", "--arch-tags", "--target-repository", "mirror/app")
+    scheduled_pass(service)
+    ecr, auth = service.ecr, service.ecr.auth
+    arm64 = index.image_for("linux/arm64/v8").digest
+    intruder = im.build_image("linux/arm64/v8", seed=36)
+    im.push_image(ecr, "mirror/app", intruder, "v1-arm64", auth=auth)
+
+    plain = json.loads(service.cli("sync", "--json").output)  # not an audit: settled, nothing asked of ECR
+    assert [(r["tag"], r["state"], r["settled"]) for r in plain] == [("v1", "in_sync", True)]
+    assert im.head_manifest(ecr, "mirror/app", "v1-arm64", auth=auth) == intruder.digest
+
+    ecr.reset_counts()
+    audit = json.loads(service.cli("sync", "--audit", "--json").output)
+    assert [(r["tag"], r["before"], r["state"], r["action"]) for r in audit] == [("v1", "broken", "in_sync", "copied")]
+    assert f"arch tag v1-arm64 points at {intruder.digest}, not {arm64}" in audit[0]["reason"]
+    assert im.head_manifest(ecr, "mirror/app", "v1-arm64", auth=auth) == arm64
+    assert im.head_manifest(ecr, "mirror/app", "v1-amd64", auth=auth) == index.image_for("linux/amd64").digest
+    assert ecr.count("POST") == 0 and ecr.count("PATCH") == 0  # the repair moved no blob: the children are there
+    record = service.state("app", "v1")
+    assert record["state"] == "in_sync" and record["last_drift_state"] == "broken"
+
+    again = json.loads(service.cli("sync", "--audit", "--json").output)  # repaired: the next audit finds nothing
+    assert [(r["tag"], r["before"], r["action"]) for r in again] == [("v1", "in_sync", "")]
+
+
 def test_a_row_moved_to_another_repository_is_mirrored_there_on_the_next_pass(service):
     index = golang_index(33)
     im.push_index(service.upstream, "app", index, "v1")

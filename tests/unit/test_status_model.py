@@ -51,8 +51,10 @@ def test_a_status_round_trips_through_its_item_with_every_field():
         lease_owner="worker-1", lease_expires=ts(5), referrers_copied=2, referrers_present=1,
         referrers_not_applicable=1, referrers_note="a note", referrers_error="an error", referrers_refused=D2,
         pinned_digest=D1, upstream_tag_digest=D2, warnings=("one", "two"),
+        arch_tags=(("v1-amd64", D1), ("v1-arm64", D3)),
     )
     item = full.to_item()
+    assert item["arch_tags"] == {"v1-amd64": D1, "v1-arm64": D3}  # a DynamoDB map
     assert set(item) == {f.name for f in fields(TagStatus)}
     assert item["children"] == [D3, D1]  # a DynamoDB list, in order
     assert TagStatus.from_item(item) == full
