@@ -855,7 +855,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
             out.append({"id": tr.row_id, "tag": tr.tag, "state": tr.state, "before": tr.state_before, "action": action,
                         "reason": tr.skipped or tr.reason, "upstream_digest": tr.upstream_digest,
                         "target_digest": tr.target_digest, "bytes_copied": tr.bytes_copied, "settled": tr.settled,
-                        "error": tr.error, "referrers": tr.referrers.counts() if tr.referrers is not None else None})
+                        "error": tr.error, "referrers": tr.referrers.counts() if tr.referrers is not None else None,
+                        "refill_at": _iso(tr.refill_at)})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -867,6 +868,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                 line += f"  [{summary_of(o['referrers'])}]"
             elif o.get("before") and o["before"] != o["state"]:
                 line += f"  (was {o['before']})"
+            if o["state"] == "deferred":
+                line += f"  (waits for upstream pulls: {o.get('reason')})"
             if o.get("error"):
                 line += f"  error: {o['error']}"
             echo(line)
@@ -927,7 +930,18 @@ def sync_exit_status(results: list[Any]) -> int:
 
 
 _STATE_COLOURS = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
-                  "failed": "red", "invalid": "magenta", "no_tags": "yellow"}
+                  "deferred": "cyan", "failed": "red", "invalid": "magenta", "no_tags": "yellow"}
+
+
+def _iso(epoch: float | None) -> str | None:
+    """Unix seconds as a status timestamp (None for None)."""
+    if epoch is None:
+        return None
+    from datetime import UTC, datetime
+
+    from .status import format_timestamp
+
+    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
 def print_status(records: list[dict[str, Any]]) -> None:
@@ -941,8 +955,14 @@ def print_status(records: list[dict[str, Any]]) -> None:
         return text[:19] + "…" if short and text.startswith("sha256:") and len(text) > 19 else text
 
     headers = ["id", "tag", "state", "upstream", "target", "last verified", "error"]
+    def note(r: dict[str, Any]) -> str:
+        if r.get("state") == "deferred":  # why it waits, and until when (issue 15)
+            return f"deferred: {r.get('reason') or 'upstream pulls are short'}" + (
+                f"; refill expected at {r['refill_at']}" if r.get("refill_at") else "")
+        return r.get("error") or ""
+
     body = [[r["id"], r["tag"] or "-", r["state"] or "", digest(r.get("upstream_digest")), digest(r.get("target_digest")),
-             r.get("last_verified") or "", r.get("error") or ""] for r in records]
+             r.get("last_verified") or "", note(r)] for r in records]
     print_table(headers, body, styles=lambda col, text: _STATE_COLOURS.get(text) if col == 2 else None)
 
 

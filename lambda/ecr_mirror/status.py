@@ -143,7 +143,9 @@ class TagStatus:
     - ``referrers_*`` (:data:`REFERRER_FIELDS`): what became of the image's referrers at the last copy that
       looked at them (:func:`referrer_fields`): how many were copied, present, not applicable, why not
       (``note``), the error that ended the walk, the digests the target refused (HTTP 405, space-separated:
-      not fetched again).
+      not fetched again);
+    - ``refill_at``: a ``deferred`` tag's expected refill time of the upstream's pull window (``reason`` says
+      which budget and how short it is; issue 15); ``last_change`` then says since when it waits.
     """
 
     state: str
@@ -169,10 +171,11 @@ class TagStatus:
     referrers_note: str | None = None
     referrers_error: str | None = None
     referrers_refused: str | None = None
+    refill_at: str | None = None
 
     #: the fields a change of which is worth a write (the rest are timestamps, counters and the lease)
     RECORDED = ("state", "upstream_digest", "synced_upstream_digest", "expected_digest", "children", "target_digest",
-                "fingerprint", "error")
+                "fingerprint", "error", "refill_at")
 
     def settled(self, upstream_digest: str | None, fingerprint: str) -> bool:
         """Whether this tag needs no look at the target this pass: it is ``in_sync``, for these row
@@ -244,6 +247,7 @@ class TagStatus:
             referrers_note=_text(item.get("referrers_note")),
             referrers_error=_text(item.get("referrers_error")),
             referrers_refused=_text(item.get("referrers_refused"), 100_000),
+            refill_at=_stamp(item.get("refill_at")),
         )
 
     def recorded(self, previous: TagStatus | None, now: str) -> TagStatus:
@@ -421,6 +425,8 @@ STATUS_RECORD_FIELDS = (
     "bytes_copied",
     "error",
     *REFERRER_FIELDS,
+    "reason",
+    "refill_at",
 )
 
 
@@ -448,6 +454,8 @@ def status_records(row_id: str, state: RowState, row_verified_at: str | None = N
         s = state.tags[tag]
         record = {name: getattr(s, name, None) for name in STATUS_RECORD_FIELDS if hasattr(s, name)}
         record.update(id=row_id, tag=tag, last_verified=last_verified(s, row_verified_at))
+        if s.state != drift.DEFERRED:  # a deferred tag says why and until when; other reasons are the sync's
+            record.update(reason=None, refill_at=None)
         out.append({name: record.get(name) for name in STATUS_RECORD_FIELDS})
     return out
 

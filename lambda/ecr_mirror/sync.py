@@ -20,12 +20,19 @@ A pass over one row (:meth:`Syncer.sync_item`):
 7. statuses are written only when something recorded changed; the row status (invalid, failed,
    no_tags) only when it changes.
 
+Pull budget (issue 15; :mod:`ecr_mirror.budget`, when the registry client has one): tags to copy are taken
+in :data:`drift.COPY_PRIORITY` order (missing, then behind, then repairs); before a tag's copy its pulls are
+reserved (1 + its recorded children, else the row's platforms); a tag the budget cannot cover, or whose
+copy met a 429 or an exhausted budget, is ``deferred`` (its status says why and when the window refills;
+children already copied stay and are skipped next time).
+
 The Syncer works against small protocols: a :class:`StateStore` (``ecr_mirror.store.StateTable``),
 a :class:`Target` (``ecr_mirror.ecr.EcrTarget``) and a :class:`~ecr_mirror.copy.Copier`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -34,11 +41,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from . import drift
+from .budget import Reservation, expected_pulls
 from .copy import Copier, CopyReport
-from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError, RowError
+from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError, PullLimitReached, RowError
 from .reference import Reference
 from .referrers import ReferrerPolicy, ReferrersReport
 from .rows import Row, parse_row
@@ -52,6 +61,7 @@ from .status import (
     has_legacy_status,
     legacy_row_status,
     legacy_tag_statuses,
+    format_timestamp,
     now_timestamp,
     referrer_fields,
     timestamp_after,
@@ -153,7 +163,8 @@ class TagResult:
     could tell), ``target_digest`` what it holds. Counts as in :class:`~ecr_mirror.copy.CopyReport`;
     ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
     identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
-    ``settled``: nothing was asked of the target (in sync as recorded); ``skipped``: why this sync left
+    ``settled``: nothing was asked of the target (in sync as recorded); ``refill_at``: for a ``deferred`` tag,
+    when the upstream's pull window is expected to refill (Unix seconds); ``skipped``: why this sync left
     the tag alone (another sync holds its lease); such a tag is not counted in the metrics;
     ``referrers``: what became of the image's referrers when it was copied (``None``: not this time).
     """
@@ -176,6 +187,7 @@ class TagResult:
     settled: bool = False
     skipped: str | None = None
     referrers: ReferrersReport | None = None
+    refill_at: float | None = None  # deferred: when the upstream's pull window is expected to refill (Unix seconds)
 
     @property
     def drift_state(self) -> str:
@@ -193,7 +205,7 @@ class RowResult:
     """The outcome for one row: ``invalid`` (why it does not validate) or ``skipped`` (``"disabled"``),
     else a :class:`TagResult` per tag; ``error`` for a failure of the whole row (tag list, repository);
     ``matched_nothing``: its pattern selected no upstream tag; ``ratelimit_remaining``: upstream pulls
-    left as its registry last said (``None`` if it did not)."""
+    left as its registry last said (``None`` if it did not); ``upstream``: its upstream registry host."""
 
     row_id: str
     invalid: str | None = None
@@ -202,11 +214,18 @@ class RowResult:
     error: str | None = None
     matched_nothing: bool = False
     ratelimit_remaining: int | None = None
+    upstream: str | None = None
 
     @property
     def ok(self) -> bool:
         """Whether the row validated and no tag failed."""
         return self.invalid is None and self.error is None and all(t.state != drift.FAILED for t in self.tags)
+
+    @property
+    def refill_at(self) -> float | None:
+        """When the first of the row's deferred tags may go on (Unix seconds); None: no tag is deferred."""
+        times = [t.refill_at or 0.0 for t in self.tags if t.state == drift.DEFERRED]
+        return min(times) if times else None
 
 
 class Run:
@@ -356,8 +375,9 @@ class Syncer:
             pending = [w for w in work if w.result.state != drift.FAILED and not self._settle(w, audit)]
             if pending:
                 self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
-            self._each(work, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
-                                                    should_stop=should_stop, source_tags=source_tags),
+            self._each(sorted(work, key=self._priority),
+                       lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
+                                              should_stop=should_stop, source_tags=source_tags),
                        self.tag_concurrency)
         except Deadline as exc:
             raise Deadline(str(exc), progress=sum(1 for w in work if w.result.copied)) from exc
@@ -375,6 +395,7 @@ class Syncer:
                 # tags no longer selected (keep_latest moved on, a tag removed from the row): forget them
                 self.store.delete_tags(row_id, stale)
         if row.source is not None:
+            result.upstream = row.source.api_host
             seen = self.client.ratelimit(row.source.api_host)
             result.ratelimit_remaining = seen.remaining if seen else None
         return result
@@ -446,10 +467,42 @@ class Syncer:
             w.result.upstream_digest, w.source_digest = self._upstream_digest(row, w.tag)
         except Interrupted:
             raise
+        except PullLimitReached as exc:  # a HEAD that took a GET, and the budget could not cover it
+            self._deferred(row, w, exc)
         except MirrorError as exc:
             self._failed(row, w, exc)
         except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
             self._failed(row, w, exc, unexpected=True)
+
+    @staticmethod
+    def _priority(w: _Tag) -> int:
+        """Copy order when pulls are short (:data:`drift.COPY_PRIORITY`): missing, behind, repairs."""
+        rec, target = w.recorded, w.result.target_digest
+        if not w.target_known:
+            return 1
+        if target is None:
+            return drift.COPY_PRIORITY[drift.MISSING]
+        if w.complete is False or rec is not None and rec.expected_digest and target != rec.expected_digest:
+            return drift.COPY_PRIORITY[drift.BROKEN]
+        return drift.COPY_PRIORITY[drift.BEHIND]
+
+    def _reserve(self, row: Row, w: _Tag) -> Reservation | None:
+        """Reserve the pulls of ``w``'s copy on its upstream's budget (None: no budget applies). Raises
+        :class:`PullLimitReached`."""
+        budget = getattr(self.client, "budget", None)
+        if budget is None or row.source is None:
+            return None
+        rec = w.recorded
+        children = len(rec.children) if rec is not None and rec.children else (len(row.platforms) if row.platforms else None)
+        return budget.reserve(row.source.api_host, expected_pulls(children))
+
+    def _deferred(self, row: Row, w: _Tag, exc: PullLimitReached) -> None:
+        """``w`` waits for its upstream's pull window to refill: ``deferred``, with why and until when."""
+        res = w.result
+        res.state, res.error = drift.DEFERRED, None
+        res.refill_at = exc.retry_at
+        res.reason = str(exc)
+        log.info("row %s tag %s deferred: %s", row.id, w.tag, exc)
 
     def _tell(self, row: Row, tag: str, phase: str, state: str = "") -> None:
         if self.progress is not None:
@@ -566,7 +619,7 @@ class Syncer:
         res = w.result
         if res.settled:
             return
-        if res.state == drift.FAILED:  # upstream HEAD (or the target look-up) failed
+        if res.state in (drift.FAILED, drift.DEFERRED):  # upstream HEAD (or the target look-up) failed, or waits
             if not dry_run:
                 self._record(row, w, self._status(w, drift.FAILED), run)
             return
@@ -611,6 +664,25 @@ class Syncer:
             return
         if should_stop():
             raise Deadline(f"row {row.id}: stopped before copying tag {w.tag}, too little time left")
+        try:
+            reservation = self._reserve(row, w)
+        except PullLimitReached as exc:
+            self._deferred(row, w, exc)
+            self._record(row, w, self._status(w, drift.DEFERRED), run)
+            return
+        except MirrorError as exc:  # the budget could not be read or written: no copy, the next delivery tries again
+            self._failed(row, w, exc)
+            self._record(row, w, self._status(w, drift.FAILED), run)
+            return
+        try:
+            self._lease_and_copy(row, w, run, state, reservation, source_tags=source_tags)
+        finally:
+            if reservation is not None:
+                reservation.settle()
+
+    def _lease_and_copy(self, row: Row, w: _Tag, run: Run, state: str, reservation: Reservation | None, *,
+                        source_tags: list[str] | None) -> None:
+        res, rec = w.result, w.recorded
         # take the lease with the state detected (an interrupted sync keeps showing it)
         now = now_timestamp()
         interim = replace(self._status(w, state), error=None, lease_owner=run.owner,
@@ -625,7 +697,8 @@ class Syncer:
             return
         self._tell(row, w.tag, "copying")
         try:
-            report = self._copy(row, w, force=state == drift.BROKEN, source_tags=source_tags)
+            with reservation if reservation is not None else contextlib.nullcontext():
+                report = self._copy(row, w, force=state == drift.BROKEN, source_tags=source_tags)
         except (KeyboardInterrupt, SystemExit, Interrupted):  # interrupted (Ctrl-C): give the lease back, best effort
             released = replace(interim, lease_owner=None, lease_expires=None).recorded(interim, now_timestamp())
             try:
@@ -633,6 +706,10 @@ class Syncer:
             except Exception:  # noqa: BLE001 - the lease then lapses on its own
                 pass
             raise
+        except PullLimitReached as exc:  # nothing written at the tag; children already copied stay
+            self._deferred(row, w, exc)
+            self._put(row, w.tag, self._status(w, drift.DEFERRED).recorded(interim, now_timestamp()), interim)
+            return
         except MirrorError as exc:
             self._failed(row, w, exc)
             self._put(row, w.tag, self._status(w, drift.FAILED).recorded(interim, now_timestamp()), interim)
@@ -732,6 +809,8 @@ class Syncer:
             # what became of the referrers at the last copy that looked at them: kept until the next one
             **(referrer_fields(res.referrers) if res.referrers is not None and success
                else {f: getattr(prev, f) for f in REFERRER_FIELDS} if prev else {}),
+            refill_at=format_timestamp(datetime.fromtimestamp(res.refill_at, UTC))
+            if state == drift.DEFERRED and res.refill_at is not None else None,
         )
 
     def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:

@@ -1,0 +1,221 @@
+"""The pull budget (issue 15): an upstream that announces Docker Hub's pull limit is spent with care, never run into.
+
+Upstream: a real registry behind the counting proxy with a :class:`~tests.support.ratelimit.PullLimiter` (Docker
+Hub's headers, every manifest GET a pull, 429 once the window is spent, a window that ends only when the test
+says so). The service: the handlers as Lambda runs them (tests/integration/passes.py), moto for DynamoDB and
+SQS, the ECR stand-in. Pulls are COUNTED by the limiter; no time is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecr_mirror import drift, metrics
+from ecr_mirror.budget import BUDGET_PK
+from ecr_mirror.handlers import worker
+from ecr_mirror.status import PassRecord, new_pass_id, now_timestamp
+from tests.integration.passes import AtomicWrites, Deployment
+from tests.support import images as im
+from tests.support.ratelimit import PullLimiter
+
+ECR_MIRROR = str(Path(sys.executable).with_name("ecr-mirror"))
+LIMIT, WINDOW = 10, 21600
+RESERVE = 1  # the default 10 % of the limit
+ROWS, TAGS = 3, 3  # 9 two-platform tags: 27 pulls, 3 windows of LIMIT - RESERVE
+
+
+@pytest.fixture
+def dynamodb_endpoint(aws_env, monkeypatch):
+    """DynamoDB (moto) with DynamoDB's atomic conditional writes (two syncs share one budget item)."""
+    proxy = AtomicWrites(aws_env).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+    yield proxy
+    proxy.stop()
+
+
+def hub(d: Deployment, proxy_factory: Any, **kwargs: Any) -> PullLimiter:
+    """Put a :class:`PullLimiter` in front of the deployment's upstream (``d.proxy``)."""
+    limiter = PullLimiter(limit=LIMIT, window=WINDOW, **kwargs)
+    d.proxy = proxy_factory(d.upstream, extensions=[limiter])
+    return limiter
+
+
+def seed(d: Deployment, rows: int = ROWS, tags: int = TAGS, generation: int = 0) -> dict[tuple[str, str], im.Index]:
+    pushed = {}
+    for r in range(rows):
+        for t in range(tags):
+            s = 10_000 * generation + 100 * r + t
+            index = im.build_index([im.build_image("linux/amd64", seed=s, layers=1, layer_size=256),
+                                    im.build_image("linux/arm64/v8", seed=s, layers=1, layer_size=256)])
+            im.push_index(d.upstream, f"library/app{r}", index, f"v{t}")
+            pushed[(f"app{r}", f"v{t}")] = index
+        d.put_row({"id": f"app{r}", "source": f"{d.proxy.host}/library/app{r}", "tags": [f"v{t}" for t in range(tags)],
+                   "target_repository": f"mirror/app{r}", "referrers": False})
+    d.state.put_pass(PassRecord(new_pass_id(), now_timestamp(), audit=True))  # these passes are not audits
+    return pushed
+
+
+def states(d: Deployment) -> dict[tuple[str, str], str]:
+    return {(f"app{r}", tag): s.state for r in range(ROWS) for tag, s in d.state.read_state(f"app{r}").tags.items()}
+
+
+def waiting_bodies(d: Deployment) -> list[tuple[dict[str, Any], int]]:
+    """(body, DelaySeconds) of every message the worker sent with a delay since the counts were reset."""
+    out = []
+    for op, params in d.calls.params:
+        if op == "SendMessageBatch":
+            out += [(json.loads(e["MessageBody"]), e["DelaySeconds"]) for e in params["Entries"] if e.get("DelaySeconds")]
+    return out
+
+
+def deliver_after_delay(d: Deployment, bodies: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQS delivers the delayed messages once their delay is over: the same bodies, now visible, and the worker's
+    clock past their ``not_before``."""
+    latest = max(b["not_before"] for b in bodies)
+    monkeypatch.setattr(worker, "clock", lambda: latest + 1)
+    for body in bodies:
+        d.sqs.send_message(QueueUrl=d.queue_url, MessageBody=json.dumps(body))
+
+
+def test_a_table_needing_three_windows_syncs_over_three_windows_without_a_429(deployment, proxy_factory, monkeypatch):
+    d = deployment
+    limiter = hub(d, proxy_factory)
+    pushed = seed(d)
+    d.fresh_containers()
+    per_window, rounds = [], 0
+    result = d.run_pass()
+    while True:
+        rounds += 1
+        per_window.append(limiter.current.pulls)
+        assert limiter.rejected == 0, "a request reached the 429"
+        assert limiter.current.pulls <= LIMIT - RESERVE
+        assert not result.failures, result.output[-3000:]
+        now = states(d)
+        assert set(now.values()) <= {drift.IN_SYNC, drift.DEFERRED}
+        waiting = waiting_bodies(d)
+        if drift.DEFERRED not in now.values():
+            assert not waiting
+            break
+        # every row with a deferred tag went back to the queue with a delay (none lost, none failed)
+        deferred_rows = {row for (row, _), s in now.items() if s == drift.DEFERRED}
+        assert {b["id"] for b, _ in waiting} == deferred_rows
+        assert all(0 < delay <= 900 for _, delay in waiting)
+        assert d.receive_all() == []  # delayed: nothing to deliver before the window refills
+        record = d.state.read_state(sorted(deferred_rows)[0]).tags
+        reason = next(s for s in record.values() if s.state == drift.DEFERRED)
+        assert reason.refill_at and f"pull budget of {d.proxy.host}" in (reason.reason or "")
+        assert rounds < 6, f"not done after {rounds} windows: {now}"
+        limiter.refill()
+        d.calls.reset()
+        deliver_after_delay(d, [b for b, _ in waiting], monkeypatch)
+        responses, _ = d.drain()
+        result.responses = responses  # failures of this round
+    assert per_window == [9, 9, 9]
+    assert limiter.rejected == 0 and limiter.spent == 27
+    for (row, tag), index in pushed.items():
+        assert d.ecr.tags(f"mirror/{row}")[tag] == index.digest
+
+
+def test_without_the_headers_nothing_changes(deployment, monkeypatch):
+    """No ratelimit headers: no budget item, no DynamoDB request beyond those of a pass without a budget."""
+    d = deployment
+    pushed = seed(d)
+    d.fresh_containers()
+    result = d.run_pass()
+    assert not result.failures and set(states(d).values()) == {drift.IN_SYNC}
+    assert list(d.state._partition(BUDGET_PK, "Query (budgets)")) == []
+    updates = [p for op, p in d.calls.params if op in ("UpdateItem", "GetItem") and p.get("Key", {}).get("pk", {}).get("S") == BUDGET_PK]
+    assert updates == []
+    assert len(pushed) == ROWS * TAGS
+
+
+def test_the_headers_cost_no_write_on_an_unchanged_pass(deployment, proxy_factory):
+    d = deployment
+    hub(d, proxy_factory)
+    seed(d, rows=1, tags=3)
+    d.fresh_containers()
+    d.run_pass()
+    assert set(states(d).values()) == {drift.IN_SYNC}
+    d.calls.reset()
+    d.run_pass()  # unchanged: HEADs only
+    budget_writes = [p for op, p in d.calls.params if op == "UpdateItem" and p["Key"]["pk"]["S"] == BUDGET_PK]
+    assert len(budget_writes) <= 0.1 * 3
+
+
+@pytest.mark.parametrize("retry_after", [True, False], ids=["with-retry-after", "without-retry-after"])
+def test_a_429_defers_the_tag_and_the_row_comes_back(deployment, proxy_factory, monkeypatch, retry_after):
+    """Someone pulls by hand from the same address between the service's HEAD and its GET: the GET meets the
+    429. The tag is deferred (not failed, no retry into the wall), the row goes back with a delay, a delivery
+    before the refill does nothing, and after the refill the row finishes."""
+    d = deployment
+    limiter = hub(d, proxy_factory, retry_after=retry_after)
+    pushed = seed(d, rows=1, tags=1)
+    limiter.spend_at_next_pull = True  # a hand pull spends the window just before the service's first GET
+    d.fresh_containers()
+    result = d.run_pass()
+    assert not result.failures
+    assert states(d) == {("app0", "v0"): drift.DEFERRED}
+    assert limiter.rejected == 1, "the 429 was retried"
+    waiting = waiting_bodies(d)
+    assert [b["id"] for b, _ in waiting] == ["app0"] and 0 < waiting[0][1] <= 900
+    # delivered too early (before not_before): sent again, nothing asked upstream
+    d.calls.reset()
+    before = len(d.proxy.requests)
+    d.sqs.send_message(QueueUrl=d.queue_url, MessageBody=json.dumps(waiting[0][0]))
+    d.drain()
+    assert len(d.proxy.requests) == before
+    assert [b["id"] for b, _ in waiting_bodies(d)] == ["app0"]
+    # after the refill
+    limiter.refill()
+    d.calls.reset()
+    deliver_after_delay(d, [waiting[0][0]], monkeypatch)
+    d.drain()
+    assert states(d) == {("app0", "v0"): drift.IN_SYNC}
+    assert d.ecr.tags("mirror/app0")["v0"] == pushed[("app0", "v0")].digest
+    assert limiter.rejected == 1
+
+
+def test_two_syncs_at_once_share_one_budget_and_never_overspend(deployment, proxy_factory):
+    """Two `ecr-mirror sync` processes over the same table at once: each process has its own budget object; the
+    state table's conditional updates keep their sum within the window."""
+    d = deployment
+    limiter = hub(d, proxy_factory)
+    seed(d)
+    procs = [subprocess.Popen([ECR_MIRROR, "sync", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode in (0, 4), err
+        # a tag the other sync is copying is "skipped" (issue 12's lease): that one reports it
+        assert all(o["state"] in (drift.IN_SYNC, drift.DEFERRED) or o["action"] == "skipped" for o in json.loads(out)), out
+        assert not any(o["error"] for o in json.loads(out)), out
+    assert limiter.rejected == 0
+    assert limiter.current.pulls <= LIMIT - RESERVE
+    assert drift.DEFERRED in set(states(d).values())
+
+
+def test_the_budget_metrics_are_emitted_per_registry(deployment, proxy_factory):
+    d = deployment
+    hub(d, proxy_factory)
+    seed(d)
+    d.fresh_containers()
+    result = d.run_pass()
+    docs = [json.loads(line) for line in result.output.splitlines() if line.startswith("{") and '"_aws"' in line]
+    per_registry = {}
+    for doc in docs:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            if [metrics.REGISTRY_DIMENSION, "service"] in directive["Dimensions"]:
+                for m in directive["Metrics"]:
+                    value = doc[m["Name"]]
+                    per_registry[(doc[metrics.REGISTRY_DIMENSION], m["Name"])] = sum(value) if isinstance(value, list) else value
+    host = d.proxy.host
+    assert per_registry[(host, metrics.PULLS_SPENT)] == 9
+    assert per_registry[(host, metrics.TAGS_DEFERRED)] == 6
+    assert per_registry[(host, metrics.PULLS_REMAINING)] <= RESERVE
+    assert metrics.OLDEST_DEFERRAL_SECONDS in result.metrics
