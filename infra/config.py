@@ -40,6 +40,11 @@ context key                 default              meaning
                                                  checked at ECR from the repositories' image lists,
                                                  index children included): ``<n> minutes|hours|days``,
                                                  a number of hours, or ``0`` (every pass audits)
+``pullReserve``             ``10%``              upstream pulls the service never spends of a limit an
+                                                 upstream announces (Docker Hub's ``ratelimit-*``), kept
+                                                 for people pulling by hand: ``<n>%`` or a count
+``hostRates``               (none)               request-rate caps, ``host=<per second>,...``; default
+                                                 ``public.ecr.aws``: 1/s anonymous, 10/s with credentials
 =========================== ==================== =====================================================
 
 "(none)" is an empty string in ``cdk.json``; an empty value (``-c key=``) always means the default.
@@ -55,7 +60,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .contract import lambda_config, lambda_reference
+from .contract import lambda_budget, lambda_config, lambda_reference
 
 
 class ConfigurationError(ValueError):
@@ -78,6 +83,8 @@ CONTEXT_KEYS: dict[str, str] = {
     "targetRegistry": "target_registry",
     "logLevel": "log_level",
     "auditInterval": "audit_interval",
+    "pullReserve": "pull_reserve",
+    "hostRates": "host_rates",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -112,6 +119,8 @@ class EcrMirrorProps:
     target_registry: str | None = None
     log_level: str = "INFO"
     audit_interval: str = "24 hours"
+    pull_reserve: str = "10%"
+    host_rates: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -191,6 +200,12 @@ class EcrMirrorProps:
         if self.log_level not in LOG_LEVELS:
             raise ConfigurationError(f"logLevel={self.log_level!r}: one of {', '.join(LOG_LEVELS)}")
         self.audit_interval_seconds  # noqa: B018  (parses and checks the audit interval)
+        for key, value, parse in (("pullReserve", self.pull_reserve, lambda_budget.parse_reserve),
+                                  ("hostRates", self.host_rates, lambda_budget.parse_host_rates)):
+            try:
+                parse(value)
+            except lambda_config.ConfigError as exc:
+                raise ConfigurationError(f"{key}={value!r}: {exc}") from exc
 
     # -- derived values -------------------------------------------------------------------------
 

@@ -184,7 +184,10 @@ class MirrorService(Construct):
             **common_env,
             lambda_config.ENV_TAG_MUTABILITY: props.tag_mutability,
             lambda_config.ENV_TIME_RESERVE_SECONDS: str(props.worker_time_reserve_seconds),
+            lambda_config.ENV_PULL_RESERVE: props.pull_reserve,
         }
+        if props.host_rates:
+            worker_env[lambda_config.ENV_HOST_RATES] = props.host_rates
         if secret_reference is not None:
             worker_env[lambda_config.ENV_CREDENTIALS_SECRET] = secret_reference
         if props.target_registry is not None:

@@ -413,7 +413,8 @@ def expected_pulls(children: int | None) -> int:
 
 
 class HostPacer:
-    """A token bucket per host: at most ``rate`` requests per second, bursts of ``max(1, rate)``.
+    """A token bucket per host holding one token: requests to a host at least ``1 / rate`` seconds apart, so
+    never more than ``rate`` in any second.
 
     Rates: ``configured`` (``{host: requests per second}``), else the documented caps of
     :data:`DEFAULT_HOST_RATES` (anonymous or authenticated as ``authenticated(host)`` says, asked once per
@@ -449,14 +450,14 @@ class HostPacer:
         rate = self.rate(host)
         if rate is None:
             return
-        burst = max(1.0, rate)
+        burst = 1.0
         while True:
             with self._lock:
                 now = self.clock()
                 tokens, at = self._tokens.get(host, (burst, now))
                 tokens = min(burst, tokens + (now - at) * rate)
-                if tokens >= 1:
-                    self._tokens[host] = (tokens - 1, now)
+                if tokens >= 1 - 1e-9:  # (a float's rounding must not make a wait of nothing, forever)
+                    self._tokens[host] = (max(0.0, tokens - 1), now)
                     return
                 self._tokens[host] = (tokens, now)
                 wait = (1 - tokens) / rate

@@ -219,3 +219,29 @@ def test_the_budget_metrics_are_emitted_per_registry(deployment, proxy_factory):
     assert per_registry[(host, metrics.TAGS_DEFERRED)] == 6
     assert per_registry[(host, metrics.PULLS_REMAINING)] <= RESERVE
     assert metrics.OLDEST_DEFERRAL_SECONDS in result.metrics
+
+
+def test_the_shared_view_is_taken_conditionally_and_announcements_respect_reservations(deployment):
+    """The state table's budget item (moto behind DynamoDB's atomic conditional writes): eight takes racing for
+    a window of 20 with a reserve of 2 get exactly 18 pulls; an announcement made while reservations are in
+    flight counts them out; one after a quiet spell is the whole truth."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ecr_mirror.budget import Allowance
+
+    st = deployment.state
+    assert st.budget_announce(Allowance("hub.test", 20, 600, 20, announced_at=1.0), started=1.0, quiet_before=0.0) == 20
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda n: st.budget_take("hub.test", 3, 2, 10.0), range(8)))
+    assert sum(t is not None for t in taken) == 6
+    view = st.budget_get("hub.test")
+    assert (view.remaining, view.outstanding) == (2, 18)
+    # upstream says 15 left (3 pulls spent), to a request that left after the takes: 18 pulls are still reserved
+    assert st.budget_announce(Allowance("hub.test", 20, 600, 15, announced_at=11.0), started=11.0, quiet_before=0.0) == -3
+    st.budget_settle("hub.test", 3, 3, 12.0)  # a tag done: its 3 pulls spent
+    # a request that left before that settle cannot tell whether it counted those 3: nothing written
+    assert st.budget_announce(Allowance("hub.test", 20, 600, 15, announced_at=13.0), started=11.5, quiet_before=0.0) is None
+    # once nothing has been taken for a while, an announcement is the whole truth
+    assert st.budget_announce(Allowance("hub.test", 20, 600, 20, announced_at=2000.0), started=2000.0,
+                              quiet_before=1000.0) == 20
+    assert st.budget_get("hub.test").outstanding == 0

@@ -50,6 +50,7 @@ def test_a_status_round_trips_through_its_item_with_every_field():
         last_change=ts(3), last_drift_state=drift.DIVERGED, last_drift_at=ts(4), bytes_copied=7,
         lease_owner="worker-1", lease_expires=ts(5), referrers_copied=2, referrers_present=1,
         referrers_not_applicable=1, referrers_note="a note", referrers_error="an error", referrers_refused=D2,
+        refill_at=ts(6),
     )
     item = full.to_item()
     assert set(item) == {f.name for f in fields(TagStatus)}
