@@ -85,8 +85,10 @@ SCHEDULE_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem")
 #: the worker reads one row; UpdateItem only removes a legacy status map from it (the migration)
 WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: ... reads a row's state (Query), writes statuses and progress (conditional PutItem), removes a row
-#: status (DeleteItem) and statuses of tags no longer selected (BatchWriteItem)
-WORKER_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+#: status (DeleteItem) and statuses of tags no longer selected (BatchWriteItem), reads and updates the upstream
+#: pull budgets (GetItem, conditional UpdateItem: issue 15)
+WORKER_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                        "dynamodb:GetItem", "dynamodb:UpdateItem")
 #: the stream function deletes the state of removed rows
 STREAM_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:BatchWriteItem")
 #: every function sends (SendMessageBatch is authorised as sqs:SendMessage; the worker re-sends rows it

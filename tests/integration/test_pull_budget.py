@@ -18,7 +18,6 @@ import pytest
 
 from ecr_mirror import drift, metrics
 from ecr_mirror.budget import BUDGET_PK
-from ecr_mirror.handlers import worker
 from ecr_mirror.status import PassRecord, new_pass_id, now_timestamp
 from tests.integration.passes import AtomicWrites, Deployment
 from tests.support import images as im
@@ -65,24 +64,6 @@ def states(d: Deployment) -> dict[tuple[str, str], str]:
     return {(f"app{r}", tag): s.state for r in range(ROWS) for tag, s in d.state.read_state(f"app{r}").tags.items()}
 
 
-def waiting_bodies(d: Deployment) -> list[tuple[dict[str, Any], int]]:
-    """(body, DelaySeconds) of every message the worker sent with a delay since the counts were reset."""
-    out = []
-    for op, params in d.calls.params:
-        if op == "SendMessageBatch":
-            out += [(json.loads(e["MessageBody"]), e["DelaySeconds"]) for e in params["Entries"] if e.get("DelaySeconds")]
-    return out
-
-
-def deliver_after_delay(d: Deployment, bodies: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQS delivers the delayed messages once their delay is over: the same bodies, now visible, and the worker's
-    clock past their ``not_before``."""
-    latest = max(b["not_before"] for b in bodies)
-    monkeypatch.setattr(worker, "clock", lambda: latest + 1)
-    for body in bodies:
-        d.sqs.send_message(QueueUrl=d.queue_url, MessageBody=json.dumps(body))
-
-
 def test_a_table_needing_three_windows_syncs_over_three_windows_without_a_429(deployment, proxy_factory, monkeypatch):
     d = deployment
     limiter = hub(d, proxy_factory)
@@ -98,7 +79,7 @@ def test_a_table_needing_three_windows_syncs_over_three_windows_without_a_429(de
         assert not result.failures, result.output[-3000:]
         now = states(d)
         assert set(now.values()) <= {drift.IN_SYNC, drift.DEFERRED}
-        waiting = waiting_bodies(d)
+        waiting = d.waiting()
         if drift.DEFERRED not in now.values():
             assert not waiting
             break
@@ -113,7 +94,7 @@ def test_a_table_needing_three_windows_syncs_over_three_windows_without_a_429(de
         assert rounds < 6, f"not done after {rounds} windows: {now}"
         limiter.refill()
         d.calls.reset()
-        deliver_after_delay(d, [b for b, _ in waiting], monkeypatch)
+        d.deliver_after_delay([b for b, _ in waiting], monkeypatch.setattr)
         responses, _ = d.drain()
         result.responses = responses  # failures of this round
     assert per_window == [9, 9, 9]
@@ -162,7 +143,7 @@ def test_a_429_defers_the_tag_and_the_row_comes_back(deployment, proxy_factory, 
     assert not result.failures
     assert states(d) == {("app0", "v0"): drift.DEFERRED}
     assert limiter.rejected == 1, "the 429 was retried"
-    waiting = waiting_bodies(d)
+    waiting = d.waiting()
     assert [b["id"] for b, _ in waiting] == ["app0"] and 0 < waiting[0][1] <= 900
     # delivered too early (before not_before): sent again, nothing asked upstream
     d.calls.reset()
@@ -170,11 +151,11 @@ def test_a_429_defers_the_tag_and_the_row_comes_back(deployment, proxy_factory, 
     d.sqs.send_message(QueueUrl=d.queue_url, MessageBody=json.dumps(waiting[0][0]))
     d.drain()
     assert len(d.proxy.requests) == before
-    assert [b["id"] for b, _ in waiting_bodies(d)] == ["app0"]
+    assert [b["id"] for b, _ in d.waiting()] == ["app0"]
     # after the refill
     limiter.refill()
     d.calls.reset()
-    deliver_after_delay(d, [waiting[0][0]], monkeypatch)
+    d.deliver_after_delay([waiting[0][0]], monkeypatch.setattr)
     d.drain()
     assert states(d) == {("app0", "v0"): drift.IN_SYNC}
     assert d.ecr.tags("mirror/app0")["v0"] == pushed[("app0", "v0")].digest
@@ -198,6 +179,14 @@ def test_two_syncs_at_once_share_one_budget_and_never_overspend(deployment, prox
     assert limiter.rejected == 0
     assert limiter.current.pulls <= LIMIT - RESERVE
     assert drift.DEFERRED in set(states(d).values())
+    # `ecr-mirror status` shows each deferred tag with its reason and refill time
+    table = subprocess.run([ECR_MIRROR, "status"], capture_output=True, text=True, check=True).stdout
+    deferred_lines = [line for line in table.splitlines() if " deferred " in line]
+    assert len(deferred_lines) == list(states(d).values()).count(drift.DEFERRED)
+    assert all(f"pull budget of {d.proxy.host}" in line and "refill expected at" in line for line in deferred_lines), table
+    records = json.loads(subprocess.run([ECR_MIRROR, "status", "--json"], capture_output=True, text=True, check=True).stdout)
+    for r in records:
+        assert (r["state"] == drift.DEFERRED) == bool(r["refill_at"]), r
 
 
 def test_the_budget_metrics_are_emitted_per_registry(deployment, proxy_factory):
