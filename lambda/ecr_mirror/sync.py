@@ -280,6 +280,30 @@ class _Tag:
     target_known: bool = False
     complete: bool | None = None
     children: tuple[str, ...] | None = None
+    turns: _Turns | None = None  # the row's order of reserving upstream pulls (issue 15)
+    rank: int = 0
+
+
+class _Turns:
+    """The order in which a row's tags reserve upstream pulls: rank ``r`` reserves only once every lower rank has
+    reserved (or needed nothing), so when pulls are short the first in :data:`drift.COPY_PRIORITY` get them
+    whatever the threads' timing. Copies still run at once."""
+
+    def __init__(self) -> None:
+        self._done: set[int] = set()
+        self._next = 0
+        self._cond = threading.Condition()
+
+    def wait(self, rank: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next >= rank)
+
+    def done(self, rank: int) -> None:
+        with self._cond:
+            self._done.add(rank)
+            while self._next in self._done:
+                self._next += 1
+            self._cond.notify_all()
 
 
 class Syncer:
@@ -375,9 +399,11 @@ class Syncer:
             pending = [w for w in work if w.result.state != drift.FAILED and not self._settle(w, audit)]
             if pending:
                 self._look_at_target(row, pending, run, audit=audit, created=created, writes=writes and not check_only)
-            self._each(sorted(work, key=self._priority),
-                       lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
-                                              should_stop=should_stop, source_tags=source_tags),
+            ordered, turns = sorted(work, key=self._priority), _Turns()
+            for rank, w in enumerate(ordered):
+                w.turns, w.rank = turns, rank
+            self._each(ordered, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
+                                                       should_stop=should_stop, source_tags=source_tags),
                        self.tag_concurrency)
         except Deadline as exc:
             raise Deadline(str(exc), progress=sum(1 for w in work if w.result.copied)) from exc
@@ -612,6 +638,8 @@ class Syncer:
             self._classify_and_copy(row, w, run, dry_run=dry_run, check_only=check_only, should_stop=should_stop,
                                     source_tags=source_tags)
         finally:
+            if w.turns is not None:
+                w.turns.done(w.rank)  # (already, if it reserved)
             self._tell(row, w.tag, "done", w.result.state)
 
     def _classify_and_copy(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn,
@@ -665,7 +693,13 @@ class Syncer:
         if should_stop():
             raise Deadline(f"row {row.id}: stopped before copying tag {w.tag}, too little time left")
         try:
-            reservation = self._reserve(row, w)
+            if w.turns is not None:
+                w.turns.wait(w.rank)
+            try:
+                reservation = self._reserve(row, w)
+            finally:
+                if w.turns is not None:
+                    w.turns.done(w.rank)
         except PullLimitReached as exc:
             self._deferred(row, w, exc)
             self._record(row, w, self._status(w, drift.DEFERRED), run)

@@ -234,3 +234,55 @@ def test_the_shared_view_is_taken_conditionally_and_announcements_respect_reserv
     assert st.budget_announce(Allowance("hub.test", 20, 600, 20, announced_at=2000.0), started=2000.0,
                               quiet_before=1000.0) == 20
     assert st.budget_get("hub.test").outstanding == 0
+
+
+def test_when_pulls_are_short_missing_tags_go_first_then_behind_then_repairs(deployment, proxy_factory, monkeypatch):
+    """Three tags of one row need copies: v0 missing at ECR (deleted), v1 behind (upstream moved), v2 diverged
+    (pushed over by hand). With pulls for one tag only, v0 is copied; with pulls for one more, v1; then v2."""
+    d = deployment
+    limiter = hub(d, proxy_factory)
+    seed(d, rows=1, tags=3)
+    d.fresh_containers()
+    d.run_pass()
+    assert set(states(d).values()) == {drift.IN_SYNC}
+    d.ecr.client().batch_delete_image(repositoryName="mirror/app0", imageIds=[{"imageTag": "v0"}])
+    moved = im.build_index([im.build_image("linux/amd64", seed=777, layers=1, layer_size=256),
+                            im.build_image("linux/arm64/v8", seed=777, layers=1, layer_size=256)])
+    im.push_index(d.upstream, "library/app0", moved, "v1")
+    im.push_image(d.ecr, "mirror/app0", im.build_image("linux/amd64", seed=99), "v2", auth=d.ecr.auth)
+    expected = {"v0": drift.DEFERRED, "v1": drift.DEFERRED, "v2": drift.DEFERRED}
+    for reserve, copied in (("7", "v0"), ("5", "v1"), ("1", "v2")):  # 10 - reserve: pulls for 1 tag (3), then 2
+        limiter.refill()
+        monkeypatch.setenv("ECR_MIRROR_PULL_RESERVE", reserve)
+        d.fresh_containers()
+        d.run_pass(audit=True)  # the audit finds v0 missing and v2 diverged
+        expected[copied] = drift.IN_SYNC
+        assert {tag: s for (_, tag), s in states(d).items()} == expected, f"reserve {reserve}"
+        assert limiter.rejected == 0
+    assert d.ecr.tags("mirror/app0")["v1"] == moved.digest
+
+
+def test_the_registry_client_holds_a_host_to_its_request_rate(registry, proxy_factory):
+    """A configured cap (hostRates) on a real registry: requests counted per second of a fake clock that only
+    the client's waits move (no time is measured)."""
+    from ecr_mirror.reference import parse_reference
+    from ecr_mirror.registry import RegistryClient
+
+    proxy = proxy_factory(registry)
+    index = im.build_index([im.build_image("linux/amd64", seed=5)])
+    im.push_index(registry, "library/app", index, "1")
+    now = [0.0]
+    client = RegistryClient(sleep=lambda s: now.__setitem__(0, now[0] + s))
+    client.pace_hosts({proxy.host: 2}, clock=lambda: now[0])
+    seen: list[float] = []
+    client.transport.observers.append(lambda host, method, status, headers: seen.append(now[0]))
+    try:
+        for _ in range(12):
+            assert client.manifest_head(parse_reference(f"{proxy.host}/library/app:1")) is not None
+    finally:
+        client.http.close()
+    per_second: dict[int, int] = {}
+    for t in seen:
+        per_second[int(t + 1e-6)] = per_second.get(int(t + 1e-6), 0) + 1
+    assert len(proxy.requests) == len(seen) >= 12
+    assert max(per_second.values()) <= 2 and len(per_second) >= 6
