@@ -17,11 +17,7 @@ deferred, and state-table writes of the budget item. Pulls and 429s are exact co
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,48 +40,19 @@ BEFORE = {"workload": "5 rows x 1 two-platform tag, limit 8", "requests_that_hit
 def measure(name: str, rows: int, tags: int, limit: int, *, moto: Any, log: Callable[[str], None], work: Path) -> dict[str, Any]:
     from ecr_mirror import drift
     from ecr_mirror.budget import BUDGET_PK
-    from ecr_mirror.handlers import _common
     from ecr_mirror.status import PassRecord, new_pass_id, now_timestamp
-    from scale import environment
-    from tests.integration.passes import AtomicWrites, Deployment
+    from scale import deployment
     from tests.support import images as im
-    from tests.support.ecr import EcrStandIn
-    from tests.support.moto import boto3_env
-    from tests.support.proxy import RegistryProxy
     from tests.support.ratelimit import PullLimiter
-    from tests.support.registry import RegistryProcess
 
-    _common.logger.setLevel("WARNING")
     patched: list[tuple[Any, str, Any]] = []
 
     def setattr_(obj: Any, attr: str, value: Any) -> None:
         patched.append((obj, attr, getattr(obj, attr)))
         setattr(obj, attr, value)
 
-    with contextlib.ExitStack() as stack, environment():
-        upstream = RegistryProcess(storage="memory")
-        stack.callback(upstream.stop)
-        upstream.start()
-        limiter = PullLimiter(limit=limit, window=WINDOW)
-        proxy = RegistryProxy(upstream, extensions=[limiter])
-        stack.callback(proxy.stop)
-        proxy.start()
-        ecr = EcrStandIn(put_image_rate=None)
-        stack.callback(ecr.stop)
-        ecr.start()
-        for key in [k for k in os.environ if k.startswith(("ECR_MIRROR_", "AWS_"))]:
-            del os.environ[key]
-        os.environ.update(boto3_env(moto.url))
-        # DynamoDB's conditional writes are atomic; moto's are not under concurrent requests (the budget's takes race)
-        atomic = AtomicWrites(moto).start()
-        stack.callback(atomic.stop)
-        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = atomic.url
-        os.environ.update(ecr.env)
-        os.environ.update({"AWS_CONFIG_FILE": str(work / "no-aws-config"),
-                           "AWS_SHARED_CREDENTIALS_FILE": str(work / "no-aws-credentials")})
-        d = Deployment(ecr, docker_config=str(work / "no-docker-config"))
-        d.apply_env()
-        d.create_tables()
+    limiter = PullLimiter(limit=limit, window=WINDOW)
+    with deployment(moto, work, extensions=(limiter,), atomic=True) as (d, upstream, proxy):
         for r in range(rows):
             for t in range(tags):
                 seed = 200_000 + 1000 * r + t
@@ -123,7 +90,6 @@ def measure(name: str, rows: int, tags: int, limit: int, *, moto: Any, log: Call
         finally:
             for obj, attr, value in reversed(patched):
                 setattr(obj, attr, value)
-            _common.reset()
         reserve = math.ceil(limit * 0.10)
         return {"rows": rows, "tags": rows * tags, "limit": limit, "reserve": reserve, "window_seconds": WINDOW,
                 "pulls_needed": rows * tags * 3, "windows": windows, "total_pulls": limiter.spent,
@@ -163,16 +129,9 @@ def tables(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="bench budget section: a table needing 3x the pull window")
-    ap.add_argument("--quick", action="store_true", help="the small workload only")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    args = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    results = run(lambda m: print(f"[budget] {m}", file=sys.stderr, flush=True), quick=args.quick)
-    print(tables(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    return 0
+    from scale import section_main
+
+    return section_main("budget", "bench budget section: a table needing 3x the pull window", run, tables, argv)
 
 
 if __name__ == "__main__":

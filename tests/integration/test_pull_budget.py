@@ -19,7 +19,7 @@ import pytest
 from ecr_mirror import drift, metrics
 from ecr_mirror.budget import BUDGET_PK
 from ecr_mirror.status import PassRecord, new_pass_id, now_timestamp
-from tests.integration.passes import AtomicWrites, Deployment
+from tests.integration.passes import Deployment
 from tests.support import images as im
 from tests.support.ratelimit import PullLimiter
 
@@ -30,12 +30,9 @@ ROWS, TAGS = 3, 3  # 9 two-platform tags: 27 pulls, 3 windows of LIMIT - RESERVE
 
 
 @pytest.fixture
-def dynamodb_endpoint(aws_env, monkeypatch):
+def dynamodb_endpoint(atomic_dynamodb):
     """DynamoDB (moto) with DynamoDB's atomic conditional writes (two syncs share one budget item)."""
-    proxy = AtomicWrites(aws_env).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
-    yield proxy
-    proxy.stop()
+    return atomic_dynamodb
 
 
 def hub(d: Deployment, proxy_factory: Any, **kwargs: Any) -> PullLimiter:
