@@ -815,6 +815,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
     t = _table(obj, table_name)
     st = _state(obj, t, state_table_name)
     syncer = build_syncer(obj.settings, st, insecure=obj.insecure, docker_config=True, ca_file=obj.ca_file)
+    if dry_run:  # a dry run writes nothing, the pull budget included
+        syncer.client.use_budget(None)
     _redactor.watch(syncer.client.secrets)
     display = SyncDisplay(enabled=None if not json_out else False, log=None if json_out else sys.stderr)
     syncer.progress, syncer.copier.progress = display.tag, display

@@ -58,10 +58,10 @@ from .status import (
     RowState,
     RowStatus,
     TagStatus,
+    format_timestamp,
     has_legacy_status,
     legacy_row_status,
     legacy_tag_statuses,
-    format_timestamp,
     now_timestamp,
     referrer_fields,
     timestamp_after,
@@ -649,7 +649,7 @@ class Syncer:
             return
         if res.state in (drift.FAILED, drift.DEFERRED):  # upstream HEAD (or the target look-up) failed, or waits
             if not dry_run:
-                self._record(row, w, self._status(w, drift.FAILED), run)
+                self._record(row, w, self._status(w, res.state), run)
             return
         if w.previous is not None and w.previous.leased_by_other(run.owner):
             self._skip(row, w, f"another sync ({w.previous.lease_owner}) is copying it")
