@@ -178,6 +178,22 @@ def scale_rows(res: dict[str, Any]) -> list[Row]:
     ]
 
 
+def budget_rows(res: dict[str, Any]) -> list[Row]:
+    """8. A table needing 3x the upstream's pull window (bench/budget.py): pulls spent per window, 429s drawn."""
+    rows: list[Row] = []
+    for name, w in res["budget"]["workloads"].items():
+        spendable = w["limit"] - w["reserve"]
+        per_window = ", ".join(str(win["pulls"]) for win in w["windows"])
+        within = all(win["pulls"] <= spendable for win in w["windows"])
+        rows.append([f"8. Pull budget ({name}): pulls spent per window", per_window, "–",
+                     f"{w['pulls_needed']} needed, {len(w['windows'])} windows", f"≤ {spendable} each", verdict(within)])
+        done = w["windows"][-1]["deferred"] == 0 and w["windows"][-1]["failed"] == 0
+        rows.append([f"8. Pull budget ({name}): 429s drawn; all in sync at the end", f"{w['total_429']}; "
+                     + ("yes" if done else "no"), "–", f"before: {res['budget']['before']['requests_that_hit_429']} 429s",
+                     "0; yes", verdict(w["total_429"] == 0 and done)])
+    return rows
+
+
 #: results key -> the rows it gives, in the order printed
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "large": large_rows,
@@ -189,6 +205,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "profile": profile_rows,
     "whatif": whatif_rows,
     "scale": scale_rows,
+    "budget": budget_rows,
 }
 
 

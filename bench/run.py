@@ -21,7 +21,9 @@ bench/RESULTS.md, by hand, from such a run. Measures:
 6. a CPU profile of an ecr-mirror copy (hashing vs moving bytes vs HTTP overhead);
 7. scale (bench/scale.py): what a scheduled pass costs per tag on every side (upstream, ECR registry API,
    ECR API, DynamoDB writes, the mirror table's stream), cold, unchanged and audit, for rows of 1, 5 and
-   10 tags, and projected to 100,000 tags.
+   10 tags, and projected to 100,000 tags;
+8. budget (bench/budget.py): a table needing 3x an upstream's pull window (Docker Hub's headers): pulls spent
+   per window and 429s drawn.
 
 Sizes via environment (defaults in brackets): BENCH_LARGE_LAYER_MB [50], BENCH_SMALL_IMAGES [100],
 BENCH_SMALL_LAYER_KIB [32], BENCH_HUGE_LAYER_MB [1024], BENCH_ROUNDS [5], BENCH_SMALL_ROUNDS [2],
@@ -51,7 +53,7 @@ import env as E
 import report as R
 import workloads as W
 
-SECTIONS = ("large", "small", "scaling", "unchanged", "sync", "rss", "profile", "scale")
+SECTIONS = ("large", "small", "scaling", "unchanged", "sync", "rss", "profile", "scale", "budget")
 OPTIONAL = ("whatif",)  # not in a default run: --what-if or --only whatif
 WHATIF_LARGE = (
     "none",
@@ -670,6 +672,15 @@ class Bench:
         results = scale.run(log, quick=self.cfg.quick)
         log("scale:\n" + scale.tables(results))
         self.results["scale"] = results
+
+    # -------------------------------------------------------------- 8. budget: a table needing 3x the pull window
+
+    def section_budget(self) -> None:
+        import budget
+
+        results = budget.run(log, quick=self.cfg.quick)
+        log("budget:\n" + budget.tables(results))
+        self.results["budget"] = results
 
     # -------------------------------------------------------------- what-if: proposed changes, patched in
 

@@ -103,24 +103,26 @@ def _methods(requests: list[tuple[str, str]]) -> dict[str, int]:
     return out
 
 
-def measure(name: str, rows: int, tags: int, *, moto: Any, log: Callable[[str], None], work: Path) -> dict[str, Any]:
-    """One workload: seed, then a cold, an unchanged and an audit pass, each counted."""
-    from ecr_mirror.rows import STREAM_FILTERS
-    from tests.integration.passes import Deployment
-    from tests.support import images as im
+@contextlib.contextmanager
+def deployment(moto: Any, work: Path, *, extensions: tuple[Any, ...] = (), atomic: bool = False) -> Iterator[tuple[Any, Any, Any]]:
+    """``(deployment, upstream registry, proxy)``: a mirror deployment in this process (tests/integration/passes.py)
+    with its tables, ECR = the stand-in (PutImage rate limit off), the upstream a ``docker-registry`` behind the
+    counting proxy (with ``extensions``), moto for the rest (DynamoDB behind ``AtomicWrites`` when ``atomic``:
+    DynamoDB's conditional writes are atomic, moto's are not when requests race). Everything stopped, and
+    ``os.environ`` restored, after the block."""
+    from ecr_mirror.handlers import _common
+    from tests.integration.passes import AtomicWrites, Deployment
     from tests.support.ecr import EcrStandIn
     from tests.support.moto import boto3_env
     from tests.support.proxy import RegistryProxy
     from tests.support.registry import RegistryProcess
-    from ecr_mirror.handlers import _common
 
     _common.logger.setLevel("WARNING")  # the handlers' JSON logs would drown the bench's own
-    filters = [dict(p) for p in STREAM_FILTERS]
     with contextlib.ExitStack() as stack, environment():
         upstream = RegistryProcess(storage="memory")
         stack.callback(upstream.stop)
         upstream.start()
-        proxy = RegistryProxy(upstream)
+        proxy = RegistryProxy(upstream, extensions=list(extensions))
         stack.callback(proxy.stop)
         proxy.start()
         ecr = EcrStandIn(put_image_rate=None)
@@ -129,12 +131,29 @@ def measure(name: str, rows: int, tags: int, *, moto: Any, log: Callable[[str], 
         for key in [k for k in os.environ if k.startswith(("ECR_MIRROR_", "AWS_"))]:
             del os.environ[key]
         os.environ.update(boto3_env(moto.url))
+        if atomic:
+            serial = AtomicWrites(moto).start()
+            stack.callback(serial.stop)
+            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = serial.url
         os.environ.update(ecr.env)
         os.environ.update({"AWS_CONFIG_FILE": str(work / "no-aws-config"),
                            "AWS_SHARED_CREDENTIALS_FILE": str(work / "no-aws-credentials")})
         d = Deployment(ecr, docker_config=str(work / "no-docker-config"))
         d.apply_env()
         d.create_tables()
+        try:
+            yield d, upstream, proxy
+        finally:
+            _common.reset()
+
+
+def measure(name: str, rows: int, tags: int, *, moto: Any, log: Callable[[str], None], work: Path) -> dict[str, Any]:
+    """One workload: seed, then a cold, an unchanged and an audit pass, each counted."""
+    from ecr_mirror.rows import STREAM_FILTERS
+    from tests.support import images as im
+
+    filters = [dict(p) for p in STREAM_FILTERS]
+    with deployment(moto, work) as (d, upstream, proxy):
         for r in range(rows):
             for t in range(tags):
                 seed = 100_000 + 1000 * r + t
@@ -148,7 +167,6 @@ def measure(name: str, rows: int, tags: int, *, moto: Any, log: Callable[[str], 
             out[pass_name] = counts = _pass_counts(d, proxy, run, filters)
             log(f"scale {name}: {pass_name} pass: ECR {counts['ecr_registry']} registry + {sum(counts['ecr_api'].values())} API, "
                 f"DynamoDB writes {counts['dynamodb_writes']}, upstream {counts['upstream']}, {counts['wall']:.1f} s")
-        _common.reset()
         return out
 
 
@@ -234,17 +252,23 @@ def tables(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="bench scale section: pass costs per tag, on every side")
+def section_main(name: str, description: str, run: Callable[..., dict[str, Any]], tables: Callable[[dict[str, Any]], str],
+                 argv: list[str] | None = None) -> int:
+    """A bench section run on its own: ``--quick``, ``--json FILE``; prints its tables."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true", help="one small workload (a smoke run)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    results = run(lambda m: print(f"[scale] {m}", file=sys.stderr, flush=True), quick=args.quick)
+    results = run(lambda m: print(f"[{name}] {m}", file=sys.stderr, flush=True), quick=args.quick)
     print(tables(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return section_main("scale", "bench scale section: pass costs per tag, on every side", run, tables, argv)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ context key                 default              meaning
 ``rowsFile``                (none)               a rows file (YAML, as ``ecr-mirror apply -f`` reads),
                                                  relative to the project directory: validated at synth,
                                                  applied to the mirror table at deploy (infra/rows.py)
+``pullReserve``             ``10%``              upstream pulls the service never spends of a limit an
+                                                 upstream announces (Docker Hub's ``ratelimit-*``), kept
+                                                 for people pulling by hand: ``<n>%`` or a count
+``hostRates``               (none)               request-rate caps, ``host=<per second>,...``; default
+                                                 ``public.ecr.aws``: 1/s anonymous, 10/s with credentials
 =========================== ==================== =====================================================
 
 "(none)" is an empty string in ``cdk.json``; an empty value (``-c key=``) always means the default.
@@ -59,7 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .contract import lambda_config, lambda_errors, lambda_reference, lambda_rowsfile
+from .contract import lambda_budget, lambda_config, lambda_errors, lambda_reference, lambda_rowsfile
 
 
 class ConfigurationError(ValueError):
@@ -83,6 +88,8 @@ CONTEXT_KEYS: dict[str, str] = {
     "logLevel": "log_level",
     "auditInterval": "audit_interval",
     "rowsFile": "rows_file",
+    "pullReserve": "pull_reserve",
+    "hostRates": "host_rates",
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -118,6 +125,8 @@ class EcrMirrorProps:
     log_level: str = "INFO"
     audit_interval: str = "24 hours"
     rows_file: str | None = None
+    pull_reserve: str = "10%"
+    host_rates: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -198,6 +207,12 @@ class EcrMirrorProps:
             raise ConfigurationError(f"logLevel={self.log_level!r}: one of {', '.join(LOG_LEVELS)}")
         self.audit_interval_seconds  # noqa: B018  (parses and checks the audit interval)
         self.rows_json  # noqa: B018  (reads and validates the rows file)
+        for key, value, parse in (("pullReserve", self.pull_reserve, lambda_budget.parse_reserve),
+                                  ("hostRates", self.host_rates, lambda_budget.parse_host_rates)):
+            try:
+                parse(value)
+            except lambda_config.ConfigError as exc:
+                raise ConfigurationError(f"{key}={value!r}: {exc}") from exc
 
     # -- derived values -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ PACKAGE_NAME = "ecr_mirror"
 if str(LAMBDA_DIR) not in sys.path:
     sys.path.insert(0, str(LAMBDA_DIR))
 
+from ecr_mirror import budget as lambda_budget  # noqa: E402
 from ecr_mirror import config as lambda_config  # noqa: E402
 from ecr_mirror import errors as lambda_errors  # noqa: E402
 from ecr_mirror import metrics as lambda_metrics  # noqa: E402
@@ -72,6 +73,7 @@ __all__ = [
     "POWERTOOLS_ENV",
     "REPO_ROOT",
     "SERVICE_NAME",
+    "lambda_budget",
     "lambda_config",
     "lambda_errors",
     "lambda_metrics",

@@ -32,7 +32,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from .config import EcrMirrorProps
-from .contract import METRIC_DIMENSIONS, lambda_metrics
+from .contract import METRIC_DIMENSIONS, SERVICE_NAME, lambda_metrics
 from .service import MirrorService
 
 HOUR = cdk.Duration.hours(1)
@@ -166,6 +166,15 @@ class MirrorMonitoring(Construct):
             missing=cloudwatch.TreatMissingData.BREACHING,
         )
 
+        alarm(
+            "LongDeferral",
+            self.service_metric(lambda_metrics.OLDEST_DEFERRAL_SECONDS, statistic="Maximum", period=FIVE_MINUTES),
+            f"a row has waited for upstream pulls (deferred: the upstream's pull budget is spent) for more than two "
+            f"schedule periods ({props.schedule_expression}); see `ecr-mirror status` for the reason and refill time",
+            threshold=2 * props.schedule_period_seconds,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
+
         # -- dashboard -----------------------------------------------------------------------
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=cdk.Duration.days(7))
         self.dashboard.add_widgets(
@@ -248,6 +257,20 @@ class MirrorMonitoring(Construct):
             ),
         )
         self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Upstream pull budget, per registry: remaining (lowest) / spent / tags deferred",
+                left=[self.registry_metrics(lambda_metrics.PULLS_REMAINING, "Minimum", "remaining")],
+                right=[self.registry_metrics(lambda_metrics.PULLS_SPENT, "Sum", "spent"),
+                       self.registry_metrics(lambda_metrics.TAGS_DEFERRED, "Sum", "deferred")],
+                width=16,
+            ),
+            cloudwatch.GraphWidget(
+                title="Oldest deferral (seconds)",
+                left=[self.service_metric(lambda_metrics.OLDEST_DEFERRAL_SECONDS, statistic="Maximum", label="waited")],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(alarms=list(self.alarms.values()), title="Alarms", width=24)
         )
 
@@ -269,6 +292,19 @@ class MirrorMonitoring(Construct):
             statistic=statistic,
             period=period,
             label=label,
+        )
+
+    def registry_metrics(self, name: str, statistic: str, label: str) -> cloudwatch.MathExpression:
+        """Every upstream registry's series of a per-registry metric (dimensions ``Registry`` and ``service``):
+        a CloudWatch ``SEARCH`` expression, since the registries are known only once the service has seen them."""
+        if name not in lambda_metrics.REGISTRY_METRICS:
+            raise ValueError(f"{name!r} is not a per-registry metric (ecr_mirror.metrics.REGISTRY_METRICS)")
+        dimension = lambda_metrics.REGISTRY_DIMENSION
+        return cloudwatch.MathExpression(
+            expression=(f"SEARCH('{{{self.props.metrics_namespace},{dimension},service}} MetricName=\"{name}\" "
+                        f"service=\"{SERVICE_NAME}\"', '{statistic}', 3600)"),
+            label=label,
+            period=HOUR,
         )
 
     @property

@@ -87,8 +87,10 @@ SCHEDULE_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem")
 #: the worker reads one row; UpdateItem only removes a legacy status map from it (the migration)
 WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: ... reads a row's state (Query), writes statuses and progress (conditional PutItem), removes a row
-#: status (DeleteItem) and statuses of tags no longer selected (BatchWriteItem)
-WORKER_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+#: status (DeleteItem) and statuses of tags no longer selected (BatchWriteItem), reads and updates the upstream
+#: pull budgets (GetItem, conditional UpdateItem: issue 15)
+WORKER_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                        "dynamodb:GetItem", "dynamodb:UpdateItem")
 #: the stream function deletes the state of removed rows
 STREAM_STATE_ACTIONS = ("dynamodb:Query", "dynamodb:BatchWriteItem")
 #: ... and lists the rows (user attributes only) once per batch of user changes, to send each changed row
@@ -189,7 +191,10 @@ class MirrorService(Construct):
             **common_env,
             lambda_config.ENV_TAG_MUTABILITY: props.tag_mutability,
             lambda_config.ENV_TIME_RESERVE_SECONDS: str(props.worker_time_reserve_seconds),
+            lambda_config.ENV_PULL_RESERVE: props.pull_reserve,
         }
+        if props.host_rates:
+            worker_env[lambda_config.ENV_HOST_RATES] = props.host_rates
         if secret_reference is not None:
             worker_env[lambda_config.ENV_CREDENTIALS_SECRET] = secret_reference
         if props.target_registry is not None:

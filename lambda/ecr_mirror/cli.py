@@ -862,6 +862,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
     t = _table(obj, table_name)
     st = _state(obj, t, state_table_name)
     syncer = build_syncer(obj.settings, st, insecure=obj.insecure, docker_config=True, ca_file=obj.ca_file)
+    if dry_run:  # a dry run writes nothing, the pull budget included
+        syncer.client.use_budget(None)
     _redactor.watch(syncer.client.secrets)
     display = SyncDisplay(enabled=None if not json_out else False, log=None if json_out else sys.stderr)
     syncer.progress, syncer.copier.progress = display.tag, display
@@ -911,7 +913,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                         "target_digest": tr.target_digest, "bytes_copied": tr.bytes_copied, "settled": tr.settled,
                         "error": tr.error, "referrers": tr.referrers.counts() if tr.referrers is not None else None,
                         "arch_tags": tr.arch_tags, "warnings": list(tr.warnings or ()),
-                        "pinned_digest": tr.pinned_digest, "upstream_tag_digest": tr.upstream_tag_digest})
+                        "pinned_digest": tr.pinned_digest, "upstream_tag_digest": tr.upstream_tag_digest,
+                        "refill_at": _iso(tr.refill_at)})
     if json_out:
         click.echo(_redactor(json.dumps(out, indent=2)))
     else:
@@ -923,6 +926,8 @@ def sync(obj: Context, row_ids: tuple[str, ...], dry_run: bool, check_only: bool
                 line += f"  [{summary_of(o['referrers'])}]"
             elif o.get("before") and o["before"] != o["state"]:
                 line += f"  (was {o['before']})"
+            if o["state"] == "deferred":
+                line += f"  (waits for upstream pulls: {o.get('reason')})"
             if o.get("error"):
                 line += f"  error: {o['error']}"
             if o.get("arch_tags"):
@@ -989,7 +994,19 @@ def sync_exit_status(results: list[Any]) -> int:
 
 
 _STATE_COLOURS = {"in_sync": "green", "behind": "yellow", "missing": "yellow", "diverged": "red", "broken": "red",
-                  "failed": "red", "invalid": "magenta", "no_tags": "yellow", "conflict": "red"}
+                  "deferred": "cyan", "failed": "red", "invalid": "magenta", "no_tags": "yellow",
+                  "conflict": "red"}
+
+
+def _iso(epoch: float | None) -> str | None:
+    """Unix seconds as a status timestamp (None for None)."""
+    if epoch is None:
+        return None
+    from datetime import UTC, datetime
+
+    from .status import format_timestamp
+
+    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
 def print_status(records: list[dict[str, Any]]) -> None:
@@ -1004,6 +1021,9 @@ def print_status(records: list[dict[str, Any]]) -> None:
 
     headers = ["id", "tag", "state", "upstream", "target", "last verified", "error"]
     def problem(r: dict[str, Any]) -> str:  # the error, else what is worth knowing (a moved pin, warnings)
+        if r.get("state") == "deferred":  # why it waits, and until when (issue 15)
+            return f"deferred: {r.get('reason') or 'upstream pulls are short'}" + (
+                f"; refill expected at {r['refill_at']}" if r.get("refill_at") else "")
         notes = [r.get("error"), r.get("note"), *(f"warning: {w}" for w in r.get("warnings") or ())]
         return "; ".join(n for n in notes if n)
 

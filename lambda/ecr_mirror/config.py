@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from .budget import parse_host_rates, parse_reserve
 from .errors import ConfigError
 
 ENV_TABLE = "ECR_MIRROR_TABLE"
@@ -24,6 +26,8 @@ ENV_CONCURRENCY = "ECR_MIRROR_CONCURRENCY"
 ENV_TIME_RESERVE_SECONDS = "ECR_MIRROR_TIME_RESERVE_SECONDS"
 ENV_LOG_LEVEL = "ECR_MIRROR_LOG_LEVEL"
 ENV_AUDIT_INTERVAL_SECONDS = "ECR_MIRROR_AUDIT_INTERVAL_SECONDS"
+ENV_PULL_RESERVE = "ECR_MIRROR_PULL_RESERVE"
+ENV_HOST_RATES = "ECR_MIRROR_HOST_RATES"
 
 #: every variable the Lambda functions read; infra tests check the stack sets only these
 ALL_ENV = (
@@ -40,6 +44,8 @@ ALL_ENV = (
     ENV_TIME_RESERVE_SECONDS,
     ENV_LOG_LEVEL,
     ENV_AUDIT_INTERVAL_SECONDS,
+    ENV_PULL_RESERVE,
+    ENV_HOST_RATES,
 )
 
 #: the CLI's ``--stack``: a deployed stack whose outputs give the CLI its settings (the CLI's only; not
@@ -89,6 +95,12 @@ def settings_from_stack(base: Settings, stack: str, outputs: Mapping[str, str]) 
         raise ConfigError(f"stack {stack}: output TagMutability={values['tag_mutability']!r} is not one of "
                           f"{', '.join(TAG_MUTABILITY_VALUES)}")
     return replace(base, **values)
+def _named(name: str, parse: Any, raw: str) -> Any:
+    """``parse(raw)``, a :class:`ConfigError` naming the variable ``name`` when it does not parse."""
+    try:
+        return parse(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
 
 
 def _split_hosts(value: str) -> frozenset[str]:
@@ -106,7 +118,10 @@ class Settings:
     host mirrors go to (empty: the account's ECR registry); ``tag_mutability``: for repositories the
     service creates; ``credentials_secret``: Secrets Manager id of upstream credentials;
     ``insecure_registries``: hosts spoken to over plain http; ``concurrency``: blob transfers in
-    flight; ``time_reserve_seconds``: the worker stops starting rows this long before its timeout.
+    flight; ``time_reserve_seconds``: the worker stops starting rows this long before its timeout;
+    ``pull_reserve``: pulls of an upstream's announced limit never spent (``"10%"`` or a count, read by
+    :func:`ecr_mirror.budget.parse_reserve`: ``(fraction, pulls)``); ``host_rates``: request-rate caps,
+    ``(host, requests per second)`` pairs (:func:`ecr_mirror.budget.parse_host_rates`).
     """
 
     table: str = ""
@@ -122,6 +137,8 @@ class Settings:
     time_reserve_seconds: int = DEFAULT_TIME_RESERVE_SECONDS
     log_level: str = DEFAULT_LOG_LEVEL
     audit_interval_seconds: int = DEFAULT_AUDIT_INTERVAL_SECONDS
+    pull_reserve: tuple[float, int | None] = (0.10, None)
+    host_rates: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -161,4 +178,6 @@ class Settings:
             time_reserve_seconds=integer(ENV_TIME_RESERVE_SECONDS, DEFAULT_TIME_RESERVE_SECONDS, 0),
             log_level=env.get(ENV_LOG_LEVEL, "").strip().upper() or DEFAULT_LOG_LEVEL,
             audit_interval_seconds=integer(ENV_AUDIT_INTERVAL_SECONDS, DEFAULT_AUDIT_INTERVAL_SECONDS, 0),
+            pull_reserve=_named(ENV_PULL_RESERVE, parse_reserve, env.get(ENV_PULL_RESERVE, "")),
+            host_rates=tuple(_named(ENV_HOST_RATES, parse_host_rates, env.get(ENV_HOST_RATES, "")).items()),
         )

@@ -44,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from .budget import carry
 from .errors import (
     CopyError,
     Deadline,
@@ -755,7 +756,8 @@ class Copier:
         tags = [(d.digest, self._arch_tag(destination, suffix)) for d, suffix in suffixes]
         need = {digest for digest, _ in tags}
         self._announce(job, children)
-        futures = [self._manifest_pool.submit(self._copy_child, job, d, 2, d.digest in need) for d in children]
+        copy_child = carry(self._copy_child)  # its manifest GETs draw from this tag's pull reservation
+        futures = [self._manifest_pool.submit(copy_child, job, d, 2, d.digest in need) for d in children]
         manifests = self._wait_all(futures)
         by_digest = {m.digest: m for m in manifests if m is not None}
         for digest, tag in dict.fromkeys(tags):

@@ -13,6 +13,8 @@ The states a tag can be in (written to the mirror table's ``status`` map, shown 
 ``invalid``     the row does not validate; written by the sync, not by :func:`classify`
 ``conflict``    another row selects the same target repository and tag: neither writes it until one stops
                 selecting it (the error names the other row); written by the sync, not by :func:`classify`
+``deferred``    not copied yet: the upstream's pull budget cannot cover it now (issue 15); the status
+                says why and when the window is expected to refill. Neither drift nor a failure
 ==============  =====================================================================
 
 ``diverged`` and ``broken`` count as *drift* (:func:`is_drift`): the mirror no longer
@@ -82,9 +84,10 @@ BROKEN = "broken"
 FAILED = "failed"
 INVALID = "invalid"
 CONFLICT = "conflict"
+DEFERRED = "deferred"
 
 #: every state, in the order the status table lists them
-STATES: tuple[str, ...] = (IN_SYNC, BEHIND, DIVERGED, MISSING, BROKEN, FAILED, INVALID, CONFLICT)
+STATES: tuple[str, ...] = (IN_SYNC, BEHIND, DIVERGED, MISSING, BROKEN, DEFERRED, FAILED, INVALID, CONFLICT)
 #: states that count as drift (the mirror lost what it promised)
 DRIFT_STATES = frozenset({DIVERGED, BROKEN})
 #: states after which a copy brings the tag up to date
@@ -134,6 +137,11 @@ def expected_target_digest(
     if identical:
         return upstream_digest or recorded_expected or None
     return None
+
+
+#: the order tags are copied in when upstream pulls are short (issue 15): what is missing at the target first,
+#: then what is behind upstream, then repairs
+COPY_PRIORITY: dict[str, int] = {MISSING: 0, BEHIND: 1, DIVERGED: 2, BROKEN: 2}
 
 
 def is_drift(state: str | None) -> bool:

@@ -22,7 +22,8 @@ handlers turn them into one clear line (``str(exc)``) without a traceback.
         ├── NotFoundError            404 / NAME_UNKNOWN / MANIFEST_UNKNOWN / BLOB_UNKNOWN
         ├── TagImmutableError        the destination refuses to overwrite an immutable tag
         ├── UnsafeRedirectError      a redirect to a scheme or address we will not follow
-        └── TransportError           connection reset, timeout, truncated body (always temporary)
+        ├── TransportError           connection reset, timeout, truncated body (always temporary)
+        └── PullLimitReached         an upstream's pull budget cannot cover a pull, or it answered 429 (never retried)
 
 ``RegistryError.temporary`` says whether retrying may help (like go-containerregistry's
 ``transport.Error.Temporary()``); it carries the HTTP status, the OCI error codes
@@ -188,6 +189,23 @@ class TransportError(RegistryError):
     def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs.setdefault("temporary", True)
         super().__init__(message, **kwargs)
+
+
+class PullLimitReached(RegistryError):
+    """An upstream's pull budget cannot cover another pull (``ratelimit-remaining`` minus the reserve), or
+    the upstream answered 429. Never temporary: retrying spends pulls the window no longer has; the tag is
+    ``deferred`` until ``retry_at`` (Unix seconds: when the window is expected to give pulls back; ``None``
+    when not known). ``host``: the upstream registry host; ``remaining``/``reserve``: pulls left in the
+    service's view and kept back, when known. Source: Docker Hub's pull limits (ecr-facts.md section 8)."""
+
+    def __init__(self, message: str, *, host: str = "", retry_at: float | None = None, remaining: int | None = None,
+                 reserve: int | None = None, **kwargs: Any) -> None:
+        kwargs["temporary"] = False
+        super().__init__(message, **kwargs)
+        self.host = host
+        self.retry_at = retry_at
+        self.remaining = remaining
+        self.reserve = reserve
 
 
 def shown(value: Any, limit: int = 80) -> str:

@@ -21,6 +21,14 @@ BLOBS_SKIPPED = "BlobsSkipped"
 BLOBS_MOUNTED = "BlobsMounted"
 UPSTREAM_RATELIMIT_REMAINING = "UpstreamRateLimitRemaining"
 ROWS_ENQUEUED = "RowsEnqueued"
+# The pull budget (issue 15). Per upstream registry host (dimensions: Registry, service):
+PULLS_SPENT = "PullsSpent"  # manifest GETs drawn from the budget by this invocation
+PULLS_REMAINING = "PullsRemaining"  # the budget's remaining pulls as last seen (Minimum is the one to read)
+TAGS_DEFERRED = "TagsDeferred"  # tags left deferred by this invocation
+# service dimension only: how long the oldest deferred row seen by this invocation has waited (the alarm's)
+OLDEST_DEFERRAL_SECONDS = "OldestDeferralSeconds"
+#: the dimension of the per-registry metrics
+REGISTRY_DIMENSION = "Registry"
 
 ALL_METRICS = (
     TAGS_IN_SYNC,
@@ -39,7 +47,13 @@ ALL_METRICS = (
     BLOBS_MOUNTED,
     UPSTREAM_RATELIMIT_REMAINING,
     ROWS_ENQUEUED,
+    PULLS_SPENT,
+    PULLS_REMAINING,
+    TAGS_DEFERRED,
+    OLDEST_DEFERRAL_SECONDS,
 )
+#: the metrics emitted per upstream registry (dimension :data:`REGISTRY_DIMENSION`)
+REGISTRY_METRICS = (PULLS_SPENT, PULLS_REMAINING, TAGS_DEFERRED)
 
 
 # ---------------------------------------------------------------- emission
@@ -99,3 +113,37 @@ def emit(metrics: Any, counts: dict[str, float]) -> None:
     for name, value in counts.items():
         unit = MetricUnit.Bytes if name == BYTES_COPIED else MetricUnit.Count
         metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def budget_counts(results: Any, spent: dict[str, int], remaining: dict[str, int]) -> dict[str, dict[str, float]]:
+    """``{registry host: {metric: value}}`` of the pull budget (pure): pulls ``spent`` and ``remaining`` per host,
+    and the tags of ``results`` (:class:`ecr_mirror.sync.RowResult`) left ``deferred``, by their row's upstream."""
+    from . import drift
+
+    out: dict[str, dict[str, float]] = {}
+    for host, n in spent.items():
+        out.setdefault(host, {})[PULLS_SPENT] = float(n)
+    for host, n in remaining.items():
+        out.setdefault(host, {})[PULLS_REMAINING] = float(n)
+    for row in results:
+        host = getattr(row, "upstream", None)
+        deferred = sum(1 for t in row.tags if t.state == drift.DEFERRED)
+        if host and deferred:
+            counts = out.setdefault(host, {})
+            counts[TAGS_DEFERRED] = counts.get(TAGS_DEFERRED, 0.0) + deferred
+    return out
+
+
+def emit_budget(metrics: Any, results: Any, spent: dict[str, int], remaining: dict[str, int],
+                oldest_deferral: float | None) -> None:
+    """Print the budget metrics as EMF: one document per registry (dimensions ``Registry`` and ``service``),
+    and ``OldestDeferralSeconds`` on ``metrics`` (service dimension) when a row waited."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    for host, counts in budget_counts(results, spent, remaining).items():
+        for name, value in counts.items():
+            with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace) as one:
+                one.add_dimension(name=REGISTRY_DIMENSION, value=host)
+                one.add_dimension(name="service", value=SERVICE)
+    if oldest_deferral is not None:
+        metrics.add_metric(name=OLDEST_DEFERRAL_SECONDS, unit=MetricUnit.Seconds, value=max(0.0, oldest_deferral))

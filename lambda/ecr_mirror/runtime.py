@@ -102,7 +102,9 @@ def build_registry_client(
     config file (``docker_config``), ECR tokens for ECR hosts and for ``settings.target_registry``
     (``ecr``; a stand-in's region is ``target_region``, else boto3's, else ``us-east-1``). Plain
     http for ``settings.insecure_registries`` and ``insecure``; https trusts ``ca_file`` besides the
-    default CAs. ``client.abort()`` cuts off its connections. Nothing is contacted here.
+    default CAs. Requests are held to each host's request-rate cap (``settings.host_rates``, else the
+    documented ones: :meth:`RegistryClient.pace_hosts`). ``client.abort()`` cuts off its connections.
+    Nothing is contacted here.
     """
     providers: list[Any] = []
     if static is not None:
@@ -117,13 +119,15 @@ def build_registry_client(
             extra[settings.target_registry] = target_region or boto3.session.Session().region_name or "us-east-1"
         providers.append(EcrCredentials(lambda region: boto3_client("ecr", region), extra_hosts=extra))
     interrupter = Interrupter()
-    return RegistryClient(
+    client = RegistryClient(
         default_http_client(settings.concurrency, ca_file=ca_file, interrupter=interrupter),
         credentials=ChainCredentials(*providers),
         insecure={*settings.insecure_registries, *insecure},
         retry=retry,
         interrupter=interrupter,
     )
+    client.pace_hosts(dict(settings.host_rates))
+    return client
 
 
 class Redactor:
@@ -222,8 +226,11 @@ def build_syncer(
 
     ``store`` is the state store (:class:`~ecr_mirror.store.StateTable`). Reads the Secrets Manager
     secret when ``settings.credentials_secret`` names one (raises :class:`~ecr_mirror.errors.AwsError`
-    or :class:`ConfigError` if it cannot). Close ``syncer.copier`` and ``syncer.client.http`` when done.
+    or :class:`ConfigError` if it cannot). Upstream pulls are spent through a pull budget kept in ``store``
+    (:class:`~ecr_mirror.budget.PullBudget`, reserve ``settings.pull_reserve``). Close ``syncer.copier`` and
+    ``syncer.client.http`` when done.
     """
+    from .budget import PullBudget
     from .copy import Copier
     from .ecr import EcrTarget
     from .sync import Syncer
@@ -236,6 +243,8 @@ def build_syncer(
         settings, insecure=insecure, static=static, docker_config=docker_config, target_region=ecr_client.meta.region_name, retry=retry,
         ca_file=ca_file,
     )
+    if all(hasattr(store, m) for m in ("budget_get", "budget_take", "budget_settle", "budget_announce")):
+        client.use_budget(PullBudget(store, reserve=settings.pull_reserve))
     target = EcrTarget(ecr_client, registry_host=settings.target_registry, tag_mutability=settings.tag_mutability)
     copier = Copier(client, concurrency=settings.concurrency)
     return Syncer(store=store, copier=copier, target=target, repository_prefix=settings.repository_prefix)

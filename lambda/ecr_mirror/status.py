@@ -185,7 +185,9 @@ class TagStatus:
     - ``referrers_*`` (:data:`REFERRER_FIELDS`): what became of the image's referrers at the last copy that
       looked at them (:func:`referrer_fields`): how many were copied, present, not applicable, why not
       (``note``), the error that ended the walk, the digests the target refused (HTTP 405, space-separated:
-      not fetched again).
+      not fetched again);
+    - ``refill_at``: a ``deferred`` tag's expected refill time of the upstream's pull window (``reason`` says
+      which budget and how short it is; issue 15); ``last_change`` then says since when it waits.
     """
 
     state: str
@@ -215,10 +217,11 @@ class TagStatus:
     upstream_tag_digest: str | None = None
     warnings: tuple[str, ...] | None = None
     arch_tags: tuple[tuple[str, str], ...] | None = None
+    refill_at: str | None = None
 
     #: the fields a change of which is worth a write (the rest are timestamps, counters and the lease)
     RECORDED = ("state", "upstream_digest", "synced_upstream_digest", "expected_digest", "children", "target_digest",
-                "fingerprint", "error", "pinned_digest", "upstream_tag_digest", "warnings", "arch_tags")
+                "fingerprint", "error", "pinned_digest", "upstream_tag_digest", "warnings", "arch_tags", "refill_at")
 
     def settled(self, upstream_digest: str | None, fingerprint: str) -> bool:
         """Whether this tag needs no look at the target this pass: it is ``in_sync``, for these row
@@ -301,6 +304,7 @@ class TagStatus:
             upstream_tag_digest=_digest(item.get("upstream_tag_digest")),
             warnings=notes,
             arch_tags=_arch_tags(item.get("arch_tags")),
+            refill_at=_stamp(item.get("refill_at")),
         )
 
     def recorded(self, previous: TagStatus | None, now: str) -> TagStatus:
@@ -500,6 +504,8 @@ STATUS_RECORD_FIELDS = (
     "pattern",
     "tags_tried",
     *REFERRER_FIELDS,
+    "reason",
+    "refill_at",
 )
 
 
@@ -540,6 +546,8 @@ def status_records(row_id: str, state: RowState, row_verified_at: str | None = N
         record = {name: getattr(s, name, None) for name in STATUS_RECORD_FIELDS if hasattr(s, name)}
         record.update(id=row_id, tag=tag, last_verified=last_verified(s, row_verified_at), note=pin_note(s),
                       warnings=list(s.warnings) if s.warnings else None)
+        if s.state != drift.DEFERRED:  # a deferred tag says why and until when; other reasons are the sync's
+            record.update(reason=None, refill_at=None)
         out.append({name: record.get(name) for name in STATUS_RECORD_FIELDS})
     return out
 

@@ -29,6 +29,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from .aws import BOTO_ERRORS, aws_error, error_code
 from .config import DEFAULT_REPOSITORY_PREFIX
+from .budget import BUDGET_PK, Allowance
 from .errors import ApplyError, AwsError, ConfigError, MirrorError, RowError, shown
 from .rows import (
     ATTR_ID,
@@ -421,6 +422,76 @@ class StateTable(_Table):
             elif sk == ROW_SK:
                 rows[pk] = RowStatus.from_item(item)
         return {pk: RowState(tags.get(pk, {}), rows.get(pk)) for pk in sorted(set(tags) | set(rows))}
+
+    # -- pull budgets (issue 15; the rules are ecr_mirror.budget's)
+
+    def budget_get(self, host: str) -> Allowance | None:
+        """The budget item of upstream ``host`` (a consistent GetItem), or None."""
+        try:
+            answer = self._call("get_item", TableName=self.name, Key=self._key(BUDGET_PK, host), ConsistentRead=True)
+        except BOTO_ERRORS as exc:
+            raise aws_error(exc, "DynamoDB GetItem (budget)") from exc
+        item = answer.get("Item")
+        return Allowance.from_item(host, self._item_from_dynamo(item)) if item else None
+
+    def budgets(self) -> list[Allowance]:
+        """Every budget item (a Query of the budget partition)."""
+        return [Allowance.from_item(str(item.get(KEY_SK)), item) for item in self._partition(BUDGET_PK, "Query (budgets)")]
+
+    def _update(self, host: str, what: str, expression: str, values: Mapping[str, Any], *, condition: str | None = None,
+                names: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        """One UpdateItem of ``host``'s budget item; its new attributes, or None when ``condition`` failed."""
+        used = f"{expression} {condition or ''}"
+        kwargs: dict[str, Any] = {"ExpressionAttributeNames": {k: v for k, v in {"#pk": KEY_PK, **(names or {})}.items() if k in used}}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            answer = self._call("update_item", TableName=self.name, Key=self._key(BUDGET_PK, host),
+                                UpdateExpression=expression, ExpressionAttributeValues=self._values(values),
+                                ReturnValues="ALL_NEW", **kwargs)
+        except BOTO_ERRORS as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise aws_error(exc, f"DynamoDB UpdateItem ({what})") from exc
+        return self._item_from_dynamo(answer.get("Attributes") or {})
+
+    def budget_take(self, host: str, pulls: int, reserve: int, now: float) -> int | None:
+        """``remaining -= pulls, outstanding += pulls`` if ``remaining >= pulls + reserve``; the remaining
+        after, or None (the pulls are not there)."""
+        new = self._update(host, "budget take", "SET #r = #r - :n, #o = if_not_exists(#o, :zero) + :n, #lt = :now",
+                           {":n": pulls, ":need": pulls + reserve, ":zero": 0, ":now": now},
+                           condition="#r >= :need", names={"#r": "remaining", "#o": "outstanding", "#lt": "last_take_at"})
+        return None if new is None else int(new.get("remaining", 0))
+
+    def budget_settle(self, host: str, reserved: int, spent: int, now: float) -> None:
+        """A reservation is over: ``outstanding -= reserved, remaining += reserved - spent`` (nothing when the
+        item is gone)."""
+        self._update(host, "budget settle", "SET #r = #r + :back, #o = if_not_exists(#o, :zero) - :res, #ls = :now",
+                     {":back": max(0, reserved - spent), ":res": reserved, ":zero": 0, ":now": now},
+                     condition="attribute_exists(#pk)", names={"#r": "remaining", "#o": "outstanding", "#ls": "last_settle_at"})
+
+    def budget_announce(self, allowance: Allowance, *, started: float, quiet_before: float) -> int | None:
+        """An upstream's announcement: ``remaining = announced, outstanding = 0`` when no take happened since
+        ``quiet_before`` (nothing in flight; also creates the item); else ``remaining = announced - outstanding``
+        when no reservation was settled since ``started`` (the request left); else nothing. The remaining
+        after, or None."""
+        attrs = {k: v for k, v in allowance.to_item().items()
+                 if k in ("limit", "window_seconds", "announced_at", "refill_at", "source")}
+        names = {f"#{k}": k for k in attrs}
+        sets = ", ".join(f"#{k} = :{k}" for k in attrs)
+        values = {f":{k}": v for k, v in attrs.items()}
+        common = {"#r": "remaining", "#o": "outstanding", "#lt": "last_take_at", "#ls": "last_settle_at", **names}
+        new = self._update(
+            allowance.host, "budget announce", f"SET {sets}, #r = :a, #o = :zero, #lt = if_not_exists(#lt, :zero), "
+            "#ls = if_not_exists(#ls, :zero)",
+            {**values, ":a": allowance.remaining, ":zero": 0, ":quiet": quiet_before},
+            condition="attribute_not_exists(#pk) OR #lt < :quiet", names=common)
+        if new is None:
+            new = self._update(
+                allowance.host, "budget announce", f"SET {sets}, #r = :a - #o",
+                {**values, ":a": allowance.remaining, ":started": started},
+                condition="#ls < :started", names={"#r": "remaining", "#o": "outstanding", "#ls": "last_settle_at", **names})
+        return None if new is None else int(new.get("remaining", 0))
 
     # -- passes
 

@@ -23,12 +23,19 @@ A pass over one row (:meth:`Syncer.sync_item`):
 7. statuses are written only when something recorded changed; the row status (invalid, failed,
    no_tags) only when it changes.
 
+Pull budget (issue 15; :mod:`ecr_mirror.budget`, when the registry client has one): tags to copy are taken
+in :data:`drift.COPY_PRIORITY` order (missing, then behind, then repairs); before a tag's copy its pulls are
+reserved (1 + its recorded children, else the row's platforms); a tag the budget cannot cover, or whose
+copy met a 429 or an exhausted budget, is ``deferred`` (its status says why and when the window refills;
+children already copied stay and are skipped next time).
+
 The Syncer works against small protocols: a :class:`StateStore` (``ecr_mirror.store.StateTable``),
 a :class:`Target` (``ecr_mirror.ecr.EcrTarget``) and a :class:`~ecr_mirror.copy.Copier`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,11 +44,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from . import drift
+from .budget import Reservation, expected_pulls
 from .copy import Copier, CopyReport
-from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError, RowError
+from .errors import AwsError, Deadline, Interrupted, MirrorError, NotFoundError, PullLimitReached, RowError
 from .reference import Reference
 from .referrer_copy import audit_referrers
 from .referrers import ReferrerPolicy, ReferrersReport
@@ -53,6 +62,7 @@ from .status import (
     RowState,
     RowStatus,
     TagStatus,
+    format_timestamp,
     has_legacy_status,
     legacy_row_status,
     legacy_tag_statuses,
@@ -158,7 +168,8 @@ class TagResult:
     could tell), ``target_digest`` what it holds. Counts as in :class:`~ecr_mirror.copy.CopyReport`;
     ``copied``: something was written. ``error`` and ``reason`` are one line each; ``fingerprint``
     identifies the row settings the record belongs to (:attr:`ecr_mirror.rows.Row.fingerprint`).
-    ``settled``: nothing was asked of the target (in sync as recorded); ``skipped``: why this sync left
+    ``settled``: nothing was asked of the target (in sync as recorded); ``refill_at``: for a ``deferred`` tag,
+    when the upstream's pull window is expected to refill (Unix seconds); ``skipped``: why this sync left
     the tag alone (another sync holds its lease); such a tag is not counted in the metrics;
     ``referrers``: what became of the image's referrers when it was copied (``None``: not this time);
     ``arch_tags``: the ``<tag>-<arch>`` tags written; ``arch_tag_digests``: every arch tag the target holds
@@ -191,6 +202,7 @@ class TagResult:
     warnings: tuple[str, ...] | None = None
     pinned_digest: str | None = None
     upstream_tag_digest: str | None = None
+    refill_at: float | None = None  # deferred: when the upstream's pull window is expected to refill (Unix seconds)
 
     @property
     def drift_state(self) -> str:
@@ -209,7 +221,7 @@ class RowResult:
     else a :class:`TagResult` per tag; ``error`` for a failure of the whole row (tag list, repository);
     ``matched_nothing``: its selection matched no upstream tag (``note`` says which selection, and how many
     upstream tags it was tried against); ``ratelimit_remaining``: upstream pulls
-    left as its registry last said (``None`` if it did not)."""
+    left as its registry last said (``None`` if it did not); ``upstream``: its upstream registry host."""
 
     row_id: str
     invalid: str | None = None
@@ -219,11 +231,18 @@ class RowResult:
     matched_nothing: bool = False
     note: str | None = None
     ratelimit_remaining: int | None = None
+    upstream: str | None = None
 
     @property
     def ok(self) -> bool:
         """Whether the row validated and no tag failed."""
         return self.invalid is None and self.error is None and all(t.state != drift.FAILED for t in self.tags)
+
+    @property
+    def refill_at(self) -> float | None:
+        """When the first of the row's deferred tags may go on (Unix seconds); None: no tag is deferred."""
+        times = [t.refill_at or 0.0 for t in self.tags if t.state == drift.DEFERRED]
+        return min(times) if times else None
 
 
 class Run:
@@ -283,6 +302,30 @@ class _Tag:
     #: options turned on since the tag's record (:func:`ecr_mirror.rows.options_turned_on`): a tag in sync
     #: still needs them brought in line (arch tags written, referrers or non-distributable layers copied)
     converge: frozenset[str] = frozenset()
+    turns: _Turns | None = None  # the row's order of reserving upstream pulls (issue 15)
+    rank: int = 0
+
+
+class _Turns:
+    """The order in which a row's tags reserve upstream pulls: rank ``r`` reserves only once every lower rank has
+    reserved (or needed nothing), so when pulls are short the first in :data:`drift.COPY_PRIORITY` get them
+    whatever the threads' timing. Copies still run at once."""
+
+    def __init__(self) -> None:
+        self._done: set[int] = set()
+        self._next = 0
+        self._cond = threading.Condition()
+
+    def wait(self, rank: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next >= rank)
+
+    def done(self, rank: int) -> None:
+        with self._cond:
+            self._done.add(rank)
+            while self._next in self._done:
+                self._next += 1
+            self._cond.notify_all()
 
 
 class Syncer:
@@ -392,9 +435,12 @@ class Syncer:
             referrer_audit = audit and writes and not check_only and row.referrers
             if referrer_audit and row.source is not None and source_tags is None and any(w.complete for w in work):
                 source_tags = self._source_tags(row)
-            self._each(work, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
-                                                    should_stop=should_stop, source_tags=source_tags,
-                                                    audit_referrers=referrer_audit),
+            ordered, turns = sorted(work, key=self._priority), _Turns()
+            for rank, w in enumerate(ordered):
+                w.turns, w.rank = turns, rank
+            self._each(ordered, lambda w: self._finish(row, w, run, dry_run=dry_run, check_only=check_only,
+                                                       should_stop=should_stop, source_tags=source_tags,
+                                                       audit_referrers=referrer_audit),
                        self.tag_concurrency)
         except Deadline as exc:
             raise Deadline(str(exc), progress=sum(1 for w in work if w.result.copied)) from exc
@@ -412,6 +458,7 @@ class Syncer:
                 # tags no longer selected (keep_latest moved on, a tag removed from the row): forget them
                 self.store.delete_tags(row_id, stale)
         if row.source is not None:
+            result.upstream = row.source.api_host
             seen = self.client.ratelimit(row.source.api_host)
             result.ratelimit_remaining = seen.remaining if seen else None
         return result
@@ -531,10 +578,42 @@ class Syncer:
             w.result.upstream_digest, w.source_digest = self._upstream_digest(row, w)
         except Interrupted:
             raise
+        except PullLimitReached as exc:  # a HEAD that took a GET, and the budget could not cover it
+            self._deferred(row, w, exc)
         except MirrorError as exc:
             self._failed(row, w, exc)
         except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
             self._failed(row, w, exc, unexpected=True)
+
+    @staticmethod
+    def _priority(w: _Tag) -> int:
+        """Copy order when pulls are short (:data:`drift.COPY_PRIORITY`): missing, behind, repairs."""
+        rec, target = w.recorded, w.result.target_digest
+        if not w.target_known:
+            return 1
+        if target is None:
+            return drift.COPY_PRIORITY[drift.MISSING]
+        if w.complete is False or rec is not None and rec.expected_digest and target != rec.expected_digest:
+            return drift.COPY_PRIORITY[drift.BROKEN]
+        return drift.COPY_PRIORITY[drift.BEHIND]
+
+    def _reserve(self, row: Row, w: _Tag) -> Reservation | None:
+        """Reserve the pulls of ``w``'s copy on its upstream's budget (None: no budget applies). Raises
+        :class:`PullLimitReached`."""
+        budget = getattr(self.client, "budget", None)
+        if budget is None or row.source is None:
+            return None
+        rec = w.recorded
+        children = len(rec.children) if rec is not None and rec.children else (len(row.platforms) if row.platforms else None)
+        return budget.reserve(row.source.api_host, expected_pulls(children))
+
+    def _deferred(self, row: Row, w: _Tag, exc: PullLimitReached) -> None:
+        """``w`` waits for its upstream's pull window to refill: ``deferred``, with why and until when."""
+        res = w.result
+        res.state, res.error = drift.DEFERRED, None
+        res.refill_at = exc.retry_at
+        res.reason = str(exc)
+        log.info("row %s tag %s deferred: %s", row.id, w.tag, exc)
 
     def _tell(self, row: Row, tag: str, phase: str, state: str = "") -> None:
         if self.progress is not None:
@@ -670,6 +749,8 @@ class Syncer:
             self._classify_and_copy(row, w, run, dry_run=dry_run, check_only=check_only, should_stop=should_stop,
                                     source_tags=source_tags, audit_referrers=audit_referrers)
         finally:
+            if w.turns is not None:
+                w.turns.done(w.rank)  # (already, if it reserved)
             self._tell(row, w.tag, "done", w.result.state)
 
     def _classify_and_copy(self, row: Row, w: _Tag, run: Run, *, dry_run: bool, check_only: bool, should_stop: StopFn,
@@ -685,9 +766,9 @@ class Syncer:
             if not dry_run:
                 self._record(row, w, self._status(w, drift.CONFLICT), run)
             return
-        if res.state == drift.FAILED:  # upstream HEAD (or the target look-up) failed
+        if res.state in (drift.FAILED, drift.DEFERRED):  # upstream HEAD (or the target look-up) failed, or waits
             if not dry_run:
-                self._record(row, w, self._status(w, drift.FAILED), run)
+                self._record(row, w, self._status(w, res.state), run)
             return
         if w.previous is not None and w.previous.leased_by_other(run.owner):
             self._skip(row, w, f"another sync ({w.previous.lease_owner}) is copying it")
@@ -740,6 +821,31 @@ class Syncer:
             return
         if should_stop():
             raise Deadline(f"row {row.id}: stopped before copying tag {w.tag}, too little time left")
+        try:
+            if w.turns is not None:
+                w.turns.wait(w.rank)
+            try:
+                reservation = self._reserve(row, w)
+            finally:
+                if w.turns is not None:
+                    w.turns.done(w.rank)
+        except PullLimitReached as exc:
+            self._deferred(row, w, exc)
+            self._record(row, w, self._status(w, drift.DEFERRED), run)
+            return
+        except MirrorError as exc:  # the budget could not be read or written: no copy, the next delivery tries again
+            self._failed(row, w, exc)
+            self._record(row, w, self._status(w, drift.FAILED), run)
+            return
+        try:
+            self._lease_and_copy(row, w, run, state, reservation, source_tags=source_tags)
+        finally:
+            if reservation is not None:
+                reservation.settle()
+
+    def _lease_and_copy(self, row: Row, w: _Tag, run: Run, state: str, reservation: Reservation | None, *,
+                        source_tags: list[str] | None) -> None:
+        res, rec = w.result, w.recorded
         # take the lease with the state detected (an interrupted sync keeps showing it)
         now = now_timestamp()
         interim = replace(self._status(w, state), error=None, lease_owner=run.owner,
@@ -754,7 +860,8 @@ class Syncer:
             return
         self._tell(row, w.tag, "copying")
         try:
-            report = self._copy(row, w, force=state == drift.BROKEN, source_tags=source_tags)
+            with reservation if reservation is not None else contextlib.nullcontext():
+                report = self._copy(row, w, force=state == drift.BROKEN, source_tags=source_tags)
         except (KeyboardInterrupt, SystemExit, Interrupted):  # interrupted (Ctrl-C): give the lease back, best effort
             released = replace(interim, lease_owner=None, lease_expires=None).recorded(interim, now_timestamp())
             try:
@@ -762,6 +869,10 @@ class Syncer:
             except Exception:  # noqa: BLE001 - the lease then lapses on its own
                 pass
             raise
+        except PullLimitReached as exc:  # nothing written at the tag; children already copied stay
+            self._deferred(row, w, exc)
+            self._put(row, w.tag, self._status(w, drift.DEFERRED).recorded(interim, now_timestamp()), interim)
+            return
         except MirrorError as exc:
             self._failed(row, w, exc)
             self._put(row, w.tag, self._status(w, drift.FAILED).recorded(interim, now_timestamp()), interim)
@@ -942,6 +1053,8 @@ class Syncer:
             warnings=res.warnings if res.warnings is not None else (prev.warnings if prev else None),
             arch_tags=(tuple(sorted(res.arch_tag_digests.items())) if res.arch_tag_digests is not None and success
                        else base.arch_tags),
+            refill_at=format_timestamp(datetime.fromtimestamp(res.refill_at, UTC))
+            if state == drift.DEFERRED and res.refill_at is not None else None,
         )
 
     def _record(self, row: Row, w: _Tag, status: TagStatus, run: Run) -> None:

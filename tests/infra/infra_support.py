@@ -26,6 +26,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "max_concurrency": 3,
         "metrics_namespace": "TeamMirror",
         "log_level": "DEBUG",
+        "pull_reserve": "5",
+        "host_rates": "public.ecr.aws=5",
     },
     EXISTING_SECRET_STACK: {
         "schedule_expression": "cron(0 3 * * ? *)",

@@ -95,6 +95,10 @@ def test_command_line_strings_are_converted():
         ({"scheduleExpression": "rate(6 hours)", "schedulePeriodMinutes": "60"}, "contradicts"),
         ({"scheduleExpression": "rate(5 days)"}, "7 days"),
         ({"logLevel": "LOUD"}, "logLevel"),
+        ({"pullReserve": "lots"}, "pullReserve"),
+        ({"pullReserve": "150%"}, "pullReserve"),
+        ({"hostRates": "public.ecr.aws"}, "hostRates"),
+        ({"hostRates": "public.ecr.aws=0"}, "hostRates"),
         ({"noSuchOption": "1"}, "unknown option"),
     ],
 )

@@ -42,7 +42,8 @@ ECR_REPOSITORY_ACTIONS = {
 TABLE_SCAN = {"dynamodb:Scan"}
 TABLE_WORKER = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
 STATE_SCHEDULE = {"dynamodb:Query", "dynamodb:PutItem"}
-STATE_WORKER = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+STATE_WORKER = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                "dynamodb:GetItem", "dynamodb:UpdateItem"}  # GetItem, UpdateItem: the pull budgets (issue 15)
 STATE_STREAM = {"dynamodb:Query", "dynamodb:BatchWriteItem"}
 TABLE_WRITE = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 SQS_SEND = {"sqs:SendMessage"}

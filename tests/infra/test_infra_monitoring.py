@@ -102,7 +102,7 @@ def test_every_alarm_notifies_the_topic_and_uses_a_metric_the_package_emits(synt
     template = synth.templates[stack]
     namespace = synth.props[stack].metrics_namespace
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 11
+    assert len(alarms) == 12
     for alarm in alarms.values():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [topic_ref(template)]
@@ -162,3 +162,27 @@ def test_dashboard_shows_the_sync_metrics(synth, stack):
     } <= shown
     assert any(w["type"] == "alarm" for w in body["widgets"])
     assert re.search(r"Schedule: `[^`]+`", json.dumps(body))
+
+
+@pytest.mark.parametrize(("stack", "period"), [(DEFAULT_STACK, 21600), (CUSTOM_STACK, 7200)])
+def test_a_row_deferred_for_more_than_two_schedule_periods_alarms(synth, stack, period):
+    """Issue 15: the worker reports how long the oldest row it saw has waited for upstream pulls."""
+    template = synth.templates[stack]
+    alarm = service_alarm(template, synth.props[stack], lambda_metrics.OLDEST_DEFERRAL_SECONDS)
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Threshold"] == 2 * period
+    assert alarm["TreatMissingData"] == "notBreaching", "no row waiting is no data"
+    assert alarm["AlarmActions"] == [topic_ref(template)]
+
+
+def test_dashboard_shows_the_pull_budget_per_registry(synth):
+    template = synth.templates[DEFAULT_STACK]
+    namespace = synth.props[DEFAULT_STACK].metrics_namespace
+    _, dashboard = only(template, "AWS::CloudWatch::Dashboard")
+    body = json.loads(flat(dashboard["Properties"]["DashboardBody"]))
+    searches = [m[0]["expression"] for w in body["widgets"] for m in w.get("properties", {}).get("metrics", [])
+                if isinstance(m[0], dict) and "expression" in m[0]]
+    for name in lambda_metrics.REGISTRY_METRICS:
+        assert any(f"{{{namespace},{lambda_metrics.REGISTRY_DIMENSION},service}}" in s and f'MetricName="{name}"' in s
+                   for s in searches), (name, searches)

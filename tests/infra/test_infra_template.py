@@ -175,6 +175,8 @@ def test_environment_of_each_function(synth):
     worker = environment(template, HANDLER_WORKER)
     assert worker[lambda_config.ENV_TAG_MUTABILITY] == "MUTABLE"
     assert worker[lambda_config.ENV_TIME_RESERVE_SECONDS] == "120"
+    assert worker[lambda_config.ENV_PULL_RESERVE] == "10%"  # issue 15: the pull budget's reserve
+    assert lambda_config.ENV_HOST_RATES not in worker  # the documented caps apply
     assert lambda_config.ENV_CREDENTIALS_SECRET not in worker  # no secret configured
     assert lambda_config.ENV_TARGET_REGISTRY not in worker  # this account's registry
     for handler in (HANDLER_SCHEDULE, HANDLER_STREAM):
@@ -194,6 +196,8 @@ def test_environment_follows_the_options(synth):
     assert worker[lambda_config.ENV_REPOSITORY_PREFIX] == "team/mirror"
     assert worker[lambda_config.ENV_METRICS_NAMESPACE] == worker["POWERTOOLS_METRICS_NAMESPACE"] == "TeamMirror"
     assert worker[lambda_config.ENV_LOG_LEVEL] == "DEBUG"
+    assert worker[lambda_config.ENV_PULL_RESERVE] == "5"
+    assert worker[lambda_config.ENV_HOST_RATES] == "public.ecr.aws=5"
 
     existing = environment(synth.templates[EXISTING_SECRET_STACK], HANDLER_WORKER)
     assert existing[lambda_config.ENV_CREDENTIALS_SECRET] == "ecr-mirror/upstream"

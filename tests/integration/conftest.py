@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ecr_mirror.handlers import _common
-from tests.integration.passes import Deployment
+from tests.integration.passes import AtomicWrites, Deployment
 from tests.support.ecr import EcrStandIn
 
 
@@ -28,6 +28,16 @@ def dynamodb_endpoint() -> None:
     """Where boto3's DynamoDB goes for a :func:`deployment`: moto itself (``aws_env``). A test module
     overrides it to put something in front (tests/integration/test_leases.py: atomic writes)."""
     return None
+
+
+@pytest.fixture
+def atomic_dynamodb(aws_env: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[AtomicWrites]:
+    """DynamoDB (moto) with DynamoDB's atomic conditional writes (:class:`~tests.integration.passes.AtomicWrites`):
+    a module whose syncs race returns it from its own ``dynamodb_endpoint``."""
+    proxy = AtomicWrites(aws_env).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

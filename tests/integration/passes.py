@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +194,24 @@ class Deployment:
             if m["MessageId"] not in failed:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
         return response
+
+    # -- rows waiting for an upstream's pull window (issue 15)
+
+    def waiting(self) -> list[tuple[dict[str, Any], int]]:
+        """``(body, DelaySeconds)`` of every message the handlers sent with a delay since :attr:`calls` was reset."""
+        out = []
+        for op, params in self.calls.params:
+            if op == "SendMessageBatch":
+                out += [(json.loads(e["MessageBody"]), e["DelaySeconds"]) for e in params["Entries"] if e.get("DelaySeconds")]
+        return out
+
+    def deliver_after_delay(self, bodies: list[dict[str, Any]], setattr: Callable[[Any, str, Any], None]) -> None:
+        """SQS delivers delayed messages once their delay is over: the same ``bodies``, sent again visible, and the
+        worker's clock (set with ``setattr``: a test's ``monkeypatch.setattr``) past their ``not_before``."""
+        latest = max(float(b["not_before"]) for b in bodies)
+        setattr(worker, "clock", lambda: latest + 1)
+        for body in bodies:
+            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body))
 
     def invoke_stream(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         return stream.handler({"Records": records}, Ctx(function_name="stream"))

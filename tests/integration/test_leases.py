@@ -25,7 +25,7 @@ from ecr_mirror.config import Settings
 from ecr_mirror.registry import FAST
 from ecr_mirror.runtime import build_syncer
 from ecr_mirror.status import PassRecord, new_pass_id, now_timestamp, timestamp_after
-from tests.integration.passes import AtomicWrites, Deployment
+from tests.integration.passes import Deployment
 from tests.support import images as im
 
 ECR_MIRROR = str(Path(sys.executable).with_name("ecr-mirror"))
@@ -34,12 +34,9 @@ TAGS = ("v1", "v2")
 
 
 @pytest.fixture
-def dynamodb_endpoint(aws_env, monkeypatch):
-    """DynamoDB (moto) with DynamoDB's atomic conditional writes: see :class:`AtomicWrites`."""
-    proxy = AtomicWrites(aws_env).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
-    yield proxy
-    proxy.stop()
+def dynamodb_endpoint(atomic_dynamodb):
+    """DynamoDB (moto) with DynamoDB's atomic conditional writes (tests/integration/conftest.py)."""
+    return atomic_dynamodb
 
 
 @pytest.fixture

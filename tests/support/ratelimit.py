@@ -78,6 +78,7 @@ class WindowStats:
     started_at: float  # by the limiter's clock
     pulls: int = 0  # manifest GETs let through (each spent one pull)
     rejected: int = 0  # manifest GETs answered 429
+    by_hand: int = 0  # pulls spent by someone else from the same address (:attr:`PullLimiter.spend_at_next_pull`)
     heads: int = 0  # manifest HEADs (free, answered with the headers)
     other: int = 0  # every other request under /v2/ (blobs, tags, uploads...), free
 
@@ -110,6 +111,9 @@ class PullLimiter:
         self._lock = threading.Lock()
         self._windows: list[WindowStats] = [WindowStats(0, self.clock())]
         self._remaining = limit
+        #: set it: the next manifest GET finds the window spent by someone pulling by hand from the same address
+        #: (between a client's HEAD and its GET), so it meets the 429
+        self.spend_at_next_pull = False
 
     # ------------------------------------------------------------------ state
 
@@ -171,6 +175,10 @@ class PullLimiter:
             self._roll()
             stats = self._windows[-1]
             if is_manifest and record.method == "GET":
+                if self.spend_at_next_pull:
+                    self.spend_at_next_pull = False
+                    stats.by_hand += self._remaining
+                    self._remaining = 0
                 if self._remaining <= 0:
                     stats.rejected += 1
                     record.notes["ratelimit-remaining"] = 0

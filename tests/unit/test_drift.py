@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ecr_mirror import drift
 from ecr_mirror.drift import (
     BEHIND,
+    DEFERRED,
     BROKEN,
     DIVERGED,
     FAILED,
@@ -34,7 +35,7 @@ X = "sha256:" + "f" * 64  # something someone pushed by hand
 
 
 def test_states_are_the_documented_ones():
-    assert STATES == ("in_sync", "behind", "diverged", "missing", "broken", "failed", "invalid", "conflict")
+    assert STATES == ("in_sync", "behind", "diverged", "missing", "broken", "deferred", "failed", "invalid", "conflict")
     assert len(set(STATES)) == len(STATES)
 
 
@@ -155,7 +156,8 @@ def test_drift_helpers():
     assert count_drift(states) == 3
     counts = count_states(states)
     assert list(counts) == list(STATES)
-    assert counts == {IN_SYNC: 1, BEHIND: 0, DIVERGED: 1, MISSING: 0, BROKEN: 2, FAILED: 1, INVALID: 1, "conflict": 0}
+    assert counts == {IN_SYNC: 1, BEHIND: 0, DIVERGED: 1, MISSING: 0, BROKEN: 2, DEFERRED: 0, FAILED: 1, INVALID: 1,
+                      "conflict": 0}
     assert count_drift(iter([])) == 0
 
 

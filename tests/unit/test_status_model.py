@@ -52,6 +52,7 @@ def test_a_status_round_trips_through_its_item_with_every_field():
         referrers_not_applicable=1, referrers_note="a note", referrers_error="an error", referrers_refused=D2,
         pinned_digest=D1, upstream_tag_digest=D2, warnings=("one", "two"),
         arch_tags=(("v1-amd64", D1), ("v1-arm64", D3)),
+        refill_at=ts(6),
     )
     item = full.to_item()
     assert item["arch_tags"] == {"v1-amd64": D1, "v1-arm64": D3}  # a DynamoDB map

@@ -67,12 +67,15 @@ def syncer() -> Syncer:
 
 #: SendMessageBatch calls of one enqueue in flight at once
 SEND_CONCURRENCY = 4
+#: SQS's longest message delay (DelaySeconds)
+MAX_DELAY_SECONDS = 900
 
 
-def enqueue(messages: Sequence[Mapping[str, Any]]) -> int:
+def enqueue(messages: Sequence[Mapping[str, Any]], *, delay_seconds: int = 0) -> int:
     """One SQS message per entry of ``messages`` (each a JSON body, ``{"id": <row id>, ...}``), sent with
     SendMessageBatch, 10 per call (its limit), :data:`SEND_CONCURRENCY` calls at once: ``ceil(n/10)``
     calls for ``n`` messages, plus one for any batch with failed entries (those are sent once more).
+    ``delay_seconds`` (0-900, SQS's range): each message becomes visible that much later.
     Returns how many were sent; raises :class:`AwsError`."""
     queue_url = settings().queue_url
     if not queue_url:
@@ -81,6 +84,9 @@ def enqueue(messages: Sequence[Mapping[str, Any]]) -> int:
 
     def send(batch: Sequence[Mapping[str, Any]]) -> int:
         entries = [{"Id": str(n), "MessageBody": json.dumps(body)} for n, body in enumerate(batch)]
+        if delay_seconds:
+            for entry in entries:
+                entry["DelaySeconds"] = max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))
         try:
             answer = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
             failed = answer.get("Failed") or []

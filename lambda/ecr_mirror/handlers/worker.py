@@ -12,21 +12,34 @@ synced once. Each invocation has its own time guard, results, lease owner (its r
 ListImages cache (:class:`Invocation`); only clients are shared across invocations. At its end, one
 write per pass it served: the rows it finished OK (``#pass#<pass id>``), which ``ecr-mirror status``
 reads as their tags' "last verified".
+
+A row with ``deferred`` tags (the upstream's pull budget cannot cover them now: issue 15) is no failure:
+its message is acknowledged and the row sent again with ``DelaySeconds = min(900, seconds until the
+window refills)``, carrying ``not_before`` (Unix seconds) and ``deferred_since``; a message received
+before its ``not_before`` is sent again the same way without any work. So a deferral never counts
+towards the dead-letter queue's receive count. Metrics per upstream registry (dimension ``Registry``):
+``PullsSpent``, ``PullsRemaining``; ``TagsDeferred``, and ``OldestDeferralSeconds`` (how long the oldest
+row this invocation saw deferred has been waiting: the alarm's metric).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from .. import drift
 from ..errors import Deadline, MirrorError
-from ..metrics import emit, sync_counts
+from ..metrics import emit, emit_budget, sync_counts
 from ..status import now_timestamp
 from ..sync import RowResult, Run, StopFn, remaining_time_guard
-from ._common import enqueue, logger, metrics, settings, sqs, state, syncer, table
+from ._common import MAX_DELAY_SECONDS, enqueue, logger, metrics, settings, sqs, state, syncer, table
+
+#: Unix seconds (tests move it)
+clock = time.time
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -57,6 +70,10 @@ class Invocation:
         self.done: dict[str, list[str]] = {}
         #: (record, body) of rows to send again as fresh messages: not started, or stopped after progress
         self.deferred: list[tuple[Any, dict[str, Any]]] = []
+        #: (record, body) of rows waiting for an upstream's pull window to refill (body carries ``not_before``)
+        self.waiting: list[tuple[Any, dict[str, Any]]] = []
+        #: Unix seconds since when the oldest waiting row waits
+        self.oldest_deferral: float | None = None
         self._run: Run | None = None
 
     @property
@@ -91,6 +108,33 @@ class Invocation:
                 failures.append({"itemIdentifier": record.message_id})
         return response
 
+    def wait(self, record: Any, body: dict[str, Any], not_before: float, since: float) -> dict[str, Any]:
+        """Send the row again once ``not_before`` is near (``deferred_since``: ``since``)."""
+        body = {**body, "not_before": not_before, "deferred_since": since}
+        self.waiting.append((record, body))
+        self.oldest_deferral = since if self.oldest_deferral is None else min(self.oldest_deferral, since)
+        return {"id": body["id"], "waiting_until": not_before}
+
+    def send_waiting(self, response: dict[str, Any]) -> dict[str, Any]:
+        """Send the waiting rows again, each delayed until its ``not_before`` (at most 900 s, SQS's longest).
+        If that fails, they are failed items of ``response`` instead (handed back at once)."""
+        now = clock()
+        by_delay: dict[int, list[tuple[Any, dict[str, Any]]]] = {}
+        for record, body in self.waiting:
+            delay = max(1, min(MAX_DELAY_SECONDS, math.ceil(float(body["not_before"]) - now)))
+            by_delay.setdefault(delay, []).append((record, body))
+        for delay, entries in by_delay.items():
+            try:
+                enqueue([body for _, body in entries], delay_seconds=delay)
+                logger.info("rows wait for a pull window to refill", extra={"rows": [b["id"] for _, b in entries], "delay": delay})
+            except MirrorError as exc:
+                logger.error("waiting rows could not be sent again; handed back: %s", exc)
+                failures = response.setdefault("batchItemFailures", [])
+                for record, _ in entries:
+                    _hand_back(record)
+                    failures.append({"itemIdentifier": record.message_id})
+        return response
+
     def record_handler(self, record: Any) -> dict[str, Any]:
         """Sync the row a message names (``{"id": "<row id>", ...}``); raises :class:`RowFailed` for a failed
         row, :class:`Deadline` (message handed back) when time ran short in a row that made no progress. A
@@ -110,6 +154,10 @@ class Invocation:
             logger.info("row delivered twice in one batch: synced once", extra={"row": row_id})
             return {"id": row_id, "duplicate": True}
         self.seen.add(row_id)
+        not_before, since = body.get("not_before"), body.get("deferred_since")
+        if isinstance(not_before, (int, float)) and not isinstance(not_before, bool) and clock() < not_before:
+            # too early: the window has not refilled yet; no work, no receive counted
+            return self.wait(record, body, float(not_before), float(since) if isinstance(since, (int, float)) else clock())
         if self.should_stop():
             self.deferred.append((record, body))
             return {"id": row_id, "deferred": True}
@@ -140,6 +188,13 @@ class Invocation:
         elif result.error or failed:
             logger.error("row sync failed", extra={**log, "errors": [t.error for t in failed][:5]})
             raise RowFailed(f"row {row_id}: {result.error or failed[0].error}")
+        elif result.refill_at is not None:
+            deferred = [t.tag for t in result.tags if t.state == drift.DEFERRED]
+            logger.info("row deferred: upstream pulls are short", extra={**log, "deferred": deferred,
+                                                                       "reason": next(t.reason for t in result.tags if t.state == drift.DEFERRED)})
+            earlier = since if isinstance(since, (int, float)) and not isinstance(since, bool) else clock()
+            return self.wait(record, {k: v for k, v in body.items() if k not in ("not_before", "deferred_since")},
+                             max(result.refill_at, clock() + 1), float(earlier))
         else:
             logger.info("row synced", extra=log)
             if pass_id is not None:
@@ -162,12 +217,29 @@ def time_guard(context: Any) -> StopFn:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The SQS event source's entry point: ``{"batchItemFailures": [...]}`` (Powertools partial batch response)."""
     invocation = Invocation(time_guard(context), getattr(context, "aws_request_id", None))
+    spent_before = _budget_spent()
     try:
         response = process_partial_response(event=event, record_handler=invocation.record_handler, processor=processor, context=context)
-        return invocation.send_deferred(response)
+        return invocation.send_waiting(invocation.send_deferred(response))
     finally:
         invocation.record_progress()
         try:
             emit(metrics, sync_counts(invocation.results))
+            budget = _budget()
+            spent = {h: n - spent_before.get(h, 0) for h, n in (budget.spent if budget else {}).items()}
+            oldest = clock() - invocation.oldest_deferral if invocation.oldest_deferral is not None else None
+            emit_budget(metrics, invocation.results, spent, budget.remaining() if budget else {}, oldest)
         except MirrorError as exc:  # pragma: no cover - metrics must never fail the batch
             logger.error("metrics not emitted: %s", exc)
+
+
+def _budget() -> Any:
+    """The worker's pull budget, if its syncer was built (None before the first row, or without one)."""
+    if syncer.cache_info().currsize == 0:
+        return None
+    return getattr(syncer().client, "budget", None)
+
+
+def _budget_spent() -> dict[str, int]:
+    budget = _budget()
+    return dict(budget.spent) if budget is not None else {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 import httpcore
 import httpx
 
+from ..budget import HostPacer, PullBudget
 from ..errors import AuthError, DigestMismatchError, ManifestError, NotFoundError, RegistryError, UnsafeRedirectError
 from ..manifest import (
     ACCEPT,
@@ -46,7 +47,7 @@ from .interrupt import Interrupter
 from .retry import RetryPolicy, retry
 from .safety import check_target, scheme_for
 from .tls import tls_context
-from .transport import RateLimit, RateLimits, Transport, error_for_response, netloc
+from .transport import RateLimit, RateLimits, Transport, error_for_response, netloc, parse_ratelimit, pull_limit_reached
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,31 @@ class RegistryClient:
         self.ratelimits = RateLimits()
         self.transport = Transport(self.http, observers=(self.ratelimits,), interrupter=self.interrupter)
         self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=self._pause)
+        #: the pull budget (:meth:`use_budget`); None: pulls are not counted
+        self.budget: PullBudget | None = None
+
+    def use_budget(self, budget: PullBudget | None) -> None:
+        """Spend upstream pulls through ``budget`` (issue 15): every response's ``ratelimit-*`` headers are
+        announced to it, every manifest GET to a host with a budget draws a pull first (raising
+        :class:`~ecr_mirror.errors.PullLimitReached` when it cannot), and a 429 from such a host is a
+        :class:`~ecr_mirror.errors.PullLimitReached`, never retried."""
+        self.budget = budget
+        self.transport.announce = self._announce if budget is not None else None
+
+    def _announce(self, host: str, headers: Any, started: float) -> None:
+        seen = parse_ratelimit(headers)
+        if seen is not None and self.budget is not None:
+            self.budget.announce(host, seen.limit, seen.remaining, seen.window, started,
+                                 headers.get("docker-ratelimit-source") or None)
+
+    def pace_hosts(self, rates: Mapping[str, float], *, clock: Callable[[], float] = time.monotonic) -> HostPacer:
+        """Hold requests to each host to its request-rate cap: ``rates`` (requests per second), else the
+        documented ones (public.ecr.aws: 1/s anonymous, 10/s with credentials; ecr-facts.md section 4). A
+        token bucket per host (:class:`~ecr_mirror.budget.HostPacer`); waits end at :meth:`abort`."""
+        pacer = HostPacer(rates, authenticated=lambda host: self.credentials.credential_for(host) is not None,
+                          sleep=self._pause, clock=clock)
+        self.transport.pace = pacer
+        return pacer
 
     def _pause(self, seconds: float) -> None:
         """Waits between tries (``sleep``); :meth:`abort` cuts them short."""
@@ -254,15 +280,19 @@ class RegistryClient:
     def _request(
         self, method: str, url: str | httpx.URL, *, scope: str, what: str, headers: dict[str, str] | None = None,
         content: bytes | None = None, follow: bool = False, ok: Iterable[int] = (200,), read: bool = True,
-        not_found_ok: bool = False,
+        not_found_ok: bool = False, pull: bool = False,
     ) -> httpx.Response | None:
         """A replayable request, retried while temporary; the response, ``None`` for a 404 when
         ``not_found_ok``. Raises the :class:`RegistryError` a non-``ok`` status means. The body is read
         (up to :data:`~ecr_mirror.manifest.MAX_MANIFEST_BYTES`) unless ``read=False``: then the caller
-        streams and closes it."""
+        streams and closes it. ``pull``: each try costs a pull of the host's budget (a manifest GET)."""
         ok = tuple(ok)
+        host = netloc(httpx.URL(url))
 
         def attempt() -> httpx.Response | None:
+            budget = self.budget
+            if pull and budget is not None:
+                budget.draw(host)
             resp = self._send(method, url, scope=scope, what=what, headers=headers, content=content, follow=follow)
             if read or resp.status_code not in ok:
                 self.transport.read(resp, MAX_MANIFEST_BYTES, what)
@@ -270,6 +300,8 @@ class RegistryClient:
                 return resp
             if resp.status_code == 404 and not_found_ok:
                 return None
+            if resp.status_code == 429 and budget is not None and budget.budgeted(host):
+                raise pull_limit_reached(resp, f"{what}: HTTP 429 (pull limit)")
             raise error_for_response(resp, what)
 
         return retry(self.retry, attempt, what=what, sleep=self._pause)
@@ -340,7 +372,7 @@ class RegistryClient:
         resp = self._request(
             "GET", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
             scope=self.pull_scope(ref), what=what, headers={"Accept": f"{ACCEPT}, {unknown}" if unknown else ACCEPT},
-            follow=True,
+            follow=True, pull=True,
         )
         assert resp is not None
         expected = expected_digest or ref.digest

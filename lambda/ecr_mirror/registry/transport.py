@@ -12,8 +12,10 @@ leaves ``registry/``, and a blob body is handed out as plain ``bytes`` chunks.
 ``Retry-After`` hint.
 
 Every response passes the :attr:`Transport.observers` (``(host, method, status, headers)``) once
-its headers are in: the per-host rate-limit record (:class:`RateLimits`) is the first of them,
-and the place for a pull budget.
+its headers are in: the per-host rate-limit record (:class:`RateLimits`) is the first of them.
+The pull budget (:class:`ecr_mirror.budget.PullBudget`) is told of every response through
+:attr:`Transport.announce` (it also needs the time the request left), and :attr:`Transport.pace`
+holds a request back while its host's request-rate cap says so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import json
 import ssl
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,12 +32,25 @@ from typing import Any
 
 import httpx
 
-from ..errors import AuthError, ManifestError, NotFoundError, RegistryError, TagImmutableError, TransportError, UnsafeRedirectError
+from ..errors import (
+    AuthError,
+    ManifestError,
+    NotFoundError,
+    PullLimitReached,
+    RegistryError,
+    TagImmutableError,
+    TransportError,
+    UnsafeRedirectError,
+)
 from .interrupt import Interrupter
 from .retry import RETRY_STATUSES, parse_retry_after
 
 #: ``observer(host, method, status, headers)``, called for every response once its headers are in
 Observer = Callable[[str, str, int, Mapping[str, str]], None]
+#: ``announce(host, headers, started)``: every response's headers and when (Unix seconds) its request left
+Announce = Callable[[str, Mapping[str, str], float], None]
+#: ``pace(host)``: called before each request; blocks while ``host``'s request-rate cap holds it back
+Pace = Callable[[str], None]
 
 _NOT_FOUND_CODES = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NOT_FOUND"}
 
@@ -166,6 +182,10 @@ class Transport:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.interrupter = interrupter or Interrupter()
         self._lock = threading.Lock()
+        #: told of every response with the time its request left (the pull budget); None: nobody
+        self.announce: Announce | None = None
+        #: called before every request (per-host request-rate caps); None: no cap
+        self.pace: Pace | None = None
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -184,12 +204,17 @@ class Transport:
         (or :class:`UnsafeRedirectError`, see :func:`transport_errors`)."""
         self.interrupter.check(what)
         host = netloc(url)
+        if self.pace is not None:
+            self.pace(host)
         with self._lock:
             self.requests[(host, method)] += 1
+        started = time.time()
         with self._errors(what):
             resp = self.http.send(self.http.build_request(method, url, headers=dict(headers), content=content), stream=True)
         for observe in self.observers:
             observe(host, method, resp.status_code, resp.headers)
+        if self.announce is not None:
+            self.announce(host, resp.headers, started)
         return resp
 
     def read(self, resp: httpx.Response, limit: int, what: str) -> bytes:
@@ -257,12 +282,28 @@ def oci_errors(resp: httpx.Response) -> tuple[list[str], str]:
     return codes, "; ".join(messages)
 
 
+def pull_limit_reached(resp: httpx.Response, text: str, **kwargs: Any) -> PullLimitReached:
+    """The :class:`PullLimitReached` of a 429 answer: ``retry_at`` from ``Retry-After`` (RFC 9110 10.2.3)
+    when sent, else from the ``w=`` window of ``ratelimit-*`` (Docker Hub's rolling window: the
+    conservative guess), else unknown."""
+    hint = parse_retry_after(resp.headers.get("retry-after"))
+    seen = parse_ratelimit(resp.headers)
+    if hint is None and seen is not None and seen.window:
+        hint = seen.window
+    retry_at = time.time() + hint if hint is not None else None
+    kwargs.setdefault("status", resp.status_code)
+    kwargs.setdefault("url", str(resp.url.copy_with(query=None)))
+    return PullLimitReached(text, host=netloc(resp.url), retry_at=retry_at, remaining=seen.remaining if seen else None,
+                            retry_after=hint, **kwargs)
+
+
 def error_for_response(resp: httpx.Response, what: str) -> RegistryError:
     """The :class:`RegistryError` an error answer means (its body read first, up to a limit).
 
     404 or a ``*_UNKNOWN`` code: :class:`NotFoundError`; ``TAG_INVALID`` about immutability (ECR's
     registry API) or ``ImageTagAlreadyExistsException``: :class:`TagImmutableError`; 401/403:
-    :class:`AuthError`; else :class:`RegistryError`, temporary for :data:`~.retry.RETRY_STATUSES`.
+    :class:`AuthError`; a 429 with ``ratelimit-*`` headers: :class:`PullLimitReached` (never retried);
+    else :class:`RegistryError`, temporary for :data:`~.retry.RETRY_STATUSES`.
     """
     codes, message = oci_errors(resp)
     status = resp.status_code
@@ -274,6 +315,9 @@ def error_for_response(resp: httpx.Response, what: str) -> RegistryError:
         return TagImmutableError(text, temporary=False, **kwargs)
     if status in (401, 403):
         return AuthError(text, temporary=False, **kwargs)
+    if status == 429 and parse_ratelimit(resp.headers) is not None:
+        # a pull limit (Docker Hub's headers): retrying spends nothing but the next window (issue 15)
+        return pull_limit_reached(resp, text, **kwargs)
     temporary = status in RETRY_STATUSES
     hint = parse_retry_after(resp.headers.get("retry-after")) if temporary else None
     return RegistryError(text, temporary=temporary, retry_after=hint, **kwargs)
