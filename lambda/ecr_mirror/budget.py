@@ -418,13 +418,15 @@ class HostPacer:
 
     Rates: ``configured`` (``{host: requests per second}``), else the documented caps of
     :data:`DEFAULT_HOST_RATES` (anonymous or authenticated as ``authenticated(host)`` says, asked once per
-    host, when it is first contacted); other hosts are not held back. ``sleep``: waits (the client's
+    host, when it is first contacted), else ``default(host)``; a host with no rate (None) is not held back. ``sleep``: waits (the client's
     interruptible sleep, so Ctrl-C ends them); ``clock``: monotonic seconds. Thread-safe.
     """
 
     def __init__(self, configured: Mapping[str, float], *, authenticated: Callable[[str], bool] = lambda host: False,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 default: Callable[[str], float | None] = lambda host: None) -> None:
         self.configured = {h.lower(): float(r) for h, r in configured.items()}
+        self.default = default
         self.authenticated = authenticated
         self.sleep = sleep
         self.clock = clock
@@ -442,6 +444,8 @@ class HostPacer:
         if rate is None and host in DEFAULT_HOST_RATES:
             anonymous, authenticated = DEFAULT_HOST_RATES[host]
             rate = authenticated if self.authenticated(host) else anonymous
+        if rate is None:
+            rate = self.default(host)
         with self._lock:
             self._rates[host] = rate
         return rate

@@ -28,6 +28,9 @@ ENV_LOG_LEVEL = "ECR_MIRROR_LOG_LEVEL"
 ENV_AUDIT_INTERVAL_SECONDS = "ECR_MIRROR_AUDIT_INTERVAL_SECONDS"
 ENV_PULL_RESERVE = "ECR_MIRROR_PULL_RESERVE"
 ENV_HOST_RATES = "ECR_MIRROR_HOST_RATES"
+#: manifest PUTs per second per ECR registry (``PutImage``), default :data:`DEFAULT_PUT_IMAGE_RATE`; 0: no cap.
+#: Not set by the stack (the functions use the default, ECR's own quota); for a raised quota or a test
+ENV_PUT_IMAGE_RATE = "ECR_MIRROR_PUT_IMAGE_RATE"
 
 #: every variable the Lambda functions read; infra tests check the stack sets only these
 ALL_ENV = (
@@ -64,6 +67,8 @@ STACK_OUTPUTS = {
 OUTPUT_REGION = "Region"
 
 DEFAULT_REPOSITORY_PREFIX = "mirror"
+#: ECR's default ``PutImage`` quota: 10 per second per account and region (ecr-facts.md section 1)
+DEFAULT_PUT_IMAGE_RATE = 10.0
 DEFAULT_METRICS_NAMESPACE = "EcrMirror"
 DEFAULT_TAG_MUTABILITY = "MUTABLE"
 TAG_MUTABILITY_VALUES = ("MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION")
@@ -95,6 +100,20 @@ def settings_from_stack(base: Settings, stack: str, outputs: Mapping[str, str]) 
         raise ConfigError(f"stack {stack}: output TagMutability={values['tag_mutability']!r} is not one of "
                           f"{', '.join(TAG_MUTABILITY_VALUES)}")
     return replace(base, **values)
+def _rate(name: str, raw: str, default: float) -> float:
+    """A rate per second from variable ``name`` (empty: ``default``; 0: no cap); :class:`ConfigError` otherwise."""
+    raw = raw.strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number (requests per second; 0 for no cap)") from exc
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a finite number of requests per second, 0 or more")
+    return value
+
+
 def _named(name: str, parse: Any, raw: str) -> Any:
     """``parse(raw)``, a :class:`ConfigError` naming the variable ``name`` when it does not parse."""
     try:
@@ -121,7 +140,8 @@ class Settings:
     flight; ``time_reserve_seconds``: the worker stops starting rows this long before its timeout;
     ``pull_reserve``: pulls of an upstream's announced limit never spent (``"10%"`` or a count, read by
     :func:`ecr_mirror.budget.parse_reserve`: ``(fraction, pulls)``); ``host_rates``: request-rate caps,
-    ``(host, requests per second)`` pairs (:func:`ecr_mirror.budget.parse_host_rates`).
+    ``(host, requests per second)`` pairs (:func:`ecr_mirror.budget.parse_host_rates`); ``put_image_rate``:
+    manifest PUTs per second per ECR registry (0: no cap).
     """
 
     table: str = ""
@@ -139,6 +159,7 @@ class Settings:
     audit_interval_seconds: int = DEFAULT_AUDIT_INTERVAL_SECONDS
     pull_reserve: tuple[float, int | None] = (0.10, None)
     host_rates: tuple[tuple[str, float], ...] = ()
+    put_image_rate: float = DEFAULT_PUT_IMAGE_RATE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -180,4 +201,5 @@ class Settings:
             audit_interval_seconds=integer(ENV_AUDIT_INTERVAL_SECONDS, DEFAULT_AUDIT_INTERVAL_SECONDS, 0),
             pull_reserve=_named(ENV_PULL_RESERVE, parse_reserve, env.get(ENV_PULL_RESERVE, "")),
             host_rates=tuple(_named(ENV_HOST_RATES, parse_host_rates, env.get(ENV_HOST_RATES, "")).items()),
+            put_image_rate=_rate(ENV_PUT_IMAGE_RATE, env.get(ENV_PUT_IMAGE_RATE, ""), DEFAULT_PUT_IMAGE_RATE),
         )

@@ -127,6 +127,9 @@ def build_registry_client(
         interrupter=interrupter,
     )
     client.pace_hosts(dict(settings.host_rates))
+    client.pace_manifest_puts(settings.put_image_rate)
+    if settings.target_registry:
+        client.put_pace_hosts.add(settings.target_registry.lower())
     return client
 
 

@@ -248,6 +248,44 @@ def test_put_image_throttling_is_retried_with_backoff(ecr_factory, registry):
     assert all(0.25 <= w <= 20 for w in waits)  # RetryPolicy: base 0.5 s, full jitter over the upper half
 
 
+def test_manifest_puts_are_paced_to_the_put_image_quota_and_draw_no_429(ecr_factory, registry):
+    """A burst of manifest PUTs (an index, its children, its arch tags) held to ECR's PutImage rate by the client
+    itself: no 429 drawn, so none counted as a failure or retried into the quota. The stand-in's rate window and
+    the client's pacer run on one clock the client's waits move forward, so nothing really sleeps."""
+    ecr = ecr_factory(put_image_rate=2, repositories=["team/app"])
+    now = [0.0]
+    ecr.limiter.clock = lambda: now[0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    index = _index(9, attestations=True)  # 4 children, 2 arch tags, then the index: 7 PutImage calls
+    im.push_index(registry, "app", index, "v1")
+    client = static_client(ecr, retry=RetryPolicy(), sleep=sleep)
+    client.put_pace_hosts.add(ecr.host)  # a stand-in host, not named like ECR: paced as the target registry is
+    client.pace_manifest_puts(2, clock=lambda: now[0])
+    with Copier(client, concurrency=2) as c:
+        report = c.copy(ref(registry.host, "app:v1"), ref(ecr.host, "team/app:v1"), arch_tags=True)
+    assert report.digest == index.digest and len(report.arch_tags) == 2
+    assert ecr.throttled == 0 and ecr.count(op="PutImage", status=429) == 0
+    assert ecr.count(op="PutImage", status=201) == 7
+    assert sum(waits) >= (7 - 2) / 2  # 7 PUTs at 2/s (the window allows 2 at once): at least 2.5 s of waits
+
+
+def test_put_image_rate_comes_from_the_environment():
+    from ecr_mirror.config import DEFAULT_PUT_IMAGE_RATE, Settings
+    from ecr_mirror.errors import ConfigError
+
+    assert Settings.from_env({}).put_image_rate == DEFAULT_PUT_IMAGE_RATE == 10.0
+    assert Settings.from_env({"ECR_MIRROR_PUT_IMAGE_RATE": "25"}).put_image_rate == 25.0
+    assert Settings.from_env({"ECR_MIRROR_PUT_IMAGE_RATE": "0"}).put_image_rate == 0.0
+    for bad in ("fast", "-1", "nan", "inf"):
+        with pytest.raises(ConfigError, match="ECR_MIRROR_PUT_IMAGE_RATE"):
+            Settings.from_env({"ECR_MIRROR_PUT_IMAGE_RATE": bad})
+
+
 # ---------------------------------------------------------------- immutable tags: same digest, refused anyway
 
 

@@ -153,6 +153,10 @@ class RegistryClient:
         self.auth = Authenticator(self.credentials, self.transport, insecure=self.insecure, policy=self.retry, sleep=self._pause)
         #: the pull budget (:meth:`use_budget`); None: pulls are not counted
         self.budget: PullBudget | None = None
+        self._put_pace: HostPacer | None = None
+        #: hosts whose manifest PUTs are paced like ECR's (:meth:`pace_manifest_puts`): the configured target
+        #: registry when it is not named like ECR (a VPC endpoint, a stand-in)
+        self.put_pace_hosts: set[str] = set()
 
     def use_budget(self, budget: PullBudget | None) -> None:
         """Spend upstream pulls through ``budget`` (issue 15): every response's ``ratelimit-*`` headers are
@@ -176,6 +180,24 @@ class RegistryClient:
                           sleep=self._pause, clock=clock)
         self.transport.pace = pacer
         return pacer
+
+    def pace_manifest_puts(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> HostPacer | None:
+        """Hold manifest PUTs to ECR hosts (:func:`~ecr_mirror.reference.ecr_host_region`, and any host
+        :attr:`put_pace_hosts` names) to ``rate`` per second per host: ECR's ``PutImage`` quota is 10/s per
+        account and region (ecr-facts.md section 1, service quotas), and a burst of tags (a first sync, a
+        base image release with many arch tags) would otherwise draw 429s. ``rate`` 0 or less: no cap.
+        Other requests are not held back (their quotas are 100 to 2,000 per second)."""
+        from ..reference import ecr_host_region
+
+        if rate <= 0:
+            self._put_pace = None
+            return None
+
+        def default(host: str) -> float | None:
+            return rate if ecr_host_region(host) is not None or host.lower() in self.put_pace_hosts else None
+
+        self._put_pace = HostPacer({}, sleep=self._pause, clock=clock, default=default)
+        return self._put_pace
 
     def _pause(self, seconds: float) -> None:
         """Waits between tries (``sleep``); :meth:`abort` cuts them short."""
@@ -400,6 +422,8 @@ class RegistryClient:
         Raises :class:`TagImmutableError` where the tag may not be overwritten.
         """
         what = f"PUT manifest {ref}"
+        if self._put_pace is not None:
+            self._put_pace(ref.api_host)
         resp = self._request(
             "PUT", self.url(ref.api_host, f"/v2/{ref.repository}/manifests/{ref.identifier}"),
             scope=self.push_scope(ref), what=what, headers={"Content-Type": manifest.media_type},
