@@ -39,6 +39,16 @@ def abort_on(client: RegistryClient, when: Callable[[str, str, int], bool]) -> l
     return seen
 
 
+def tables(monkeypatch, ecr, name: str) -> StateTable:
+    """A mirror table ``name`` and its state table (moto), the ECR stand-in as the target; the state table."""
+    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
+    table = MirrorTable(boto3_client("dynamodb"), name)
+    table.create()
+    state = StateTable(boto3_client("dynamodb"), f"{name}-state", rows=table)
+    state.create()
+    return state
+
+
 def test_abort_after_a_head_404_skips_the_confirming_get(registry, proxy_factory):
     im.push_image(registry, "app", im.build_image(seed=71), "v1")
     front = proxy_factory(registry)
@@ -93,11 +103,7 @@ def test_abort_while_a_sync_lists_tags_records_no_failure(monkeypatch, ecr, regi
     Interrupted; the row is not marked failed in the table (Ctrl-C is not the upstream's fault)."""
     im.push_image(registry, "app", im.build_image(seed=74), "v1")
     front = proxy_factory(registry)
-    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
-    table = MirrorTable(boto3_client("dynamodb"), "mirror-abort")
-    table.create()
-    state = StateTable(boto3_client("dynamodb"), "mirror-abort-state", rows=table)
-    state.create()
+    state = tables(monkeypatch, ecr, "mirror-abort")
     item = {"id": "app", "source": f"{front.host}/app", "tag_pattern": "v.*", "target_repository": "mirror/app"}
     front.add_fault("GET", "/tags/list", "status", status=503, times=None)  # temporary: would be tried again
     syncer = build_syncer(Settings.from_env(), state, retry=FAST)
@@ -119,11 +125,7 @@ def test_abort_while_tags_are_copied_gives_their_leases_back(monkeypatch, ecr, r
         im.push_index(registry, "app", im.build_index([im.build_image("linux/amd64", seed=80 + n),
                                                        im.build_image("linux/arm64/v8", seed=80 + n)]), f"v{n}")
     front = proxy_factory(registry)
-    monkeypatch.setenv("ECR_MIRROR_TARGET_REGISTRY", ecr.host)
-    table = MirrorTable(boto3_client("dynamodb"), "mirror-abort-lease")
-    table.create()
-    state = StateTable(boto3_client("dynamodb"), "mirror-abort-lease-state", rows=table)
-    state.create()
+    state = tables(monkeypatch, ecr, "mirror-abort-lease")
     item = {"id": "app", "source": f"{front.host}/app", "tags": ["v0", "v1", "v2"], "target_repository": "mirror/app"}
     syncer = build_syncer(Settings.from_env(), state, retry=FAST)
     abort_on(syncer.client, lambda host, method, status: host == front.host and method == "GET" and status == 200)

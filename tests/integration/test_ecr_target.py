@@ -224,18 +224,26 @@ def test_a_403_that_persists_fails_after_one_fresh_token(ecr, registry):
     assert ecr.count(op="GetAuthorizationToken") == 2
 
 
-def test_put_image_throttling_is_retried_with_backoff(ecr_factory, registry):
-    """ECR's PutImage quota (10/s by default; ecr-facts.md 2) answers 429 TOOMANYREQUESTS "Rate exceeded":
-    each manifest PUT refused is tried again after a growing, jittered wait. The stand-in's rate window runs on
-    a clock the client's waits move forward, so nothing really sleeps."""
-    ecr = ecr_factory(put_image_rate=1, repositories=["team/app"])
-    now = [0.0]
+def moved_clock(ecr):
+    """A clock for the stand-in's PutImage rate window that only the client's waits move: ``(now, waits,
+    sleep)``, ``now[0]`` the time, ``waits`` every wait asked for, ``sleep`` the client's sleep."""
+    now: list[float] = [0.0]
     ecr.limiter.clock = lambda: now[0]
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
         waits.append(seconds)
         now[0] += seconds
+
+    return now, waits, sleep
+
+
+def test_put_image_throttling_is_retried_with_backoff(ecr_factory, registry):
+    """ECR's PutImage quota (10/s by default; ecr-facts.md 2) answers 429 TOOMANYREQUESTS "Rate exceeded":
+    each manifest PUT refused is tried again after a growing, jittered wait. The stand-in's rate window runs on
+    a clock the client's waits move forward, so nothing really sleeps."""
+    ecr = ecr_factory(put_image_rate=1, repositories=["team/app"])
+    now, waits, sleep = moved_clock(ecr)
 
     index = _index(8, attestations=True)  # 4 children, then the index: 5 PutImage calls
     im.push_index(registry, "app", index, "v1")
@@ -253,13 +261,7 @@ def test_manifest_puts_are_paced_to_the_put_image_quota_and_draw_no_429(ecr_fact
     itself: no 429 drawn, so none counted as a failure or retried into the quota. The stand-in's rate window and
     the client's pacer run on one clock the client's waits move forward, so nothing really sleeps."""
     ecr = ecr_factory(put_image_rate=2, repositories=["team/app"])
-    now = [0.0]
-    ecr.limiter.clock = lambda: now[0]
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        now[0] += seconds
+    now, waits, sleep = moved_clock(ecr)
 
     index = _index(9, attestations=True)  # 4 children, 2 arch tags, then the index: 7 PutImage calls
     im.push_index(registry, "app", index, "v1")
