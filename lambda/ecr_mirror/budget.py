@@ -87,6 +87,10 @@ def parse_reserve(text: str | int | None) -> tuple[float, int | None]:
         raise ConfigError(f"pull reserve {raw!r} is not a percentage (0-99%) or a number of pulls") from exc
 
 
+#: the slowest host rate accepted (one request every 10 s): below it a cap is a hang, not a limit
+MIN_HOST_RATE = 0.1
+
+
 def parse_host_rates(text: str | None) -> dict[str, float]:
     """``"public.ecr.aws=1, quay.io=5"`` -> ``{"public.ecr.aws": 1.0, "quay.io": 5.0}`` (requests per second;
     ``ECR_MIRROR_HOST_RATES``, stack context ``hostRates``). Raises :class:`ConfigError` naming the bad entry."""
@@ -97,10 +101,11 @@ def parse_host_rates(text: str | None) -> dict[str, float]:
         host, sep, value = entry.partition("=")
         try:
             rate = float(value)
-            if not sep or not host.strip() or not rate > 0 or math.isinf(rate):
+            if not sep or not host.strip() or not MIN_HOST_RATE <= rate < math.inf:
                 raise ValueError
         except ValueError as exc:
-            raise ConfigError(f"host rate {entry.strip()!r} is not host=<requests per second above 0>") from exc
+            raise ConfigError(f"host rate {entry.strip()!r} is not host=<requests per second, at least "
+                              f"{MIN_HOST_RATE}>") from exc
         rates[host.strip().lower()] = rate
     return rates
 

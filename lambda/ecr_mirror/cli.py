@@ -201,7 +201,7 @@ def main(ctx: click.Context, insecure: tuple[str, ...], concurrency: int | None,
     One-off copies:   ecr-mirror copy docker.io/library/golang:1.22 123456789012.dkr.ecr.eu-west-1.amazonaws.com/golang:1.22
     Manual multi-arch: ecr-mirror assemble REG/app:1.0 REG/app:1.0-amd64 REG/app:1.0-arm64
     Look at images:   ecr-mirror tags / inspect / digest (see each --help)
-    The mirror table: ecr-mirror add / list / remove / sync / status (see each --help)
+    The mirror table: ecr-mirror add / list / remove / sync / status / apply / export / table (see each --help)
 
     Global options may also follow the command (ecr-mirror copy --debug ...).
     Credentials come from the Docker config (auths, credsStore, credHelpers), and ECR's token for ECR hosts.
@@ -762,6 +762,8 @@ def row_listing(item: dict[str, Any], row: Any, error: Any) -> dict[str, Any]:
     for name in USER_ATTRIBUTES:
         value = getattr(row, name) if row is not None and hasattr(row, name) else item.get(name)
         out[name] = _plain(value)
+    if row is not None:  # every pin, however written (``tags: [1.22@sha256:…]``, a digests map or list)
+        out["digests"] = dict(row.pins) or None
     out["error"] = str(error) if error else None
     out["attributes"] = sorted(user_attributes(item))
     return out
@@ -784,6 +786,8 @@ def _list_cell(attribute: str, r: dict[str, Any]) -> str:
         return str(value) if value else " + ".join(map(str, r.get("assemble") or []))
     if attribute == "tags":  # every way a row selects tags, in one cell
         pins = r.get("digests") or {}
+        if isinstance(pins, list):  # as written in an invalid row: ["1.22@sha256:…"]
+            pins = dict(str(p).partition("@")[::2] for p in pins)
         pinned = [f"{t}@{d}" for t, d in (pins.items() if isinstance(pins, dict) else [])]
         explicit = [str(t) for t in value or [] if not isinstance(pins, dict) or t not in pins]
         patterns = [r["tag_pattern"]] if r.get("tag_pattern") else list(r.get("tag_patterns") or [])
@@ -980,15 +984,16 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
 
 def sync_exit_status(results: list[Any]) -> int:
     """The exit status of ``sync`` for its :class:`~ecr_mirror.sync.RowResult` list: :data:`EXIT_ERROR`
-    when a row is invalid or failed, or a tag failed or is in conflict with another row's; else
-    :data:`EXIT_NOT_IN_SYNC` when a tag is not in sync (found behind, missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an
-    immutable repository, or a tag left to another sync that is copying it, ``skipped``); else
-    :data:`EXIT_OK`."""
-    from .drift import CONFLICT, IN_SYNC
+    when a row is invalid or failed, or a tag failed, is in conflict with another row's or pinned to a
+    digest upstream does not have; else :data:`EXIT_NOT_IN_SYNC` when a tag is not in sync (found behind,
+    missing, diverged or broken and not copied: ``--check``, ``--dry-run``, an immutable repository; left
+    to another sync that is copying it, ``skipped``; ``deferred``) or a row's selection matched no upstream
+    tag (``no_tags``); else :data:`EXIT_OK`."""
+    from .drift import CONFLICT, IN_SYNC, INVALID
 
-    if any(not r.ok for r in results) or any(t.state == CONFLICT for r in results for t in r.tags):
+    if any(not r.ok for r in results) or any(t.state in (CONFLICT, INVALID) for r in results for t in r.tags):
         return EXIT_ERROR
-    if any(t.state != IN_SYNC for r in results for t in r.tags):
+    if any(t.state != IN_SYNC for r in results for t in r.tags) or any(r.matched_nothing for r in results):
         return EXIT_NOT_IN_SYNC
     return EXIT_OK
 

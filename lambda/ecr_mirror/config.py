@@ -100,6 +100,10 @@ def settings_from_stack(base: Settings, stack: str, outputs: Mapping[str, str]) 
         raise ConfigError(f"stack {stack}: output TagMutability={values['tag_mutability']!r} is not one of "
                           f"{', '.join(TAG_MUTABILITY_VALUES)}")
     return replace(base, **values)
+#: the slowest request rate accepted (one request every 10 s): below it a cap is a hang, not a limit
+MIN_RATE = 0.1
+
+
 def _rate(name: str, raw: str, default: float) -> float:
     """A rate per second from variable ``name`` (empty: ``default``; 0: no cap); :class:`ConfigError` otherwise."""
     raw = raw.strip()
@@ -109,8 +113,8 @@ def _rate(name: str, raw: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not a number (requests per second; 0 for no cap)") from exc
-    if not value >= 0 or value == float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a finite number of requests per second, 0 or more")
+    if not (value == 0 or MIN_RATE <= value < float("inf")):
+        raise ConfigError(f"{name}={raw!r} must be 0 (no cap) or a rate of at least {MIN_RATE} requests per second")
     return value
 
 

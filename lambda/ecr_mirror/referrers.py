@@ -314,7 +314,8 @@ class ReferrersReport:
 def summary_of(counts: Mapping[str, Any]) -> str:
     """One line from :meth:`ReferrersReport.counts`: ``2 referrers copied, 1 present, 1 not applicable (why)``,
     then ``; not all copied: <error>`` when the walk failed."""
-    text = f"{counts.get('copied') or 0} referrers copied, {counts.get('present') or 0} present"
+    copied = counts.get("copied") or 0
+    text = f"{copied} referrer{'' if copied == 1 else 's'} copied, {counts.get('present') or 0} present"
     if counts.get("not_applicable"):
         text += f", {counts['not_applicable']} not applicable ({'; '.join(counts.get('reasons') or [])})"
     if counts.get("error"):

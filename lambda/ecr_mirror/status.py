@@ -517,7 +517,7 @@ def pin_note(status: TagStatus) -> str | None:
         return None
     if status.upstream_tag_digest is None:
         return f"pinned to {pin}; the upstream tag does not exist (any more)"
-    return f"pinned to {pin}; the upstream tag has moved to {status.upstream_tag_digest}"
+    return f"pinned to {pin}; the upstream tag points at {status.upstream_tag_digest}"
 
 
 def last_verified(status: TagStatus, row_verified_at: str | None) -> str | None:

@@ -285,6 +285,10 @@ class Run:
             self._listings.pop(repository, None)
 
 
+class PinNotFound(NotFoundError):
+    """A row pins a tag to a digest its upstream repository does not have (the tag's state: ``invalid``)."""
+
+
 @dataclass
 class _Tag:
     """One tag's working state through a pass."""
@@ -580,6 +584,9 @@ class Syncer:
             raise
         except PullLimitReached as exc:  # a HEAD that took a GET, and the budget could not cover it
             self._deferred(row, w, exc)
+        except PinNotFound as exc:  # the row's error: not retried, not copied
+            w.result.state, w.result.error = drift.INVALID, str(exc)
+            log.warning("row %s tag %s: %s", row.id, w.tag, exc)
         except MirrorError as exc:
             self._failed(row, w, exc)
         except Exception as exc:  # noqa: BLE001 - one tag's bug must not lose every other row's result
@@ -647,6 +654,14 @@ class Syncer:
         pin = w.result.pinned_digest
         if pin is not None:
             w.result.upstream_tag_digest = head.digest if head is not None else None
+            rec = w.recorded
+            mirrored = rec is not None and rec.synced_upstream_digest == pin
+            # a pin the tag does not point at, never mirrored: does upstream have it at all? (one more HEAD,
+            # only until the pin is mirrored: a typo in a pin is the row's error, not a copy to retry forever)
+            if (head is None or head.digest != pin) and not mirrored and \
+                    self.client.manifest_head(row.source.with_digest(pin), confirm_missing=True) is None:
+                raise PinNotFound(f"tag {tag} is pinned to {pin}, which {row.source} does not have: fix the pin "
+                                  f"in row {row.id!r}")
             return pin, pin
         if head is None:
             raise NotFoundError(f"{row.source.with_tag(tag)} not found upstream")
@@ -766,7 +781,8 @@ class Syncer:
             if not dry_run:
                 self._record(row, w, self._status(w, drift.CONFLICT), run)
             return
-        if res.state in (drift.FAILED, drift.DEFERRED):  # upstream HEAD (or the target look-up) failed, or waits
+        if res.state in (drift.FAILED, drift.DEFERRED, drift.INVALID):  # upstream HEAD (or target look-up) failed,
+            # or waits, or the tag's pin names nothing upstream
             if not dry_run:
                 self._record(row, w, self._status(w, res.state), run)
             return

@@ -283,7 +283,7 @@ def test_put_image_rate_comes_from_the_environment():
     assert Settings.from_env({}).put_image_rate == DEFAULT_PUT_IMAGE_RATE == 10.0
     assert Settings.from_env({"ECR_MIRROR_PUT_IMAGE_RATE": "25"}).put_image_rate == 25.0
     assert Settings.from_env({"ECR_MIRROR_PUT_IMAGE_RATE": "0"}).put_image_rate == 0.0
-    for bad in ("fast", "-1", "nan", "inf"):
+    for bad in ("fast", "-1", "nan", "inf", "1e-7"):  # 1e-7: a hang of 115 days, not a cap
         with pytest.raises(ConfigError, match="ECR_MIRROR_PUT_IMAGE_RATE"):
             Settings.from_env({"ECR_MIRROR_PUT_IMAGE_RATE": bad})
 

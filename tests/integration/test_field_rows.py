@@ -206,7 +206,9 @@ def test_a_selection_that_matches_nothing_is_a_visible_state_with_a_metric(servi
         record = got[(row_id, None)]
         assert record["state"] == "no_tags" and record["pattern"] == selection and record["tags_tried"] == 3, record
         assert record["error"] == f"{selection} selected none of 3 upstream tags"
-    out = service.cli("sync", "--id", "range", "--json").output
+    result = service.cli("sync", "--id", "range", "--json", ok=False)
+    assert result.exit_code == 4  # not in sync: a pipeline gate notices a row that mirrors nothing
+    out = result.output
     assert json.loads(out) == [{"id": "range", "tag": None, "state": "no_tags",
                                 "error": "versions '>=2' selected none of 3 upstream tags"}]
     assert service.ecr.count("PUT") == 0
@@ -278,13 +280,13 @@ def test_a_pinned_tag_is_mirrored_by_digest_and_never_moves(service):
     assert im.head_manifest(ecr, "mirror/pin", "1.22", auth=auth) == old.digest
     record = service.state("pin", "1.22")
     assert record["state"] == "in_sync" and record["upstream_tag_digest"] == new.digest
-    assert record["note"] == f"pinned to {old.digest}; the upstream tag has moved to {new.digest}"
+    assert record["note"] == f"pinned to {old.digest}; the upstream tag points at {new.digest}"
     assert record["error"] is None  # informational: no failure, no alarm
     written = record["last_attempt"]
     service.cli("sync")
     assert service.state("pin", "1.22")["last_attempt"] == written  # said once, not written every pass
     table = service.cli("status").output
-    assert f"the upstream tag has moved to {new.digest}" in table
+    assert f"the upstream tag points at {new.digest}" in table
     # the pin changed by its owner: the new digest is mirrored
     update_row(service, "pin", tags=[f"1.22@{new.digest}"])
     service.cli("sync")
@@ -301,6 +303,25 @@ def test_a_pinned_tag_whose_upstream_tag_is_gone_stays_mirrored(service):
     assert im.head_manifest(service.ecr, "mirror/pin", "1.0", auth=service.ecr.auth) == index.digest
     record = service.state("pin", "1.0")
     assert record["state"] == "in_sync" and record["note"] == f"pinned to {index.digest}; the upstream tag does not exist (any more)"
+
+
+def test_a_pin_to_a_digest_upstream_does_not_have_is_the_rows_error_not_a_retried_failure(service):
+    """A typo in a pin: ``invalid`` naming the pin and the repository (sync exits 1, --check too), nothing
+    written at ECR, and the worker does not hand the row back for retries (it would end in the DLQ every pass)."""
+    index = golang_index(43)
+    im.push_index(service.upstream, "app", index, "1.22")
+    bogus = "sha256:" + "a" * 64
+    service.add("pin", "--source", service.source("app"), "--tag", f"1.22@{bogus}", "--target-repository", "mirror/pin")
+    for args in (("sync", "--check", "--json"), ("sync", "--json")):
+        result = service.cli(*args, ok=False)
+        assert result.exit_code == 1, result.output
+        (line,) = json.loads(result.output)
+        assert line["state"] == "invalid" and line["action"] == ""
+        assert f"tag 1.22 is pinned to {bogus}, which {service.source('app')} does not have" in line["error"]
+    assert service.ecr.tags("mirror/pin") == {}
+    service.run_schedule()
+    assert service.drain() == {"batchItemFailures": []}  # the row's error: not retried
+    assert service.state("pin", "1.22")["state"] == "invalid"
 
 
 # ---------------------------------------------------------------------- warnings into the status

@@ -527,7 +527,7 @@ def test_sync_copies_referrers_with_a_tag_and_asks_nothing_more_on_an_unchanged_
     im.push_index(registry, REPO, newer, "v1")
     sign(registry, REPO, newer.digest, key)
     line = run("sync", "--id", "app")
-    assert "app:v1  in_sync  (copied: upstream moved)  [1 referrers copied, 0 present]" in line, line
+    assert "app:v1  in_sync  (copied: upstream moved)  [1 referrer copied, 0 present]" in line, line
     assert verify(ecr, "mirror/app", newer.digest, key, auth=ecr.auth)
 
 

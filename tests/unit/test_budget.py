@@ -43,7 +43,7 @@ def test_the_reserve_is_a_percentage_or_a_number_of_pulls():
 def test_host_rates_parse_and_bad_entries_are_named():
     assert parse_host_rates("public.ecr.aws=1, Quay.io=2.5") == {"public.ecr.aws": 1.0, "quay.io": 2.5}
     assert parse_host_rates("") == {}
-    for bad in ("public.ecr.aws", "=3", "quay.io=0", "quay.io=fast"):
+    for bad in ("public.ecr.aws", "=3", "quay.io=0", "quay.io=fast", "quay.io=1e-7", "quay.io=inf", "quay.io=nan"):
         with pytest.raises(ConfigError, match="host rate"):
             parse_host_rates(bad)
 

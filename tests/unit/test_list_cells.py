@@ -21,3 +21,18 @@ def test_tags_cell_shows_explicit_tags_pins_patterns_ranges_and_exclusions() -> 
 
 def test_tags_cell_of_a_single_pattern_row() -> None:
     assert _list_cell("tags", {"tags": [], "tag_pattern": "22[.].*", "keep_latest": None}) == "/22[.].*/"
+
+
+def test_pins_show_however_the_row_writes_them() -> None:
+    """``tags: [1.22@sha256:…]`` (the README's form), a ``digests`` list and a map all list as ``tag@digest``,
+    in the table and in ``list --json``."""
+    from ecr_mirror.cli import row_listing
+    from ecr_mirror.rows import parse_row
+
+    d1, d2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    item = {"id": "pin", "source": "registry.example/app", "tags": [f"1.22@{d1}", "1.23"], "digests": [f"old@{d2}"]}
+    listed = row_listing(item, parse_row(item), None)
+    assert listed["digests"] == {"1.22": d1, "old": d2}
+    assert _list_cell("tags", listed) == f"1.23, 1.22@{d1}, old@{d2}"
+    # an invalid row is shown as written: the list form of digests too
+    assert _list_cell("tags", {"tags": ["1.23"], "digests": [f"old@{d2}"]}) == f"1.23, old@{d2}"

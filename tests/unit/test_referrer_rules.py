@@ -181,7 +181,7 @@ def test_report_counts_and_summary():
     report.add(ReferrerOutcome(DIGEST, VIA_API, NOT_APPLICABLE, "sha256:3", reason="the index was rewritten"))
     report.add(ReferrerOutcome(DIGEST, VIA_API, NOT_APPLICABLE, "sha256:4", reason="the index was rewritten"))
     assert (report.copied, report.present, report.not_applicable) == (1, 1, 2)
-    assert report.summary() == "1 referrers copied, 1 present, 2 not applicable (the index was rewritten)"
+    assert report.summary() == "1 referrer copied, 1 present, 2 not applicable (the index was rewritten)"
     assert report.as_dict()["reasons"] == ["the index was rewritten"] and len(report.as_dict()["items"]) == 4
     assert summary_of(report.counts()) == report.summary()
     assert summary_of({"copied": 0, "present": 2}) == "0 referrers copied, 2 present"

@@ -88,9 +88,46 @@ def test_error_answers_carry_status_codes_and_retry_after():
     ({"ratelimit-limit": "200;w=3600", "ratelimit-remaining": "0"}, RateLimit(remaining=0, limit=200, window=3600.0)),
     ({"ratelimit-remaining": "many"}, None),
     ({}, None),
+    # data from a registry that makes no sense is read as absent, never stored or turned into a time
+    ({"ratelimit-limit": "10;w=1e23", "ratelimit-remaining": "5;w=1e23"}, RateLimit(remaining=5, limit=10)),
+    ({"ratelimit-remaining": "5;w=99999999999999999999999"}, RateLimit(remaining=5)),
+    ({"ratelimit-remaining": "5;w=nan"}, RateLimit(remaining=5)),
+    ({"ratelimit-remaining": "5;w=inf"}, RateLimit(remaining=5)),
+    ({"ratelimit-remaining": "5;w=-100"}, RateLimit(remaining=5)),
+    ({"ratelimit-remaining": "5;w=0"}, RateLimit(remaining=5)),
+    ({"ratelimit-remaining": "9" * 41}, None),
+    ({"ratelimit-remaining": "-3"}, None),
+    ({"ratelimit-remaining": "1_000"}, None),
+    ({"ratelimit-limit": "-5", "ratelimit-remaining": "3"}, RateLimit(remaining=3)),
 ])
 def test_ratelimit_headers(headers, expected):
     assert parse_ratelimit(httpx.Headers(headers)) == expected
+
+
+@pytest.mark.parametrize(("retry_after", "window", "wait"), [
+    ("0", None, 60.0),  # a 429 says the pulls are spent: not a loop back into it every second
+    ("Wed, 21 Oct 2015 07:28:00 GMT", None, 60.0),  # a date in the past
+    ("inf", None, None),  # unreadable: the window decides, else unknown
+    ("nan", "21600", 21600.0),
+    ("1e30", None, 7 * 24 * 3600.0),  # capped at the longest window believed
+    ("Fri, 01 Jan 9999 00:00:00 GMT", None, 7 * 24 * 3600.0),
+    ("120", None, 120.0),
+])
+def test_a_429s_wait_is_one_that_makes_sense(retry_after, window, wait):
+    import time
+
+    from ecr_mirror.registry.transport import pull_limit_reached
+
+    headers = {"Retry-After": retry_after}
+    if window:
+        headers.update({"ratelimit-limit": f"100;w={window}", "ratelimit-remaining": f"0;w={window}"})
+    resp = httpx.Response(429, headers=headers, request=httpx.Request("GET", "https://registry.example/v2/x/manifests/1"))
+    before = time.time()
+    exc = pull_limit_reached(resp, "too many requests")
+    if wait is None:
+        assert exc.retry_at is None
+    else:
+        assert before + wait - 1 <= exc.retry_at <= time.time() + wait + 1
 
 
 def test_ratelimit_is_recorded_per_host_from_every_response():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import ssl
 import threading
 import time
@@ -114,14 +115,19 @@ class RateLimit:
     window: float | None = None
 
 
+#: the longest ``w=`` window believed (Docker Hub's is 6 hours); a longer, zero, negative or non-finite one is
+#: read as absent, like any other value that makes no sense (a header is data from a registry)
+MAX_RATELIMIT_WINDOW = 7 * 24 * 3600
+_COUNT_RE = re.compile(r"[0-9]{1,9}")  # a count of pulls: a plain non-negative integer, not "1_000" or "+5"
+
+
 def _count_and_window(value: str | None) -> tuple[int | None, float | None]:
+    """``(count, window seconds)`` of a ``ratelimit-*`` value such as ``100;w=21600``; None for what is absent
+    or unreadable (a count that is not 0 to 999,999,999; a window outside (0, :data:`MAX_RATELIMIT_WINDOW`])."""
     if not value:
         return None, None
     count_text, *params = value.split(";")
-    try:
-        count: int | None = int(count_text.strip())
-    except ValueError:
-        count = None
+    count = int(count_text.strip()) if _COUNT_RE.fullmatch(count_text.strip()) else None
     window = None
     for param in params:
         key, _, raw = param.strip().partition("=")
@@ -129,6 +135,8 @@ def _count_and_window(value: str | None) -> tuple[int | None, float | None]:
             try:
                 window = float(raw.strip())
             except ValueError:
+                window = None
+            if window is not None and not 0 < window <= MAX_RATELIMIT_WINDOW:  # (False for nan too)
                 window = None
     return count, window
 
@@ -282,6 +290,11 @@ def oci_errors(resp: httpx.Response) -> tuple[list[str], str]:
     return codes, "; ".join(messages)
 
 
+#: the shortest wait after a 429 that spent the pulls: a ``Retry-After`` of 0 or a date in the past would
+#: otherwise have the row sent back into the same 429 every second
+MIN_DEFERRAL_SECONDS = 60.0
+
+
 def pull_limit_reached(resp: httpx.Response, text: str, **kwargs: Any) -> PullLimitReached:
     """The :class:`PullLimitReached` of a 429 answer: ``retry_at`` from ``Retry-After`` (RFC 9110 10.2.3)
     when sent, else from the ``w=`` window of ``ratelimit-*`` (Docker Hub's rolling window: the
@@ -290,6 +303,8 @@ def pull_limit_reached(resp: httpx.Response, text: str, **kwargs: Any) -> PullLi
     seen = parse_ratelimit(resp.headers)
     if hint is None and seen is not None and seen.window:
         hint = seen.window
+    if hint is not None:  # a wait that makes sense: not a loop on the 429 (0, a past date), not centuries
+        hint = min(max(hint, MIN_DEFERRAL_SECONDS), MAX_RATELIMIT_WINDOW)
     retry_at = time.time() + hint if hint is not None else None
     kwargs.setdefault("status", resp.status_code)
     kwargs.setdefault("url", str(resp.url.copy_with(query=None)))
