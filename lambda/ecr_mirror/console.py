@@ -128,14 +128,21 @@ def print_table(
 
 
 def _progress(console: Any) -> Any:
+    """The progress display: on a narrow terminal the description gives way (cut with an ellipsis) and the
+    bar shrinks; sizes, rate and time left always keep one line each."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.table import Column
+
+    def fixed() -> Column:
+        return Column(no_wrap=True, overflow="fold")
 
     return Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(bar_width=None),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.description}", markup=False,
+                   table_column=Column(no_wrap=True, overflow="ellipsis", ratio=3, min_width=12)),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+        DownloadColumn(table_column=fixed()),
+        TransferSpeedColumn(table_column=fixed()),
+        TimeRemainingColumn(table_column=fixed()),
         console=console,
         transient=True,
         redirect_stdout=False,  # stdout may be a pipe (the digest); only stderr is the display

@@ -115,3 +115,25 @@ def _row(*states: str, invalid: str | None = None) -> RowResult:
 )
 def test_sync_exit_status(rows, code):
     assert sync_exit_status(rows) == code
+
+
+def test_progress_lines_keep_sizes_on_one_line_on_a_narrow_terminal():
+    """80 columns, a long sync description and a long row:tag: the description is cut, never the sizes (they
+    wrapped onto a second line before: "105.2/360.1" then "MB" below)."""
+    import io
+
+    from rich.console import Console
+
+    from ecr_mirror.console import _progress
+
+    buf = io.StringIO()
+    con = Console(file=buf, width=80, force_terminal=True, color_system=None)
+    p = _progress(con)
+    p.add_task("sync: 0 tags done, 0 copied, 0 failed", total=360_100_000, completed=105_200_000)
+    p.add_task("  a-very-long-row-id-for-this-test:1.22.3-bookworm copying", total=180_000_000, completed=45_300_000)
+    con.print(p.make_tasks_table(p.tasks))
+    lines = [line for line in buf.getvalue().splitlines() if line.strip()]
+    assert len(lines) == 2, lines
+    assert all(len(line) <= 80 for line in lines)
+    assert "105.2/360.1 MB" in lines[0] and "45.3/180.0 MB" in lines[1]
+    assert lines[0].startswith("sync: 0 tags done") and "…" in lines[1]
