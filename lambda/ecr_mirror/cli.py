@@ -956,7 +956,7 @@ def status(obj: Context, json_out: bool, row_ids: tuple[str, ...], table_name: s
 
     "last verified": when the tag was last known to hold what is recorded (its last change or success, or
     the end of the newest pass that finished its row). On a terminal digests are shortened to 12 hex
-    digits and long errors wrap; piped (or --json) every value is complete.
+    digits, times to the second, and long errors wrap; piped (or --json) every value is complete.
     """
     from .status import RowState, has_legacy_status, legacy_row_status, legacy_tag_statuses, status_records
 
@@ -1015,14 +1015,19 @@ def _iso(epoch: float | None) -> str | None:
 
 
 def print_status(records: list[dict[str, Any]]) -> None:
-    """The ``status`` table: complete values when piped; on a terminal, short digests and wrapped errors."""
+    """The ``status`` table: complete values when piped; on a terminal, short digests (12 hex digits, as
+    ``docker images`` shows IDs), times to the second and wrapped errors, so a row fits 80 columns."""
     from .console import is_terminal, print_table
 
     short = is_terminal(sys.stdout)
 
     def digest(value: Any) -> str:
         text = str(value or "")
-        return text[:19] + "…" if short and text.startswith("sha256:") and len(text) > 19 else text
+        return text[7:19] + "…" if short and text.startswith("sha256:") and len(text) > 19 else text
+
+    def when(value: Any) -> str:
+        text = str(value or "")
+        return text[:19].replace("T", " ") + "Z" if short and len(text) > 20 and text.endswith("Z") else text
 
     headers = ["id", "tag", "state", "upstream", "target", "last verified", "error"]
     def problem(r: dict[str, Any]) -> str:  # the error, else what is worth knowing (a moved pin, warnings)
@@ -1033,7 +1038,7 @@ def print_status(records: list[dict[str, Any]]) -> None:
         return "; ".join(n for n in notes if n)
 
     body = [[r["id"], r["tag"] or "-", r["state"] or "", digest(r.get("upstream_digest")), digest(r.get("target_digest")),
-             r.get("last_verified") or "", problem(r)] for r in records]
+             when(r.get("last_verified")), problem(r)] for r in records]
     print_table(headers, body, styles=lambda col, text: _STATE_COLOURS.get(text) if col == 2 else None)
 
 

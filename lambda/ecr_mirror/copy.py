@@ -859,7 +859,19 @@ class Copier:
                 raise
             log.warning("PUT manifest %s: %s; re-checking what it names, then trying once more", ref, exc)
             repair()
-            return self._put_tag(ref, m)
+            try:
+                return self._put_tag(ref, m)
+            except RegistryError as again:
+                foreign = m.nondistributable_layers if m.is_image else []
+                if not foreign or not _BLOB_UNKNOWN & set(again.codes):
+                    raise
+                raise CopyError(
+                    f"{ref}: the destination refuses the manifest: it names {len(foreign)} non-distributable "
+                    f"layer(s) (e.g. Windows base layers, {foreign[0].digest}) that are left out by design, and "
+                    "this registry insists on holding every layer. Copy into a registry that accepts them (ECR; "
+                    "distribution with validation.manifests.urls.allow), or opt in to copying them "
+                    f"(--allow-nondistributable-artifacts) where their bytes are reachable ({again})"
+                ) from again
 
     def _put_tag(self, ref: Reference, m: Manifest) -> ManifestPut | None:
         """PUT ``m`` at ``ref``; ``None`` when ``ref``'s tag is immutable and already holds ``m``'s digest: ECR

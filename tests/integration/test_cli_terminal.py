@@ -129,6 +129,12 @@ def test_sync_on_a_terminal_shows_row_tag_and_bytes(aws_env, ecr, registry_facto
     assert BAR not in screen.text and screen.text_lines[-1].startswith("golang:v1  in_sync"), screen.text
     status = json.loads(subprocess.run([EXE, "status", "--json"], env=e, capture_output=True, text=True, timeout=60).stdout)
     assert [r["state"] for r in status] == ["in_sync"]
+    # on an 80-column terminal a tag's status is one line: 12 hex digits per digest, the time to the second
+    with TerminalRun([EXE, "status"], env=e, columns=80) as run:
+        assert run.wait(timeout=60) == 0, run.text
+    lines = Screen(80).feed(run.output).text_lines
+    assert len(lines) == 2 and all(len(line) <= 80 for line in lines), lines
+    assert f"{index.digest[7:19]}…" in lines[1] and status[0]["last_verified"][:19].replace("T", " ") + "Z" in lines[1]
 
 
 def test_ctrl_c_mid_sync_gives_the_leases_back(aws_env, ecr, registry_factory, proxy_factory):

@@ -71,6 +71,20 @@ def test_windows_list_with_a_foreign_layer_is_copied_digest_identical(lenient, p
         assert all(im.blob_exists(dst, "mirror/app", d) for d in child.blob_digests if d not in child.foreign)
 
 
+def test_a_destination_that_insists_on_foreign_layers_is_named_as_the_reason(lenient, registry_factory):
+    """Plain distribution refuses a manifest whose foreign layer it does not hold (``MANIFEST_BLOB_UNKNOWN``); the
+    copy says why, in one line naming the layer and the ways out, instead of the registry's bare code."""
+    src, strict = lenient(), registry_factory()  # strict: distribution's default (no urls allowed)
+    index = fl.windows_manifest_list()
+    im.push_index(src, "win/app", index, "ltsc")
+    with copier(make_client()) as c, pytest.raises(CopyError) as caught:
+        c.copy(ref(src.host, "win/app:ltsc"), ref(strict.host, "mirror/app:ltsc"))
+    message = str(caught.value)
+    assert "non-distributable layer(s)" in message and foreign_layer(index) in message
+    assert "--allow-nondistributable-artifacts" in message and "\n" not in message
+    assert im.list_tags(strict, "mirror/app") == []  # the tag was never written
+
+
 def test_windows_example_with_the_cli_and_into_the_ecr_standin(lenient, ecr, tmp_path):
     src, dst = lenient(), lenient()
     index = fl.windows_manifest_list()
